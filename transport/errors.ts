@@ -1,0 +1,53 @@
+// One error class for the whole project, with a stable code per failure (listed in the README).
+// Lives in the lowest layer so transport, discovery, peer and src can all throw and test it.
+
+export const ErrorCodes = {
+  BAD_FRAME: 'a frame was not valid CBOR, or not a map with a known type',
+  FRAME_TOO_LARGE: 'a frame exceeded the maximum payload size',
+  SCHEMA: 'a message did not match its schema',
+  TENSOR_SIZE: "a tensor's byte length does not match its dtype and shape",
+  PROTOCOL_MISMATCH: 'the other side speaks another protocol version',
+  CLUSTER_MISMATCH: 'the other side belongs to another cluster',
+  HANDSHAKE_TIMEOUT: 'the other side did not complete the handshake in time',
+  HANDSHAKE_REQUIRED: 'a message arrived before the handshake',
+  DUPLICATE_ID: 'two live peers report the same peer id (a cloned data dir?)',
+  SELF_CONNECTION: 'a peer dialled itself',
+  PEER_UNREACHABLE: 'no link could be made to a peer',
+  LINK_CLOSED: 'the link closed before the operation finished',
+  HEARTBEAT_TIMEOUT: 'the other side missed too many heartbeats',
+  BACKPRESSURE: 'the send window stayed full for too long',
+  NO_COORDINATOR: 'the cluster has no coordinator yet',
+  BAD_ARGUMENT: 'a command-line argument or option is invalid',
+  API_UNREACHABLE: "a peer's HTTP API could not be reached",
+  ENGINE_FAILED: 'the Python engine failed to start or crashed',
+  ENGINE_ERROR: 'the Python engine reported an error for a request',
+  PYTHON_NOT_FOUND: 'no suitable Python interpreter was found',
+  MODEL_NOT_FOUND: 'the model could not be found or read',
+  MODEL_TOO_LARGE: 'the cluster does not have enough memory for the model',
+  PLAN_FAILED: 'the layer plan could not be loaded on every peer',
+  REQUEST_FAILED: 'a generation failed part-way',
+  SSH_FAILED: 'an SSH connection or remote command failed',
+  HOST_KEY_MISMATCH: "a host's SSH key did not match known_hosts",
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class MeshError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'MeshError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function meshError(code: ErrorCode, message?: string, details?: Record<string, unknown>): MeshError {
+  return new MeshError(code, message ?? ErrorCodes[code], details);
+}
+
+export function isMeshError(err: unknown, code?: ErrorCode): err is MeshError {
+  return err instanceof MeshError && (code === undefined || err.code === code);
+}
