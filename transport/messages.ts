@@ -1,0 +1,155 @@
+// The wire vocabulary: every WebSocket frame is one CBOR map with a `type`, validated here before use.
+// Unknown fields are stripped (ignored); unknown types are rejected.
+import { z } from 'zod';
+import { DTYPES, checkTensor, type Tensor } from './tensor.ts';
+
+const bytes = z.instanceof(Uint8Array);
+
+export const TensorSchema = z
+  .object({
+    dtype: z.enum(DTYPES as [string, ...string[]]),
+    shape: z.array(z.number().int().nonnegative()).max(8),
+    data: bytes,
+  })
+  .transform((t, ctx) => {
+    try {
+      return checkTensor(t as Tensor);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
+/** What a peer says about itself in the handshake and in gossip. */
+export const PeerInfoSchema = z.object({
+  id: z.string().min(1).max(128),
+  name: z.string().max(256),
+  hostname: z.string().max(256),
+  startedAt: z.number(),
+  port: z.number().int().min(0).max(65535),
+  apiPort: z.number().int().min(0).max(65535),
+  /** Addresses the peer can be dialled on (host:port is built from these and `port`). */
+  addresses: z.array(z.string().max(256)).max(32),
+  capabilities: z
+    .object({
+      platform: z.string(),
+      arch: z.string(),
+      totalMemory: z.number(),
+      freeMemory: z.number(),
+      cpus: z.number().optional(),
+      chip: z.string().optional(),
+      backend: z.string().optional(),
+      mlxVersion: z.string().optional(),
+      engine: z.string().optional(),
+      mlxMeshVersion: z.string().optional(),
+    })
+    .passthrough(),
+});
+export type PeerInfo = z.infer<typeof PeerInfoSchema>;
+
+export const HelloSchema = z.object({
+  type: z.literal('hello'),
+  protocol: z.number().int(),
+  cluster: z.string(),
+  peer: PeerInfoSchema,
+});
+
+/** Sent by the side that refuses a handshake, right before closing, so the dialler can log why. */
+export const RejectSchema = z.object({
+  type: z.literal('reject'),
+  code: z.string(),
+  message: z.string(),
+});
+
+/** Known peers and the sender's idea of the coordinator: how a partial --peer list becomes a full mesh. */
+export const GossipSchema = z.object({
+  type: z.literal('gossip'),
+  peers: z.array(PeerInfoSchema).max(1024),
+  coordinator: z.string().nullable(),
+  term: z.number().int().nonnegative(),
+});
+
+/** The coordinator's announcement; stale terms are ignored by the receiver. */
+export const CoordinatorSchema = z.object({
+  type: z.literal('coordinator'),
+  term: z.number().int().nonnegative(),
+  id: z.string(),
+});
+
+export const LayerRangeSchema = z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]);
+
+export const PlanSchema = z.object({
+  type: z.literal('plan'),
+  term: z.number().int().nonnegative(),
+  version: z.number().int().nonnegative(),
+  model: z.string().nullable(),
+  stages: z.array(z.object({ id: z.string(), rank: z.number().int().nonnegative(), layers: LayerRangeSchema })),
+  excluded: z.array(z.object({ id: z.string(), reason: z.string() })).optional(),
+});
+
+/** A peer's report about its engine and its share of the plan. */
+export const StatusSchema = z.object({
+  type: z.literal('status'),
+  engine: z.string(),
+  planVersion: z.number().int().nullable(),
+  ready: z.boolean(),
+  memoryBytes: z.number().nonnegative().optional(),
+  backend: z.string().optional(),
+  error: z.string().optional(),
+});
+
+const SamplingSchema = z.object({
+  temperature: z.number().min(0),
+  topP: z.number().gt(0).max(1),
+  seed: z.number().int().nullable(),
+});
+
+/** Activations (or, for stage 0, token ids) flowing down the pipeline. */
+export const ForwardSchema = z.object({
+  type: z.literal('forward'),
+  request: z.string(),
+  planVersion: z.number().int(),
+  step: z.number().int().nonnegative(),
+  /** Position of the first token of this chunk in the sequence (the KV-cache offset). */
+  offset: z.number().int().nonnegative(),
+  hidden: TensorSchema.optional(),
+  tokens: z.array(z.number().int().nonnegative()).optional(),
+  /** Whether the last stage should sample (false for all but the final prefill chunk). */
+  sample: z.boolean(),
+  sampling: SamplingSchema,
+});
+
+/** The last stage sends back only the sampled token id, never the logits. */
+export const TokenSchema = z.object({
+  type: z.literal('token'),
+  request: z.string(),
+  step: z.number().int().nonnegative(),
+  token: z.number().int().nonnegative(),
+});
+
+export const ReleaseSchema = z.object({ type: z.literal('release'), request: z.string() });
+
+export const RequestErrorSchema = z.object({
+  type: z.literal('request-error'),
+  request: z.string(),
+  code: z.string(),
+  message: z.string(),
+});
+
+/** Control messages between peers (forwarded API calls use HTTP, not these). */
+export const MessageSchema = z.discriminatedUnion('type', [
+  HelloSchema,
+  RejectSchema,
+  GossipSchema,
+  CoordinatorSchema,
+  PlanSchema,
+  StatusSchema,
+  ForwardSchema,
+  TokenSchema,
+  ReleaseSchema,
+  RequestErrorSchema,
+]);
+
+export type Message = z.infer<typeof MessageSchema>;
+export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
+export const MESSAGE_TYPES = MessageSchema.options.map((o) => o.shape.type.value);
