@@ -1,0 +1,23 @@
+"""Which weight files of a sharded checkpoint a layer range needs, from model.safetensors.index.json.
+
+Every peer computes this the same way: layers [start, end), the embedding when start == 0 (or when
+the head is tied to it and end == n_layers), and the final norm and head when end == n_layers.
+"""
+
+import re
+from typing import Dict, Set
+
+_LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.")
+
+
+def needs_tensor(name: str, start: int, end: int, n_layers: int, tied: bool) -> bool:
+    match = _LAYER.match(name)
+    if match:
+        return start <= int(match.group(1)) < end
+    if "embed_tokens" in name:
+        return start == 0 or (tied and end == n_layers)
+    return end == n_layers
+
+
+def files_for_range(weight_map: Dict[str, str], start: int, end: int, n_layers: int, tied: bool) -> Set[str]:
+    return {file for name, file in weight_map.items() if needs_tensor(name, start, end, n_layers, tied)}

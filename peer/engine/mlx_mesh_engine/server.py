@@ -1,0 +1,240 @@
+"""The request loop: one frame in, one reply out, in order. Ops are methods of Engine.
+
+A bad request gets an error reply and the engine keeps serving; only a broken byte stream
+(truncated or oversize frame) ends it.
+"""
+
+import gc
+import importlib.metadata
+import logging
+import os
+import platform
+from typing import Any, BinaryIO, Callable, Dict, Optional
+
+import mlx.core as mx
+
+from . import PROTOCOL
+from .errors import EngineError, bad_request
+from .framing import BadFrame, FrameError, read_frame, write_frame
+from .tensors import decode_tensor, dtype_name, encode_tensor
+
+log = logging.getLogger("mlx_mesh_engine")
+
+
+def _arg(msg: Dict[str, Any], name: str, kind: type, default: Any = ..., optional: bool = False) -> Any:
+    if name not in msg or msg[name] is None:
+        if default is not ... or optional:
+            return None if default is ... else default
+        raise bad_request(f"missing argument {name!r}")
+    value = msg[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise bad_request(f"argument {name!r} must be {kind.__name__}")
+    return value
+
+
+class _Request:
+    def __init__(self, cache, seed: Optional[int]):
+        self.cache = cache
+        self.seed = seed
+        self.sampler = None
+
+    @property
+    def offset(self) -> int:
+        return self.cache[0].offset
+
+
+class Engine:
+    def __init__(self):
+        self.shard = None
+        self.tokenizer = None
+        self.requests: Dict[str, _Request] = {}
+        self.ops: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
+            name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
+        }
+
+    def handle(self, msg: Dict[str, Any]) -> Dict[str, Any]:
+        rid = msg.get("id")
+        try:
+            op = msg.get("op")
+            if op not in self.ops:
+                raise bad_request(f"unknown op {op!r}")
+            result = self.ops[op](msg)
+            return {"id": rid, "ok": True, **result}
+        except EngineError as err:
+            return {"id": rid, "ok": False, "error": {"code": err.code, "message": err.message}}
+        except Exception as err:  # a bug or an MLX failure: report it, keep serving
+            log.exception("op %r failed", msg.get("op"))
+            return {"id": rid, "ok": False, "error": {"code": "INTERNAL", "message": f"{type(err).__name__}: {err}"}}
+
+    # --- ops -------------------------------------------------------------------------------------
+
+    def op_hello(self, msg):
+        gpu = mx.default_device().type == mx.DeviceType.gpu
+        return {
+            "protocol": PROTOCOL,
+            "python": platform.python_version(),
+            "mlx": mx.__version__,
+            "mlx_lm": importlib.metadata.version("mlx-lm"),
+            "backend": "gpu" if gpu else "cpu",
+            "pid": os.getpid(),
+        }
+
+    def op_convert(self, msg):
+        from .gguf_convert import convert_gguf
+
+        out, converted = convert_gguf(_arg(msg, "gguf", str), _arg(msg, "out_dir", str))
+        return {"path": str(out), "converted": converted}
+
+    def op_download(self, msg):
+        from .hf_download import download
+
+        start, end = _arg(msg, "start", int, optional=True), _arg(msg, "end", int, optional=True)
+        revision = _arg(msg, "revision", str, optional=True)
+        return download(_arg(msg, "repo", str), _arg(msg, "out_dir", str), start, end, revision)
+
+    def op_inspect(self, msg):
+        from .inspect_model import inspect_model
+
+        return inspect_model(_arg(msg, "model", str))
+
+    def op_load(self, msg):
+        from mlx_lm.utils import load_tokenizer
+        from pathlib import Path
+
+        from .shard import Shard
+
+        model, start, end = _arg(msg, "model", str), _arg(msg, "start", int), _arg(msg, "end", int)
+        # Free the previous shard first so memory_bytes is this shard's alone.
+        self.shard = self.tokenizer = None
+        self.requests.clear()
+        gc.collect()
+        mx.clear_cache()
+        mx.reset_peak_memory()
+        shard = Shard(model, start, end)
+        self.tokenizer = load_tokenizer(Path(model))
+        self.shard = shard
+        return {
+            "memory_bytes": mx.get_active_memory(),
+            "n_layers": shard.n_layers,
+            "first": shard.first,
+            "last": shard.last,
+            "dtype": dtype_name(shard.dtype),
+            "hidden_size": shard.hidden_size,
+        }
+
+    def _loaded(self):
+        if self.shard is None:
+            raise EngineError("NOT_LOADED", "no model is loaded (send load first)")
+        return self.shard
+
+    def op_forward(self, msg):
+        shard = self._loaded()
+        request = _arg(msg, "request", str)
+        offset = _arg(msg, "offset", int)
+        sample = _arg(msg, "sample", bool, default=False)
+        sampling = _arg(msg, "sampling", dict, default={})
+        want_logits = _arg(msg, "logits", bool, default=False)
+        tokens = hidden = None
+        if shard.first:
+            tokens = _arg(msg, "tokens", list)
+            if not tokens or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+                raise bad_request("tokens must be a non-empty list of ints")
+            if max(tokens) >= shard.model.args.vocab_size or min(tokens) < 0:
+                raise bad_request("a token id is outside the vocabulary")
+        else:
+            hidden = decode_tensor(_arg(msg, "hidden", dict))
+            if hidden.ndim != 3 or hidden.shape[0] != 1 or hidden.shape[2] != shard.hidden_size or hidden.shape[1] == 0:
+                raise bad_request(f"hidden must be [1, T, {shard.hidden_size}], got {list(hidden.shape)}")
+        temperature = _arg(sampling, "temperature", float, default=0.0)
+        top_p = _arg(sampling, "top_p", float, default=1.0)
+        seed = _arg(sampling, "seed", int, optional=True)
+        if temperature < 0 or not (0 < top_p <= 1):
+            raise bad_request("sampling needs temperature >= 0 and 0 < top_p <= 1")
+
+        state = self.requests.get(request)
+        expected = state.offset if state else 0
+        if offset != expected:
+            raise EngineError("BAD_OFFSET", f"request {request!r} is at offset {expected}, not {offset}")
+        if state is None:
+            state = self.requests[request] = _Request(shard.make_cache(), seed)
+
+        out = shard.forward(state.cache, tokens, hidden)
+        mx.eval(out)
+        if not shard.last:
+            return {"hidden": encode_tensor(out)}
+        if not sample:
+            return {}
+        if state.sampler is None:
+            from .sampling import RequestSampler
+
+            state.sampler = RequestSampler(state.seed)
+        reply: Dict[str, Any] = {"token": state.sampler.sample(out, temperature, top_p)}
+        if want_logits:
+            reply["logits"] = encode_tensor(out)
+        return reply
+
+    def op_release(self, msg):
+        released = self.requests.pop(_arg(msg, "request", str), None) is not None
+        return {"released": released}
+
+    def _tokenizer(self):
+        self._loaded()
+        return self.tokenizer
+
+    def op_tokenize(self, msg):
+        tok = self._tokenizer()
+        text, messages = _arg(msg, "text", str, optional=True), _arg(msg, "messages", list, optional=True)
+        add_bos = _arg(msg, "add_bos", bool, optional=True)
+        if (text is None) == (messages is None):
+            raise bad_request("tokenize needs exactly one of text or messages")
+        if messages is not None:
+            if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages):
+                raise bad_request("messages must be a list of {role, content} strings")
+            if not getattr(tok, "chat_template", None):
+                raise EngineError("NO_CHAT_TEMPLATE", "this model's tokenizer has no chat template")
+            # The template writes any special tokens itself, so encode without adding more.
+            text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return {"tokens": list(tok.encode(text, add_special_tokens=False))}
+        tokens = list(tok.encode(text, add_special_tokens=add_bos is not False))
+        bos = tok.bos_token_id
+        if add_bos and bos is not None and (not tokens or tokens[0] != bos):
+            tokens.insert(0, bos)
+        return {"tokens": tokens}
+
+    def op_decode(self, msg):
+        tokens = _arg(msg, "tokens", list)
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+            raise bad_request("tokens must be a list of non-negative ints")
+        skip = _arg(msg, "skip_special", bool, default=False)
+        return {"text": self._tokenizer().decode(tokens, skip_special_tokens=skip)}
+
+    def op_stats(self, msg):
+        return {
+            "active_memory": mx.get_active_memory(),
+            "peak_memory": mx.get_peak_memory(),
+            "requests": len(self.requests),
+        }
+
+    def op_shutdown(self, msg):
+        return {}
+
+
+def serve(stdin: BinaryIO, stdout: BinaryIO, engine: Optional[Engine] = None) -> int:
+    """Serve until EOF or shutdown (0), or a broken stream (2). Returns the exit code."""
+    engine = engine or Engine()
+    while True:
+        try:
+            msg = read_frame(stdin)
+        except FrameError as err:
+            log.error("input stream broken: %s", err)
+            return 2
+        except BadFrame as err:
+            write_frame(stdout, {"id": None, "ok": False, "error": {"code": "BAD_FRAME", "message": str(err)}})
+            continue
+        if msg is None:
+            return 0
+        write_frame(stdout, engine.handle(msg))
+        if msg.get("op") == "shutdown":
+            return 0
