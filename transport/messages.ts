@@ -51,6 +51,8 @@ export const HelloSchema = z.object({
   type: z.literal('hello'),
   protocol: z.number().int(),
   cluster: z.string(),
+  /** Random per process start: tells a connection to ourselves from another peer with our id. */
+  instance: z.string().max(64),
   peer: PeerInfoSchema,
 });
 

@@ -1,0 +1,79 @@
+// The live links of this peer, one per remote peer id, and what each remote said about itself.
+import { EventEmitter } from 'node:events';
+import { CloseCode } from '../transport/close-codes.ts';
+import type { Link, LinkClose } from '../transport/link.ts';
+import type { Logger } from '../transport/log.ts';
+import type { Message, PeerInfo } from '../transport/messages.ts';
+import { keepFirst } from '../transport/tiebreak.ts';
+
+export interface MembershipEvents {
+  up: [Link];
+  down: [Link, LinkClose];
+  message: [Message, Link];
+}
+
+export class Membership extends EventEmitter<MembershipEvents> {
+  private readonly links = new Map<string, Link>();
+
+  constructor(
+    private readonly selfId: string,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  /** Takes a freshly handshaken link, or closes it when a better link to that peer already exists. */
+  adopt(link: Link): boolean {
+    const id = link.remote.id;
+    const existing = this.links.get(id);
+    if (existing?.isOpen) {
+      // A restarted peer (new instance) replaces its dead predecessor's link at once.
+      const restarted = existing.remoteInstance !== link.remoteInstance;
+      if (!restarted && keepFirst(existing, link, this.selfId, id)) {
+        link.close(CloseCode.DUPLICATE_LINK, 'duplicate link');
+        return false;
+      }
+      this.links.delete(id);
+      existing.close(CloseCode.DUPLICATE_LINK, restarted ? 'peer restarted' : 'duplicate link');
+    }
+    this.links.set(id, link);
+    link.on('message', (msg) => this.emit('message', msg, link));
+    link.once('close', (info) => {
+      if (this.links.get(id) !== link) return;
+      this.links.delete(id);
+      this.log.info('peer left', { peer: id, code: info.code, reason: info.reason });
+      this.emit('down', link, info);
+    });
+    link.start();
+    if (!link.isOpen) return false;
+    this.log.info('peer linked', { peer: id, host: link.remoteHost, direction: link.direction });
+    this.emit('up', link);
+    return true;
+  }
+
+  get(id: string): Link | undefined {
+    return this.links.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.links.get(id)?.isOpen ?? false;
+  }
+
+  all(): Link[] {
+    return [...this.links.values()];
+  }
+
+  infoOf(id: string): PeerInfo | undefined {
+    return this.links.get(id)?.remote;
+  }
+
+  /** Sends to every live link; a failed send only means that link is going away. */
+  broadcast(msg: Message): void {
+    for (const link of this.links.values()) link.send(msg).catch(() => {});
+  }
+
+  closeAll(reason: string): void {
+    for (const link of [...this.links.values()]) link.close(CloseCode.GOING_AWAY, reason);
+    this.links.clear();
+  }
+}

@@ -1,0 +1,293 @@
+// One mesh peer: accepts and dials links, learns peers from discovery and gossip, and keeps the
+// coordinator election going. Inference (plan, engine, pipeline) builds on the events it emits.
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { CloseCode } from '../transport/close-codes.ts';
+import type { EndpointOptions } from '../transport/endpoint.ts';
+import type { MeshError } from '../transport/errors.ts';
+import type { Link } from '../transport/link.ts';
+import { createLogger, type Logger } from '../transport/log.ts';
+import type { Message, PeerInfo } from '../transport/messages.ts';
+import { LinkServer } from '../transport/server.ts';
+import { Connector, type Target } from './connector.ts';
+import { decide, type Leadership, supersedes } from './election.ts';
+import { describeSelf, type Identity, loadIdentity } from './identity.ts';
+import { Membership } from './membership.ts';
+
+/** What discovery/ provides; kept structural so peer/ does not depend on a particular source. */
+export interface DiscoverySource extends EventEmitter {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface PeerOptions {
+  dataDir: string;
+  name?: string;
+  cluster: string;
+  protocol: number;
+  version: string;
+  host?: string;
+  port: number;
+  apiPort: number;
+  discovery?: DiscoverySource[];
+  maxPayloadBytes: number;
+  sendWindow: number;
+  heartbeatMs: number;
+  heartbeatMisses: number;
+  handshakeTimeoutMs: number;
+  dialBackoffMinMs: number;
+  dialBackoffMaxMs: number;
+  settleMs: number;
+}
+
+export interface Refusal {
+  host: string;
+  port: number;
+  code: string;
+  message: string;
+  at: number;
+}
+
+export interface PeerEvents {
+  leadership: [Leadership];
+  up: [Link];
+  down: [Link];
+  message: [Message, Link];
+}
+
+export class Peer extends EventEmitter<PeerEvents> {
+  readonly identity: Identity;
+  readonly startedAt = Date.now();
+  readonly instance = randomBytes(8).toString('hex');
+  readonly membership: Membership;
+  leadership: Leadership = { term: 0, coordinator: null };
+  /** False until the settle period after start has passed (we may not have heard the coordinator yet). */
+  settled = false;
+  readonly refusals: Refusal[] = [];
+  /** Peers discovery saw but we leave alone (another cluster or protocol version). */
+  readonly ignored: Array<{ id?: string; host: string; port: number; reason: string }> = [];
+  readonly log: Logger;
+  /** Extra capability fields (engine state, backend) filled in by higher layers. */
+  extraCapabilities: Record<string, string | undefined> = {};
+
+  private readonly opts: PeerOptions;
+  private server: LinkServer | null = null;
+  private connector: Connector | null = null;
+  private settleTimer: NodeJS.Timeout | null = null;
+  private running = false;
+
+  constructor(opts: PeerOptions) {
+    super();
+    this.opts = opts;
+    this.identity = loadIdentity(opts.dataDir, opts.name);
+    this.log = createLogger('peer', `[${this.identity.name}] `);
+    this.membership = new Membership(this.identity.id, createLogger('membership', `[${this.identity.name}] `));
+  }
+
+  get id(): string {
+    return this.identity.id;
+  }
+
+  get port(): number {
+    return this.server?.port ?? this.opts.port;
+  }
+
+  get cluster(): string {
+    return this.opts.cluster;
+  }
+
+  get isCoordinator(): boolean {
+    return this.leadership.coordinator === this.id;
+  }
+
+  info(): PeerInfo {
+    const info = describeSelf(this.identity, {
+      startedAt: this.startedAt,
+      port: this.port,
+      apiPort: this.opts.apiPort,
+      version: this.opts.version,
+    });
+    Object.assign(info.capabilities, this.extraCapabilities);
+    return info;
+  }
+
+  /** Live members: ourselves plus every peer with an open link. */
+  live(): PeerInfo[] {
+    return [this.info(), ...this.membership.all().map((l) => l.remote)];
+  }
+
+  /** Tells the API port actually bound (port 0 in tests) so hellos carry it. */
+  setApiPort(port: number): void {
+    this.opts.apiPort = port;
+  }
+
+  addPeer(host: string, port: number, source: Target['source'], id?: string): void {
+    if (id === this.id) return;
+    this.connector?.add(host, port, source, id);
+  }
+
+  targets(): Target[] {
+    return this.connector?.list() ?? [];
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    const endpoint = this.endpointOptions();
+    this.server = new LinkServer({ ...endpoint, host: this.opts.host, port: this.opts.port });
+    this.server.on('link', (link) => this.onLink(link));
+    this.server.on('refused', (err, from) => this.onRefused(err, from, 0));
+    await this.server.start();
+    this.connector = new Connector({
+      endpoint,
+      backoffMinMs: this.opts.dialBackoffMinMs,
+      backoffMaxMs: this.opts.dialBackoffMaxMs,
+      isLinked: (id) => this.membership.has(id),
+      onLink: (link) => this.onLink(link),
+      onRefused: (err, t) => this.onRefused(err, t.host, t.port),
+      log: this.log,
+    });
+    this.membership.on('up', (link) => {
+      this.broadcastGossip(); // everyone learns of the newcomer, the newcomer learns of everyone
+      this.emit('up', link);
+      this.evaluate();
+    });
+    this.membership.on('down', (link) => {
+      this.connector?.poke(link.remote.id);
+      this.emit('down', link);
+      this.evaluate();
+    });
+    this.membership.on('message', (msg, link) => this.onMessage(msg, link));
+    for (const source of this.opts.discovery ?? []) {
+      source.on('peer', (p: { id?: string; host: string; port: number; source: Target['source'] }) =>
+        this.addPeer(p.host, p.port, p.source, p.id),
+      );
+      source.on('ignored', (x: { peer: { id?: string; host: string; port: number }; reason: string }) =>
+        this.onIgnored(x),
+      );
+      source.on('error', (err: Error) => this.log.error('discovery failed', { error: err.message }));
+      await source.start();
+    }
+    this.settleTimer = setTimeout(() => {
+      this.settled = true;
+      this.evaluate();
+    }, this.opts.settleMs);
+    this.log.info('peer started', { id: this.id, port: this.port, cluster: this.opts.cluster });
+  }
+
+  /** Leaves politely: closes every link (peers see it at once) and withdraws from mDNS. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.connector?.stop();
+    this.membership.closeAll('peer stopping');
+    await Promise.all((this.opts.discovery ?? []).map((d) => d.stop()));
+    await this.server?.stop();
+    this.log.info('peer stopped', { id: this.id });
+  }
+
+  send(id: string, msg: Message): Promise<void> {
+    const link = this.membership.get(id);
+    if (!link) return Promise.reject(new Error(`no link to ${id}`));
+    return link.send(msg);
+  }
+
+  private endpointOptions(): EndpointOptions {
+    const o = this.opts;
+    return {
+      protocol: o.protocol,
+      cluster: o.cluster,
+      instance: this.instance,
+      self: () => this.info(),
+      timeoutMs: o.handshakeTimeoutMs,
+      maxPayloadBytes: o.maxPayloadBytes,
+      sendWindow: o.sendWindow,
+      heartbeatMs: o.heartbeatMs,
+      heartbeatMisses: o.heartbeatMisses,
+      logger: createLogger('link', `[${this.identity.name}] `),
+    };
+  }
+
+  private onLink(link: Link): void {
+    if (!this.running) return link.close(CloseCode.GOING_AWAY, 'stopping');
+    this.membership.adopt(link);
+  }
+
+  private onRefused(err: MeshError, host: string, port: number): void {
+    if (err.code === 'SELF_CONNECTION') return;
+    const level = err.code === 'DUPLICATE_ID' ? 'error' : 'warn';
+    this.log[level]('handshake refused', { code: err.code, from: port ? `${host}:${port}` : host, reason: err.message });
+    this.refusals.unshift({ host, port, code: err.code, message: err.message, at: Date.now() });
+    this.refusals.splice(20);
+  }
+
+  private onIgnored(x: { peer: { id?: string; host: string; port: number }; reason: string }): void {
+    const key = `${x.peer.host}:${x.peer.port}`;
+    if (this.ignored.some((i) => `${i.host}:${i.port}` === key)) return;
+    this.log.info('ignoring discovered peer', { peer: x.peer.id ?? key, reason: x.reason });
+    this.ignored.push({ id: x.peer.id, host: x.peer.host, port: x.peer.port, reason: x.reason });
+  }
+
+  private onMessage(msg: Message, link: Link): void {
+    switch (msg.type) {
+      case 'gossip':
+        for (const p of msg.peers) {
+          if (p.id !== this.id && !this.membership.has(p.id) && p.addresses[0]) {
+            this.addPeer(p.addresses[0], p.port, 'gossip', p.id);
+          }
+        }
+        this.consider({ term: msg.term, coordinator: msg.coordinator }, link);
+        return;
+      case 'coordinator':
+        this.consider({ term: msg.term, coordinator: msg.id }, link);
+        return;
+      default:
+        this.emit('message', msg, link);
+    }
+  }
+
+  /** Adopts an announced leadership if it beats ours; ignores stale terms. */
+  private consider(incoming: Leadership, from: Link): void {
+    const startedAt = (id: string) => (id === this.id ? this.startedAt : this.membership.infoOf(id)?.startedAt);
+    if (!supersedes(incoming, this.leadership, startedAt)) {
+      if (incoming.term < this.leadership.term) this.log.debug('ignored stale term', { from: from.remote.id, term: incoming.term });
+      return;
+    }
+    this.setLeadership(incoming);
+    this.evaluate();
+  }
+
+  private evaluate(): void {
+    if (!this.running) return;
+    // Until settled we only follow: an existing coordinator may not have announced itself to us yet.
+    if (!this.settled && !this.leadership.coordinator) return;
+    const d = decide(this.live(), this.id, this.leadership);
+    if (d.action === 'lead') {
+      this.setLeadership({ term: d.term, coordinator: this.id });
+      this.membership.broadcast({ type: 'coordinator', term: d.term, id: this.id });
+    } else if (d.action === 'await' && this.leadership.coordinator && !this.membership.has(this.leadership.coordinator)) {
+      // The old coordinator is gone; until the candidate announces itself the cluster is forming.
+      this.setLeadership({ term: this.leadership.term, coordinator: null });
+    }
+  }
+
+  private setLeadership(next: Leadership): void {
+    const prev = this.leadership;
+    if (prev.term === next.term && prev.coordinator === next.coordinator) return;
+    this.leadership = next;
+    this.log.info('coordinator', { term: next.term, id: next.coordinator ?? '(electing)', self: next.coordinator === this.id });
+    this.emit('leadership', next);
+    this.broadcastGossip();
+  }
+
+  private gossipMessage(): Message {
+    // Addresses as we observe them: the ones that actually reached us.
+    const peers = this.membership.all().map((l) => ({ ...l.remote, addresses: [l.remoteHost] }));
+    return { type: 'gossip', peers, coordinator: this.leadership.coordinator, term: this.leadership.term };
+  }
+
+  private broadcastGossip(): void {
+    this.membership.broadcast(this.gossipMessage());
+  }
+}

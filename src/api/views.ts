@@ -1,0 +1,114 @@
+// The JSON the API shows about the cluster, built from a peer's state (no I/O here).
+import { byAge } from '../../peer/election.ts';
+import type { Peer } from '../../peer/peer.ts';
+import type { PeerInfo } from '../../transport/messages.ts';
+
+export type Role = 'coordinator' | 'worker';
+
+/** Extra per-device facts from the inference layer (layer ranges, engine state); absent until a plan exists. */
+export interface DeviceExtras {
+  layers?: [number, number] | null;
+  status?: string;
+  engine?: string;
+  memoryBytes?: number;
+  backend?: string;
+  rank?: number;
+}
+
+export interface ViewSource {
+  peer: Peer;
+  extras?: (id: string) => DeviceExtras | undefined;
+  model?: () => string | null;
+  plan?: () => unknown;
+}
+
+function roleOf(peer: Peer, id: string): Role {
+  return peer.leadership.coordinator === id ? 'coordinator' : 'worker';
+}
+
+/** Coordinator first (rank 0), then by plan rank where known, then by age. */
+function ordered(src: ViewSource): PeerInfo[] {
+  const { peer } = src;
+  return peer.live().sort((a, b) => {
+    const ca = peer.leadership.coordinator === a.id ? 0 : 1;
+    const cb = peer.leadership.coordinator === b.id ? 0 : 1;
+    const ra = src.extras?.(a.id)?.rank ?? Infinity;
+    const rb = src.extras?.(b.id)?.rank ?? Infinity;
+    return ca - cb || (ra === rb ? byAge(a, b) : ra < rb ? -1 : 1);
+  });
+}
+
+export function clusterStatus(src: ViewSource): 'healthy' | 'degraded' | 'forming' {
+  const { peer } = src;
+  if (!peer.leadership.coordinator) return 'forming';
+  const lostPeers = peer.targets().some((t) => t.id && !t.self && !peer.membership.has(t.id) && t.source === 'static');
+  const unhealthy = peer.live().some((p) => {
+    const s = src.extras?.(p.id)?.status;
+    return s !== undefined && s !== 'healthy';
+  });
+  return lostPeers || unhealthy ? 'degraded' : 'healthy';
+}
+
+export function healthView(src: ViewSource) {
+  return { status: 'ok', peer_id: src.peer.id, role: roleOf(src.peer, src.peer.id) };
+}
+
+export function gpuInfoView(src: ViewSource) {
+  const { peer } = src;
+  const devices = ordered(src).map((p, i) => {
+    const x = src.extras?.(p.id);
+    return {
+      device_id: p.id,
+      name: p.name,
+      hostname: p.hostname,
+      status: x?.status ?? 'healthy',
+      role: roleOf(peer, p.id),
+      rank: x?.rank ?? i,
+      layers: x?.layers ?? null,
+      memory_bytes: x?.memoryBytes ?? p.capabilities.totalMemory,
+      backend: x?.backend ?? p.capabilities.backend ?? null,
+      engine: x?.engine ?? p.capabilities.engine ?? null,
+    };
+  });
+  return {
+    devices,
+    cluster_status: clusterStatus(src),
+    world_size: devices.length,
+    coordinator: peer.leadership.coordinator,
+    term: peer.leadership.term,
+    model: src.model?.() ?? null,
+  };
+}
+
+export function clusterView(src: ViewSource) {
+  const { peer } = src;
+  const self = peer.info();
+  return {
+    self: { ...self, role: roleOf(peer, self.id) },
+    cluster: peer.cluster,
+    cluster_status: clusterStatus(src),
+    term: peer.leadership.term,
+    coordinator: peer.leadership.coordinator,
+    peers: peer.membership.all().map((l) => ({
+      ...l.remote,
+      role: roleOf(peer, l.remote.id),
+      state: l.isOpen ? 'connected' : 'closed',
+      host: l.remoteHost,
+      direction: l.direction,
+      rttMs: l.rttMs,
+      connectedFor: Math.round((Date.now() - l.openedAt) / 1000),
+      ...src.extras?.(l.remote.id),
+    })),
+    targets: peer.targets().map((t) => ({
+      address: `${t.host}:${t.port}`,
+      id: t.id ?? null,
+      source: t.source,
+      linked: t.id ? peer.membership.has(t.id) : false,
+      self: t.self ?? false,
+      lastError: t.lastError ?? null,
+    })),
+    refused: peer.refusals,
+    ignored: peer.ignored,
+    plan: src.plan?.() ?? null,
+  };
+}

@@ -1,0 +1,91 @@
+// `mlx-mesh join`: run a peer. The same command on every machine; no roles, no hostfile.
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { StaticDiscovery } from '../../discovery/static.ts';
+import type { DiscoverySource } from '../../peer/peer.ts';
+import { meshError } from '../../transport/errors.ts';
+import type { Command } from '../cli.ts';
+import { defaults } from '../config.ts';
+import { startNode } from '../node.ts';
+
+const usage = `
+Usage: mlx-mesh join [options]
+
+Runs a peer: finds the others (mDNS and --peer), links to them, takes part in the election and serves
+the HTTP API. Run the same command on every machine. Ctrl-C leaves the cluster cleanly.
+
+Options:
+  --model <id|dir|file.gguf>  model to serve (the coordinator's choice wins; default: the bundled model)
+  --port <n>            peer port (default ${defaults.port})
+  --host <addr>         address the peer port binds (default 0.0.0.0)
+  --api-port <n>        HTTP API port (default ${defaults.apiPort})
+  --api-host <addr>     HTTP API bind address (default ${defaults.apiHost})
+  --peer <host:port>    a peer to link to, repeatable; works with or without mDNS
+  --no-mdns             do not use mDNS (only --peer)
+  --cluster <name>      cluster name; peers of other clusters are ignored (default "${defaults.cluster}")
+  --python <path>       Python interpreter for the engine
+  --data-dir <dir>      where the peer id, venv and models live (default ${defaults.dataDir})
+  --name <name>         display name (default: hostname)
+`;
+
+export function parsePort(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw meshError('BAD_ARGUMENT', `${flag} must be a port number 0-65535, got "${value}"`);
+  return n;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'api-port': { type: 'string' },
+      'api-host': { type: 'string' },
+      peer: { type: 'string', multiple: true },
+      'no-mdns': { type: 'boolean' },
+      cluster: { type: 'string' },
+      python: { type: 'string' },
+      'data-dir': { type: 'string' },
+      name: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const port = parsePort(values.port, '--port', defaults.port);
+  const dataDir = path.resolve(values['data-dir'] ?? defaults.dataDir);
+  const cluster = values.cluster ?? defaults.cluster;
+  if (!/^[\w.-]{1,63}$/.test(cluster)) throw meshError('BAD_ARGUMENT', `--cluster must be 1-63 letters, digits, ".", "_" or "-"`);
+  const discovery: DiscoverySource[] = [new StaticDiscovery({ peers: values.peer ?? [], defaultPort: defaults.port })];
+  if (!values['no-mdns']) throw meshError('BAD_ARGUMENT', 'mDNS is not wired yet: pass --no-mdns and --peer');
+  const node = await startNode({
+    dataDir,
+    name: values.name,
+    cluster,
+    host: values.host,
+    port,
+    apiHost: values['api-host'] ?? defaults.apiHost,
+    apiPort: parsePort(values['api-port'], '--api-port', defaults.apiPort),
+    discovery,
+    model: values.model,
+    python: values.python,
+  });
+  process.stdout.write(
+    `mlx-mesh peer ${node.peer.id} (${node.peer.identity.name}) on port ${node.peer.port}, cluster "${cluster}", API ${node.api.url}\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const leave = (signal: string) => {
+      process.stderr.write(`\n${signal}: leaving the cluster\n`);
+      resolve();
+    };
+    process.once('SIGINT', () => leave('SIGINT'));
+    process.once('SIGTERM', () => leave('SIGTERM'));
+  });
+  await node.stop();
+  return 0;
+}
+
+const command: Command = { summary: 'run a peer (the same command on every machine)', usage, run };
+export default command;

@@ -1,0 +1,77 @@
+// `mlx-mesh status`: the cluster as one peer's API sees it, as a table or JSON.
+import { parseArgs } from 'node:util';
+import { meshError } from '../../transport/errors.ts';
+import type { Command } from '../cli.ts';
+import { defaults } from '../config.ts';
+
+const usage = `
+Usage: mlx-mesh status [--api URL] [--json]
+
+Shows every device of the cluster with its role, rank, layers and health, as seen by one peer.
+
+Options:
+  --api <url>   the peer's HTTP API (default http://${defaults.apiHost}:${defaults.apiPort})
+  --json        print /distributed/gpu-info as JSON
+`;
+
+interface Device {
+  device_id: string;
+  name?: string;
+  hostname: string;
+  status: string;
+  role: string;
+  rank: number;
+  layers: [number, number] | null;
+  memory_bytes: number;
+  backend: string | null;
+}
+
+export async function fetchJson<T>(url: string, timeoutMs = 5000): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  } catch (err) {
+    throw meshError('API_UNREACHABLE', `cannot reach ${url}: ${(err as Error).cause ?? (err as Error).message}. Is "mlx-mesh join" running there?`);
+  }
+  if (!res.ok) throw meshError('API_UNREACHABLE', `${url} answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+export function formatTable(info: { devices: Device[]; cluster_status: string; world_size: number; term: number; model: string | null }): string {
+  const rows = [['RANK', 'ROLE', 'DEVICE', 'HOST', 'STATUS', 'LAYERS', 'MEMORY', 'BACKEND']];
+  for (const d of info.devices) {
+    rows.push([
+      String(d.rank),
+      d.role,
+      d.device_id,
+      d.hostname,
+      d.status,
+      d.layers ? `${d.layers[0]}-${d.layers[1]}` : '-',
+      gib(d.memory_bytes),
+      d.backend ?? '-',
+    ]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
+  const head = `cluster ${info.cluster_status}, ${info.world_size} device(s), term ${info.term}, model ${info.model ?? '(none)'}`;
+  return `${head}\n${lines.join('\n')}\n`;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { api: { type: 'string' }, json: { type: 'boolean' } },
+    strict: true,
+  });
+  const base = (values.api ?? `http://${defaults.apiHost}:${defaults.apiPort}`).replace(/\/$/, '');
+  const info = await fetchJson<Parameters<typeof formatTable>[0]>(`${base}/distributed/gpu-info`);
+  process.stdout.write(values.json ? `${JSON.stringify(info, null, 2)}\n` : formatTable(info));
+  return 0;
+}
+
+const command: Command = { summary: 'show the cluster as one peer sees it', usage, run };
+export default command;

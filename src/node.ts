@@ -1,0 +1,76 @@
+// A running node: the mesh peer plus its HTTP API. `join`, `demo` and the tests all start nodes here,
+// so there is one wiring of the parts.
+import { createRequire } from 'node:module';
+import { Peer, type DiscoverySource } from '../peer/peer.ts';
+import { ApiServer } from './api/server.ts';
+import { defaults, PROTOCOL_VERSION, type PeerTimings } from './config.ts';
+
+const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
+export const VERSION = pkg.version;
+
+export interface NodeOptions {
+  dataDir: string;
+  name?: string;
+  cluster?: string;
+  host?: string;
+  port?: number;
+  apiHost?: string;
+  apiPort?: number;
+  discovery?: DiscoverySource[];
+  /** Built once the peer exists (mDNS announces the peer id and bound port). */
+  discoveryFor?: (peer: Peer) => Promise<DiscoverySource>;
+  model?: string;
+  python?: string;
+  timings?: Partial<PeerTimings>;
+  protocol?: number;
+}
+
+export interface MeshNode {
+  peer: Peer;
+  api: ApiServer;
+  stop(): Promise<void>;
+}
+
+export async function startNode(opts: NodeOptions): Promise<MeshNode> {
+  const discovery = [...(opts.discovery ?? [])];
+  const peer = new Peer({
+    dataDir: opts.dataDir,
+    name: opts.name,
+    cluster: opts.cluster ?? defaults.cluster,
+    protocol: opts.protocol ?? PROTOCOL_VERSION,
+    version: VERSION,
+    host: opts.host,
+    port: opts.port ?? defaults.port,
+    apiPort: opts.apiPort ?? defaults.apiPort,
+    discovery,
+    maxPayloadBytes: defaults.maxPayloadBytes,
+    sendWindow: defaults.sendWindow,
+    heartbeatMs: opts.timings?.heartbeatMs ?? defaults.heartbeatMs,
+    heartbeatMisses: opts.timings?.heartbeatMisses ?? defaults.heartbeatMisses,
+    handshakeTimeoutMs: opts.timings?.handshakeTimeoutMs ?? defaults.handshakeTimeoutMs,
+    dialBackoffMinMs: opts.timings?.dialBackoffMinMs ?? defaults.dialBackoffMinMs,
+    dialBackoffMaxMs: opts.timings?.dialBackoffMaxMs ?? defaults.dialBackoffMaxMs,
+    settleMs: opts.timings?.settleMs ?? defaults.settleMs,
+  });
+  const api = new ApiServer({ host: opts.apiHost ?? defaults.apiHost, port: opts.apiPort ?? defaults.apiPort, source: { peer } });
+  // The API binds first so that a busy API port fails before we announce ourselves to anyone.
+  await api.start();
+  peer.setApiPort(api.port);
+  try {
+    if (opts.discoveryFor) discovery.push(await opts.discoveryFor(peer));
+    await peer.start();
+  } catch (err) {
+    await peer.stop();
+    await api.stop();
+    throw err;
+  }
+  let stopping: Promise<void> | null = null;
+  return {
+    peer,
+    api,
+    stop: () => (stopping ??= (async () => {
+      await peer.stop();
+      await api.stop();
+    })()),
+  };
+}

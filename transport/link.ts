@@ -1,0 +1,165 @@
+// One WebSocket between two peers after the handshake: validated messages in, windowed sends out,
+// a ping/pong heartbeat that measures RTT and declares the link dead after a few missed beats.
+// Every path (close, terminate, socket error, heartbeat timeout, bad frame) emits exactly one 'close'.
+import { EventEmitter } from 'node:events';
+import type WebSocket from 'ws';
+import { decodeMessage, encodeMessage } from './codec.ts';
+import { CloseCode } from './close-codes.ts';
+import { isMeshError, meshError } from './errors.ts';
+import type { Logger } from './log.ts';
+import type { HandshakeResult } from './handshake.ts';
+import type { Message, PeerInfo } from './messages.ts';
+
+export interface LinkOptions {
+  maxPayloadBytes: number;
+  sendWindow: number;
+  heartbeatMs: number;
+  heartbeatMisses: number;
+  logger: Logger;
+}
+
+export interface LinkClose {
+  code: number;
+  reason: string;
+}
+
+export interface LinkEvents {
+  message: [Message];
+  close: [LinkClose];
+}
+
+export class Link extends EventEmitter<LinkEvents> {
+  readonly remote: PeerInfo;
+  /** Who opened the socket: 'out' when we dialled. The tie-break for duplicate links needs it. */
+  readonly direction: 'in' | 'out';
+  readonly remoteInstance: string;
+  /** The address we see the other side at: what we tell others to dial. */
+  readonly remoteHost: string;
+  readonly openedAt = Date.now();
+  rttMs: number | null = null;
+
+  private readonly ws: WebSocket;
+  private readonly opts: LinkOptions;
+  private inFlight = 0;
+  private waiters: Array<() => void> = [];
+  private missed = 0;
+  private pingSentAt = 0;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private closed: LinkClose | null = null;
+  /** Frames held until the owner has attached its listeners and called start(). */
+  private held: Array<[Buffer, boolean]> | null;
+
+  constructor(ws: WebSocket, hs: HandshakeResult, direction: 'in' | 'out', remoteHost: string, opts: LinkOptions) {
+    super();
+    this.remoteHost = remoteHost;
+    this.ws = ws;
+    this.remote = hs.remote;
+    this.remoteInstance = hs.instance;
+    this.direction = direction;
+    this.opts = opts;
+    this.held = hs.pending.map((f) => [f, true]);
+    const remote = hs.remote;
+    ws.on('message', (data, isBinary) => {
+      if (this.held) this.held.push([data as Buffer, isBinary]);
+      else this.onFrame(data as Buffer, isBinary);
+    });
+    ws.on('pong', () => this.onPong());
+    ws.on('close', (code, reason) => this.finish({ code, reason: reason.toString() }));
+    ws.on('error', (err) => {
+      this.opts.logger.debug('socket error', { peer: remote.id, error: err.message });
+      this.finish({ code: CloseCode.GOING_AWAY, reason: err.message });
+      this.ws.terminate();
+    });
+    this.heartbeat = setInterval(() => this.beat(), opts.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** Starts delivering 'message' events, first the frames that arrived since the handshake. */
+  start(): void {
+    const held = this.held;
+    if (!held) return;
+    this.held = null;
+    for (const [frame, isBinary] of held) this.onFrame(frame, isBinary);
+  }
+
+  get isOpen(): boolean {
+    return this.closed === null;
+  }
+
+  /** Sends one message; waits while the window of unacknowledged socket writes is full. */
+  async send(msg: Message): Promise<void> {
+    while (this.inFlight >= this.opts.sendWindow && !this.closed) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    if (this.closed) throw meshError('LINK_CLOSED', `link to ${this.remote.id} is closed (${this.closed.reason})`);
+    const frame = encodeMessage(msg);
+    this.inFlight++;
+    return new Promise((resolve, reject) => {
+      this.ws.send(frame, { binary: true }, (err) => {
+        this.inFlight--;
+        this.waiters.shift()?.();
+        if (err) reject(meshError('LINK_CLOSED', `send to ${this.remote.id} failed: ${err.message}`));
+        else resolve();
+      });
+    });
+  }
+
+  close(code: number = CloseCode.NORMAL, reason = 'closing'): void {
+    if (this.closed) return;
+    this.ws.close(code, reason.slice(0, 120));
+    // A peer that never answers the close handshake is cut off.
+    setTimeout(() => this.ws.terminate(), 1000).unref();
+    this.finish({ code, reason });
+  }
+
+  terminate(reason = 'terminated'): void {
+    if (this.closed) return;
+    this.ws.terminate();
+    this.finish({ code: CloseCode.GOING_AWAY, reason });
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    let msg: Message;
+    try {
+      if (!isBinary) throw meshError('BAD_FRAME', 'text frames are not allowed');
+      msg = decodeMessage(data, this.opts.maxPayloadBytes);
+    } catch (err) {
+      const code = isMeshError(err) ? err.code : 'BAD_FRAME';
+      const why = `${code}: ${(err as Error).message}`;
+      this.opts.logger.warn('closing link after an invalid frame', { peer: this.remote.id, reason: why });
+      this.close(code === 'FRAME_TOO_LARGE' ? CloseCode.TOO_BIG : CloseCode.POLICY, why);
+      return;
+    }
+    this.emit('message', msg);
+  }
+
+  private beat(): void {
+    if (this.missed >= this.opts.heartbeatMisses) {
+      this.opts.logger.warn('link missed heartbeats', { peer: this.remote.id, missed: this.missed });
+      this.ws.terminate();
+      this.finish({ code: CloseCode.HEARTBEAT_TIMEOUT, reason: `missed ${this.missed} heartbeats` });
+      return;
+    }
+    this.missed++;
+    this.pingSentAt = performance.now();
+    try {
+      this.ws.ping();
+    } catch {
+      // The socket is closing; its 'close' event finishes the link.
+    }
+  }
+
+  private onPong(): void {
+    this.missed = 0;
+    if (this.pingSentAt) this.rttMs = Math.round((performance.now() - this.pingSentAt) * 100) / 100;
+  }
+
+  private finish(info: LinkClose): void {
+    if (this.closed) return;
+    this.closed = info;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    for (const wake of this.waiters.splice(0)) wake();
+    this.emit('close', info);
+  }
+}

@@ -1,0 +1,71 @@
+// Accepts links: a ws server that runs the handshake on every new socket and emits the resulting Link.
+import { EventEmitter } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { type EndpointOptions, wsOptions } from './endpoint.ts';
+import { MeshError, meshError } from './errors.ts';
+import { handshake } from './handshake.ts';
+import { Link } from './link.ts';
+
+export interface LinkServerEvents {
+  link: [Link];
+  /** A socket whose handshake failed (wrong protocol or cluster, timeout, ourselves). */
+  refused: [MeshError, string];
+}
+
+export class LinkServer extends EventEmitter<LinkServerEvents> {
+  private wss: WebSocketServer | null = null;
+  private readonly sockets = new Set<WebSocket>();
+
+  constructor(
+    private readonly opts: EndpointOptions & { host?: string; port: number },
+  ) {
+    super();
+  }
+
+  get port(): number {
+    return (this.wss?.address() as AddressInfo | undefined)?.port ?? this.opts.port;
+  }
+
+  async start(): Promise<void> {
+    if (this.wss) return;
+    const wss = new WebSocketServer({ host: this.opts.host, port: this.opts.port, ...wsOptions(this.opts) });
+    this.wss = wss;
+    await new Promise<void>((resolve, reject) => {
+      wss.once('listening', resolve);
+      wss.once('error', (err: NodeJS.ErrnoException) => {
+        this.wss = null;
+        reject(
+          err.code === 'EADDRINUSE'
+            ? meshError('BAD_ARGUMENT', `peer port ${this.opts.port} is already in use: stop the other process or pass --port`)
+            : err,
+        );
+      });
+    });
+    wss.on('connection', (ws, req) => this.accept(ws, unmapIPv4(req.socket.remoteAddress ?? '')));
+  }
+
+  async stop(): Promise<void> {
+    const wss = this.wss;
+    if (!wss) return;
+    this.wss = null;
+    for (const ws of this.sockets) ws.terminate();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+  }
+
+  private async accept(ws: WebSocket, from: string): Promise<void> {
+    this.sockets.add(ws);
+    ws.once('close', () => this.sockets.delete(ws));
+    try {
+      const hs = await handshake(ws, this.opts);
+      this.emit('link', new Link(ws, hs, 'in', from, this.opts));
+    } catch (err) {
+      this.emit('refused', err instanceof MeshError ? err : meshError('BAD_FRAME', String(err)), from);
+    }
+  }
+}
+
+/** '::ffff:10.0.0.2' → '10.0.0.2': a dual-stack socket reports IPv4 peers in mapped form. */
+function unmapIPv4(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
