@@ -50,7 +50,7 @@ export function parsePeerAddress(input: string, defaultPort: number): PeerAddres
   if (colons > 1) {
     // A bare IPv6 address is ambiguous ("fe80::1:50051"), so brackets are required.
     if (net.isIPv6(value)) bad(value, `write IPv6 addresses in brackets: [${value}]:${defaultPort}`);
-    bad(value, 'too many colons');
+    bad(value, 'too many colons (IPv6 addresses go in brackets)');
   }
   const [host, portText] = value.split(':');
   if (host === '') bad(value, 'missing host');
