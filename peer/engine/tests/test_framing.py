@@ -1,0 +1,83 @@
+import io
+import struct
+
+import cbor2
+import pytest
+
+from mlx_mesh_engine.framing import BadFrame, FrameError, encode_frame, read_frame, write_frame
+from mlx_mesh_engine.server import serve
+
+
+def frames(*values) -> io.BytesIO:
+    return io.BytesIO(b"".join(encode_frame(v) for v in values))
+
+
+def replies(buf: io.BytesIO):
+    buf.seek(0)
+    out = []
+    while (msg := read_frame(buf)) is not None:
+        out.append(msg)
+    return out
+
+
+def test_round_trip_then_clean_eof():
+    stream = frames({"id": 1, "op": "hello"}, {"id": 2, "data": b"\x00\xff" * 10, "x": [1.5, None]})
+    assert read_frame(stream) == {"id": 1, "op": "hello"}
+    assert read_frame(stream) == {"id": 2, "data": b"\x00\xff" * 10, "x": [1.5, None]}
+    assert read_frame(stream) is None
+
+
+def test_write_frame_is_length_prefixed_cbor():
+    buf = io.BytesIO()
+    write_frame(buf, {"a": 1})
+    raw = buf.getvalue()
+    assert struct.unpack(">I", raw[:4])[0] == len(raw) - 4
+    assert cbor2.loads(raw[4:]) == {"a": 1}
+
+
+def test_truncated_header_and_payload_are_errors():
+    whole = encode_frame({"id": 1, "op": "stats"})
+    with pytest.raises(FrameError, match="header"):
+        read_frame(io.BytesIO(whole[:2]))
+    with pytest.raises(FrameError, match="truncated frame"):
+        read_frame(io.BytesIO(whole[:-1]))
+
+
+def test_oversize_frame_is_refused_before_reading_it():
+    stream = io.BytesIO(struct.pack(">I", 1 << 20) + b"\x00" * 10)
+    with pytest.raises(FrameError, match="exceeds"):
+        read_frame(stream, max_bytes=1024)
+
+
+def test_garbage_and_non_map_payloads_are_bad_frames():
+    with pytest.raises(BadFrame):
+        read_frame(io.BytesIO(struct.pack(">I", 2) + b"\xff\xff"))
+    with pytest.raises(BadFrame, match="map"):
+        read_frame(io.BytesIO(encode_frame([1, 2, 3])))
+
+
+def test_serve_answers_bad_requests_and_keeps_going():
+    out = io.BytesIO()
+    stdin = io.BytesIO(
+        encode_frame({"id": 1, "op": "nope"})
+        + encode_frame([1])
+        + encode_frame({"id": 2, "op": "forward", "request": "r", "offset": 0})
+        + encode_frame({"id": 3, "op": "stats"})
+    )
+    assert serve(stdin, out) == 0
+    r1, r2, r3, r4 = replies(out)
+    assert r1["id"] == 1 and not r1["ok"] and r1["error"]["code"] == "BAD_REQUEST"
+    assert r2["id"] is None and r2["error"]["code"] == "BAD_FRAME"
+    assert r3["id"] == 2 and r3["error"]["code"] == "NOT_LOADED"
+    assert r4 == {"id": 3, "ok": True, "active_memory": r4["active_memory"], "peak_memory": r4["peak_memory"], "requests": 0}
+
+
+def test_serve_exits_non_zero_on_truncated_input_and_zero_after_shutdown():
+    whole = encode_frame({"id": 1, "op": "stats"})
+    out = io.BytesIO()
+    assert serve(io.BytesIO(whole + whole[:5]), out) == 2
+    assert [r["id"] for r in replies(out)] == [1]
+
+    out = io.BytesIO()
+    assert serve(frames({"id": 1, "op": "shutdown"}, {"id": 2, "op": "stats"}), out) == 0
+    assert replies(out) == [{"id": 1, "ok": True}]
