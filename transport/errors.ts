@@ -23,6 +23,8 @@ export const ErrorCodes = {
   ENGINE_ERROR: 'the Python engine reported an error for a request',
   PYTHON_NOT_FOUND: 'no suitable Python interpreter was found',
   MODEL_NOT_FOUND: 'the model could not be found or read',
+  UNSUPPORTED_MODEL: 'the model is not a llama-family model the engine can shard',
+  BAD_OFFSET: "a forward pass's offset does not match the request's KV-cache length",
   MODEL_TOO_LARGE: 'the cluster does not have enough memory for the model',
   PLAN_FAILED: 'the layer plan could not be loaded on every peer',
   REQUEST_FAILED: 'a generation failed part-way',
