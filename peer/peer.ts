@@ -41,8 +41,8 @@ export interface PeerOptions {
 }
 
 export interface Refusal {
-  host: string;
-  port: number;
+  from: string;
+  count: number;
   code: string;
   message: string;
   at: number;
@@ -216,9 +216,17 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   private onRefused(err: MeshError, host: string, port: number): void {
     if (err.code === 'SELF_CONNECTION') return;
+    const from = port ? `${host}:${port}` : host;
+    const known = this.refusals.find((r) => r.from === from && r.code === err.code);
+    if (known) {
+      // Redials of the same wrong peer would flood the log: say it once, count the rest.
+      known.count++;
+      known.at = Date.now();
+      return;
+    }
     const level = err.code === 'DUPLICATE_ID' ? 'error' : 'warn';
-    this.log[level]('handshake refused', { code: err.code, from: port ? `${host}:${port}` : host, reason: err.message });
-    this.refusals.unshift({ host, port, code: err.code, message: err.message, at: Date.now() });
+    this.log[level]('handshake refused', { code: err.code, from, reason: err.message });
+    this.refusals.unshift({ from, code: err.code, message: err.message, at: Date.now(), count: 1 });
     this.refusals.splice(20);
   }
 

@@ -5,6 +5,12 @@ import path from 'node:path';
 
 export const PROTOCOL_VERSION = 1;
 
+/** Timings can be tightened through the environment (tests, impatient LANs); see the README. */
+function envMs(name: string, fallback: number): number {
+  const v = Number(process.env[name]);
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+}
+
 export const defaults = {
   port: 50051,
   apiPort: 8100,
@@ -16,14 +22,14 @@ export const defaults = {
   maxPayloadBytes: 256 * 1024 * 1024,
   /** Sends in flight on one link before send() waits for the socket to drain. */
   sendWindow: 8,
-  heartbeatMs: 1000,
+  heartbeatMs: envMs('MLX_MESH_HEARTBEAT_MS', 1000),
   /** A link that misses this many heartbeats in a row is dead. */
   heartbeatMisses: 3,
   handshakeTimeoutMs: 5000,
   dialBackoffMinMs: 200,
   dialBackoffMaxMs: 5000,
   /** How long a new peer listens for an existing coordinator before electing one itself. */
-  settleMs: 1500,
+  settleMs: envMs('MLX_MESH_SETTLE_MS', 1500),
 } as const;
 
 export type PeerTimings = Pick<

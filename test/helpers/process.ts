@@ -1,0 +1,66 @@
+// Peers as separate OS processes (`node bin/mlx-mesh.js join ...`), the way users run them.
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = path.join(ROOT, 'bin/mlx-mesh.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export interface PeerProcess {
+  child: ChildProcess;
+  /** stdout and stderr so far. */
+  output(): string;
+  waitForOutput(re: RegExp, timeoutMs?: number): Promise<string>;
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, prefix?: string[]): PeerProcess {
+  const cmd = prefix ? prefix[0] : process.execPath;
+  const cmdArgs = prefix ? [...prefix.slice(1), process.execPath, BIN, ...args] : [BIN, ...args];
+  const child = spawn(cmd, cmdArgs, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code, signal) => {
+      running.delete(child);
+      resolve(code ?? (signal ? -1 : null));
+    }),
+  );
+  return {
+    child,
+    output: () => out,
+    exited,
+    async waitForOutput(re, timeoutMs = 15_000) {
+      const end = Date.now() + timeoutMs;
+      while (!re.test(out)) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${re} in output:\n${out}`);
+        if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${re}:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return out;
+    },
+    async kill(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}

@@ -1,0 +1,110 @@
+// Several real peers in one process on 127.0.0.1: they link, gossip, elect and recover.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createTestMesh, getJson, startTestNode, tempDir, waitFor } from '../helpers/mesh.ts';
+
+const gpuInfo = (node: { api: { url: string } }) => getJson(`${node.api.url}/distributed/gpu-info`);
+
+test('peers that only know the first one form a full mesh with one coordinator', async () => {
+  const mesh = await createTestMesh(4);
+  try {
+    await waitFor(async () => {
+      const views = await Promise.all(mesh.nodes.map(gpuInfo));
+      return views.every((v) => v.world_size === 4 && v.coordinator === mesh.nodes[0].peer.id && v.cluster_status === 'healthy');
+    }, 10_000, 'a 4-peer cluster');
+    for (const n of mesh.nodes) assert.is(n.peer.membership.all().length, 3, 'a link to each other peer');
+    const v = await gpuInfo(mesh.nodes[2]);
+    assert.equal(v.devices.map((d: { rank: number }) => d.rank), [0, 1, 2, 3]);
+    assert.is(v.devices[0].role, 'coordinator');
+    assert.is(v.devices[0].device_id, v.coordinator);
+    assert.ok(v.devices.slice(1).every((d: { role: string }) => d.role === 'worker'));
+    assert.is(v.term, 1);
+  } finally {
+    await mesh.stop();
+  }
+});
+
+test('two peers dialling each other at once keep exactly one link, the same on both sides', async () => {
+  const { default: net } = await import('node:net');
+  // Reserve two ports so each can name the other before either starts.
+  const ports = await Promise.all(
+    [0, 1].map(
+      () =>
+        new Promise<number>((resolve) => {
+          const s = net.createServer().listen(0, '127.0.0.1', () => {
+            const p = (s.address() as { port: number }).port;
+            s.close(() => resolve(p));
+          });
+        }),
+    ),
+  );
+  const [a, b] = await Promise.all([
+    startTestNode({ name: 'a', port: ports[0], peers: [`127.0.0.1:${ports[1]}`] }),
+    startTestNode({ name: 'b', port: ports[1], peers: [`127.0.0.1:${ports[0]}`] }),
+  ]);
+  try {
+    await waitFor(() => a.peer.membership.has(b.peer.id) && b.peer.membership.has(a.peer.id), 5000, 'a link');
+    await new Promise((r) => setTimeout(r, 500)); // let any duplicate sockets resolve
+    const la = a.peer.membership.all();
+    const lb = b.peer.membership.all();
+    assert.is(la.length, 1);
+    assert.is(lb.length, 1);
+    assert.is.not(la[0].direction, lb[0].direction, 'one side dialled, the other accepted: the same socket');
+    assert.ok(la[0].isOpen && lb[0].isOpen);
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
+test('a peer that leaves is gone from every view at once; the coordinator is replaced with a higher term', async () => {
+  const mesh = await createTestMesh(3);
+  try {
+    const [first, second, third] = mesh.nodes;
+    await waitFor(async () => (await gpuInfo(third)).world_size === 3 && third.peer.leadership.coordinator === first.peer.id);
+    const before = third.peer.leadership.term;
+    const t0 = Date.now();
+    await first.stop();
+    const v = await waitFor(async () => {
+      const [x, y] = await Promise.all([gpuInfo(second), gpuInfo(third)]);
+      return x.coordinator === second.peer.id && y.coordinator === second.peer.id && x.world_size === 2 ? y : null;
+    }, 5000, 'a new coordinator');
+    assert.ok(Date.now() - t0 < 3000, `agreed in ${Date.now() - t0} ms`);
+    assert.ok(v.term > before, 'a higher term');
+    assert.is((await getJson(`${second.api.url}/health`)).role, 'coordinator');
+  } finally {
+    await mesh.stop();
+  }
+});
+
+test('a second process with the same peer id is reported, not merged', async () => {
+  const dataDir = tempDir();
+  const mesh = await createTestMesh(1, { dataDir });
+  try {
+    const twin = await mesh.add({ name: 'twin' });
+    const cluster = await waitFor(async () => {
+      const c = await getJson(`${mesh.nodes[0].api.url}/cluster`);
+      return c.refused.some((r: { code: string }) => r.code === 'DUPLICATE_ID') ? c : null;
+    }, 5000, 'a duplicate-id report');
+    assert.is(cluster.peers.length, 0, 'the twin is not a member');
+    assert.match(cluster.refused[0].message, /--data-dir/);
+    assert.is(twin.peer.membership.all().length, 0);
+  } finally {
+    await mesh.stop();
+  }
+});
+
+test('peers of another cluster stay apart', async () => {
+  const mesh = await createTestMesh(1);
+  try {
+    const other = await mesh.add({ cluster: 'other' });
+    await new Promise((r) => setTimeout(r, 600));
+    assert.is((await gpuInfo(mesh.nodes[0])).world_size, 1);
+    assert.is((await gpuInfo(other)).world_size, 1);
+    const c = await getJson(`${other.api.url}/cluster`);
+    assert.ok(c.refused.some((r: { code: string }) => r.code === 'CLUSTER_MISMATCH'));
+  } finally {
+    await mesh.stop();
+  }
+});
+
+test.run();

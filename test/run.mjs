@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// The project's test command (`npm test`): every uvu file in its own process (a hang or crash stays
+// contained and is reported), then the engine's pytest suite, then one line `N passed, N failed`.
+// Usage: node test/run.mjs [substring...]   — only files whose path contains one of the substrings.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const filters = process.argv.slice(2);
+const FILE_TIMEOUT_MS = Number(process.env.MLX_MESH_TEST_TIMEOUT_MS ?? 300_000);
+
+function findTests(dir) {
+  const out = [];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...findTests(p));
+    else if (entry.name.endsWith('.test.ts')) out.push(p);
+  }
+  return out.sort();
+}
+
+function run(cmd, args, opts = {}) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...opts });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const timer = setTimeout(() => {
+      output += `\n[test runner] timed out after ${FILE_TIMEOUT_MS / 1000} s: killed\n`;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+    }, FILE_TIMEOUT_MS);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, signal, output, seconds: (Date.now() - started) / 1000 });
+    });
+  });
+}
+
+function python() {
+  if (process.env.MLX_MESH_PYTHON) return process.env.MLX_MESH_PYTHON;
+  const dataDir = process.env.MLX_MESH_DATA_DIR ?? path.join(os.homedir(), '.mlx-mesh');
+  const venv = path.join(dataDir, 'venv', 'bin', 'python');
+  return fs.existsSync(venv) ? venv : 'python3';
+}
+
+let passed = 0;
+let failed = 0;
+const failures = [];
+
+const files = findTests(path.join(root, 'test')).filter(
+  (f) => filters.length === 0 || filters.some((s) => path.relative(root, f).includes(s)),
+);
+for (const file of files) {
+  const rel = path.relative(root, file);
+  const r = await run(process.execPath, ['--import', 'tsx', file]);
+  const total = Number(/Total:\s+(\d+)/.exec(r.output)?.[1] ?? 0);
+  const ok = Number(/Passed:\s+(\d+)/.exec(r.output)?.[1] ?? 0);
+  let bad = total - ok;
+  if (r.code !== 0 && bad === 0) bad = 1; // crashed or hung before uvu could count
+  passed += ok;
+  failed += bad;
+  const mark = bad ? '✘' : '✔';
+  process.stdout.write(`${mark} ${rel}  ${ok}/${total || ok + bad}  ${r.seconds.toFixed(1)} s\n`);
+  if (bad) failures.push([rel, r.output]);
+}
+
+const runPytest = filters.length === 0 || filters.some((s) => 'peer/engine/tests'.includes(s) || s === 'pytest');
+if (runPytest && fs.existsSync(path.join(root, 'peer/engine/tests'))) {
+  const r = await run(python(), ['-m', 'pytest', 'peer/engine/tests', '-q', '-p', 'no:cacheprovider'], {
+    env: { ...process.env, PYTHONPATH: path.join(root, 'peer/engine') },
+  });
+  const ok = Number(/(\d+) passed/.exec(r.output)?.[1] ?? 0);
+  let bad = Number(/(\d+) failed/.exec(r.output)?.[1] ?? 0) + Number(/(\d+) errors?/.exec(r.output)?.[1] ?? 0);
+  if (r.code !== 0 && bad === 0) bad = 1;
+  passed += ok;
+  failed += bad;
+  process.stdout.write(`${bad ? '✘' : '✔'} pytest peer/engine/tests  ${ok}/${ok + bad}  ${r.seconds.toFixed(1)} s\n`);
+  if (bad) failures.push(['pytest peer/engine/tests', r.output]);
+}
+
+for (const [name, output] of failures) {
+  process.stdout.write(`\n──── ${name} ────\n${output.slice(-6000)}\n`);
+}
+process.stdout.write(`\n${passed} passed, ${failed} failed\n`);
+process.exitCode = failed ? 1 : 0;

@@ -1,0 +1,107 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { decodeMessage, encodeMessage, encodeRaw } from '../../transport/codec.ts';
+import { isMeshError } from '../../transport/errors.ts';
+import { type Message, MESSAGE_TYPES, type PeerInfo } from '../../transport/messages.ts';
+import { DTYPE_BYTES, DTYPES, type Tensor } from '../../transport/tensor.ts';
+
+const peer: PeerInfo = {
+  id: 'p1',
+  name: 'a',
+  hostname: 'mini1',
+  startedAt: 1700000000000,
+  port: 50051,
+  apiPort: 8100,
+  addresses: ['10.0.0.2'],
+  capabilities: { platform: 'darwin', arch: 'arm64', totalMemory: 64e9, freeMemory: 32e9 },
+};
+const sampling = { temperature: 0, topP: 1, seed: null };
+
+function tensor(dtype: keyof typeof DTYPE_BYTES, shape: number[]): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+  const data = new Uint8Array(n);
+  for (let i = 0; i < n; i++) data[i] = (i * 37 + 11) & 0xff;
+  return { dtype, shape, data };
+}
+
+const samples: Message[] = [
+  { type: 'hello', protocol: 1, cluster: 'default', instance: 'abc', peer },
+  { type: 'reject', code: 'PROTOCOL_MISMATCH', message: 'no' },
+  { type: 'gossip', peers: [peer], coordinator: 'p1', term: 3 },
+  { type: 'coordinator', term: 2, id: 'p1' },
+  { type: 'plan', term: 2, version: 1, model: 'm', stages: [{ id: 'p1', rank: 0, layers: [0, 3] }] },
+  { type: 'status', engine: 'ready', planVersion: 1, ready: true, memoryBytes: 123 },
+  { type: 'forward', request: 'r1', planVersion: 1, step: 0, offset: 0, tokens: [1, 403], sample: true, sampling },
+  { type: 'forward', request: 'r1', planVersion: 1, step: 1, offset: 2, hidden: tensor('bfloat16', [1, 2, 4]), sample: false, sampling },
+  { type: 'token', request: 'r1', step: 1, token: 407 },
+  { type: 'release', request: 'r1' },
+  { type: 'request-error', request: 'r1', code: 'ENGINE_ERROR', message: 'boom' },
+];
+
+/** Byte strings come back as Buffer: compare contents, not classes. */
+function plain(v: unknown): unknown {
+  return JSON.parse(JSON.stringify(v, (_k, x) => (x?.type === 'Buffer' ? x.data : x instanceof Uint8Array ? [...x] : x)));
+}
+
+test('every message type survives a round trip', () => {
+  const seen = new Set<string>();
+  for (const msg of samples) {
+    const back = decodeMessage(encodeMessage(msg));
+    assert.equal(plain(back), plain(msg));
+    seen.add(msg.type);
+  }
+  assert.equal([...seen].sort(), [...MESSAGE_TYPES].sort(), 'a sample for every message type');
+});
+
+test('tensor bytes of every dtype are preserved exactly', () => {
+  for (const dtype of DTYPES) {
+    const t = tensor(dtype, [1, 3, 5]);
+    const msg: Message = { type: 'forward', request: 'r', planVersion: 0, step: 0, offset: 0, hidden: t, sample: false, sampling };
+    const back = decodeMessage(encodeMessage(msg)) as Extract<Message, { type: 'forward' }>;
+    assert.is(back.hidden!.dtype, dtype);
+    assert.equal(back.hidden!.shape, [1, 3, 5]);
+    assert.equal(Buffer.compare(Buffer.from(back.hidden!.data), Buffer.from(t.data)), 0, dtype);
+  }
+});
+
+test('byte strings are plain CBOR: no typed-array tags, no records extension', () => {
+  const bytes = encodeMessage({ type: 'release', request: 'r' });
+  assert.is(bytes[0] >> 5, 5, 'a CBOR map');
+  const withTensor = Buffer.from(encodeMessage(samples[7]));
+  assert.not.ok(withTensor.includes(Buffer.from([0xd8, 0x40])), 'no tag 64');
+  assert.not.ok(withTensor.includes(Buffer.from([0xd9, 0xdf, 0xff])), 'no records tag 57343');
+  // major type 2 (byte string) with a 1-byte length for the 16-byte bfloat16 payload
+  assert.ok(withTensor.includes(Buffer.from([0x50])), 'a definite-length byte string');
+});
+
+function codeOf(frame: Uint8Array, max?: number): string {
+  try {
+    decodeMessage(frame, max);
+  } catch (err) {
+    if (isMeshError(err)) return err.code;
+    throw err;
+  }
+  return 'accepted';
+}
+
+test('garbage, truncated, oversize and invalid frames are rejected with a code', () => {
+  const good = encodeMessage(samples[2]);
+  assert.is(codeOf(new Uint8Array([0xff, 0x00, 0x13])), 'BAD_FRAME');
+  assert.is(codeOf(good.subarray(0, good.length - 3)), 'BAD_FRAME', 'truncated');
+  assert.is(codeOf(good, 10), 'FRAME_TOO_LARGE');
+  assert.is(codeOf(encodeRaw([1, 2, 3])), 'BAD_FRAME', 'not a map');
+  assert.is(codeOf(encodeRaw({ type: 'launch-missiles' })), 'BAD_FRAME', 'unknown type');
+  assert.is(codeOf(encodeRaw({ hello: 1 })), 'BAD_FRAME', 'no type');
+  assert.is(codeOf(encodeRaw({ type: 'token', request: 'r', step: -1, token: 2 })), 'SCHEMA');
+  assert.is(codeOf(encodeRaw({ type: 'coordinator', term: 'x', id: 'p' })), 'SCHEMA');
+  const bad = { ...samples[7], hidden: { dtype: 'float32', shape: [2, 2], data: new Uint8Array(15) } };
+  assert.is(codeOf(encodeRaw(bad)), 'TENSOR_SIZE');
+  assert.is(codeOf(encodeRaw({ ...samples[7], hidden: { dtype: 'float8', shape: [1], data: new Uint8Array(1) } })), 'SCHEMA');
+});
+
+test('unknown fields are ignored', () => {
+  const back = decodeMessage(encodeRaw({ type: 'release', request: 'r', future: { x: 1 } }));
+  assert.equal(back, { type: 'release', request: 'r' });
+});
+
+test.run();

@@ -1,0 +1,215 @@
+// Real ws sockets on 127.0.0.1: handshake, refusals, bad frames, heartbeat, send window.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import WebSocket from 'ws';
+import { encodeMessage, encodeRaw } from '../../transport/codec.ts';
+import { CloseCode } from '../../transport/close-codes.ts';
+import { dial } from '../../transport/dialer.ts';
+import type { EndpointOptions } from '../../transport/endpoint.ts';
+import type { MeshError } from '../../transport/errors.ts';
+import type { Link, LinkClose } from '../../transport/link.ts';
+import { createLogger } from '../../transport/log.ts';
+import type { Message, PeerInfo } from '../../transport/messages.ts';
+import { LinkServer } from '../../transport/server.ts';
+
+function info(id: string): PeerInfo {
+  return {
+    id,
+    name: id,
+    hostname: 'test',
+    startedAt: 1,
+    port: 0,
+    apiPort: 0,
+    addresses: [],
+    capabilities: { platform: 'linux', arch: 'x64', totalMemory: 1, freeMemory: 1 },
+  };
+}
+
+function endpoint(id: string, over: Partial<EndpointOptions> = {}): EndpointOptions {
+  return {
+    protocol: 1,
+    cluster: 'c',
+    instance: `${id}-instance`,
+    self: () => info(id),
+    timeoutMs: 1000,
+    maxPayloadBytes: 1 << 20,
+    sendWindow: 4,
+    heartbeatMs: 100,
+    heartbeatMisses: 3,
+    logger: createLogger('link-test'),
+    ...over,
+  };
+}
+
+async function withServer(
+  over: Partial<EndpointOptions>,
+  fn: (server: LinkServer, port: number, inbound: Link[], refused: MeshError[]) => Promise<void>,
+) {
+  const server = new LinkServer({ ...endpoint('server', over), host: '127.0.0.1', port: 0 });
+  const inbound: Link[] = [];
+  const refused: MeshError[] = [];
+  server.on('link', (l) => {
+    l.start();
+    inbound.push(l);
+  });
+  server.on('refused', (e) => refused.push(e));
+  await server.start();
+  try {
+    await fn(server, server.port, inbound, refused);
+  } finally {
+    for (const l of inbound) l.terminate();
+    await server.stop();
+  }
+}
+
+const until = async (f: () => boolean, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+test('handshake exchanges peer info and messages flow both ways', async () => {
+  await withServer({}, async (_s, port, inbound) => {
+    const link = await dial('127.0.0.1', port, endpoint('client'));
+    const got: Message[] = [];
+    link.on('message', (m) => got.push(m));
+    link.start();
+    assert.is(link.remote.id, 'server');
+    await until(() => inbound.length === 1);
+    assert.is(inbound[0].remote.id, 'client');
+    assert.is(inbound[0].remoteHost, '127.0.0.1');
+    await inbound[0].send({ type: 'coordinator', term: 1, id: 'server' });
+    await until(() => got.length === 1);
+    assert.equal(got[0], { type: 'coordinator', term: 1, id: 'server' });
+    link.close();
+  });
+});
+
+test('a peer of another protocol version is refused with a reason on both sides', async () => {
+  await withServer({}, async (_s, port, inbound, refused) => {
+    try {
+      await dial('127.0.0.1', port, endpoint('client', { protocol: 2 }));
+      assert.unreachable('dial should fail');
+    } catch (err) {
+      assert.is((err as MeshError).code, 'PROTOCOL_MISMATCH');
+      assert.match((err as Error).message, /protocol/);
+    }
+    await until(() => refused.length === 1);
+    assert.is(refused[0].code, 'PROTOCOL_MISMATCH');
+    assert.is(inbound.length, 0);
+  });
+});
+
+test('a peer of another cluster is refused', async () => {
+  await withServer({}, async (_s, port, _in, refused) => {
+    const err = await dial('127.0.0.1', port, endpoint('client', { cluster: 'other' })).catch((e) => e);
+    assert.is(err.code, 'CLUSTER_MISMATCH');
+    await until(() => refused.length === 1);
+  });
+});
+
+test('dialling ourselves is recognised', async () => {
+  await withServer({}, async (_s, port) => {
+    const err = await dial('127.0.0.1', port, endpoint('server')).catch((e) => e);
+    assert.is(err.code, 'SELF_CONNECTION');
+  });
+});
+
+test('the same id from another process is reported as a duplicate', async () => {
+  await withServer({}, async (_s, port) => {
+    const err = await dial('127.0.0.1', port, endpoint('server', { instance: 'someone-else' })).catch((e) => e);
+    assert.is(err.code, 'DUPLICATE_ID');
+    assert.match(err.message, /data-dir/);
+  });
+});
+
+test('a message before the hello closes the socket', async () => {
+  await withServer({}, async (_s, port, inbound, refused) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+    const closed = new Promise<number>((r) => ws.on('close', (code) => r(code)));
+    ws.on('open', () => ws.send(encodeMessage({ type: 'coordinator', term: 9, id: 'x' })));
+    assert.is(await closed, CloseCode.POLICY);
+    assert.is(refused[0]?.code, 'HANDSHAKE_REQUIRED');
+    assert.is(inbound.length, 0);
+  });
+});
+
+test('an invalid frame closes that link with a reason; the server keeps serving', async () => {
+  await withServer({}, async (_s, port, inbound) => {
+    const bad = await dial('127.0.0.1', port, endpoint('bad'));
+    const closed = new Promise<LinkClose>((r) => bad.on('close', r));
+    bad.start();
+    await until(() => inbound.length === 1);
+    const serverSide = new Promise<LinkClose>((r) => inbound[0].on('close', r));
+    // Reach under the Link to put garbage on the wire, as a buggy or hostile peer would.
+    (bad as unknown as { ws: WebSocket }).ws.send(encodeRaw({ type: 'token', request: 7 }));
+    const c = await closed;
+    assert.is(c.code, CloseCode.POLICY);
+    assert.match(c.reason, /SCHEMA/);
+    assert.match((await serverSide).reason, /SCHEMA/);
+    const good = await dial('127.0.0.1', port, endpoint('good'));
+    assert.is(good.remote.id, 'server');
+    good.close();
+  });
+});
+
+test('an oversize frame closes the link with 1009', async () => {
+  await withServer({ maxPayloadBytes: 1024 }, async (_s, port) => {
+    const link = await dial('127.0.0.1', port, endpoint('client', { maxPayloadBytes: 1 << 20 }));
+    const closed = new Promise<LinkClose>((r) => link.on('close', r));
+    link.start();
+    await link.send({ type: 'request-error', request: 'r', code: 'X', message: 'x'.repeat(4096) }).catch(() => {});
+    assert.is((await closed).code, CloseCode.TOO_BIG);
+  });
+});
+
+test('a peer that stops answering pings is declared dead after the missed beats', async () => {
+  await withServer({ heartbeatMs: 50, heartbeatMisses: 3 }, async (_s, port, inbound) => {
+    // A raw client that completes the handshake but never answers pings (a frozen process).
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false, autoPong: false });
+    ws.on('open', () =>
+      ws.send(encodeMessage({ type: 'hello', protocol: 1, cluster: 'c', instance: 'z', peer: info('frozen') })),
+    );
+    await until(() => inbound.length === 1);
+    const started = Date.now();
+    const c = await new Promise<LinkClose>((r) => inbound[0].on('close', r));
+    assert.is(c.code, CloseCode.HEARTBEAT_TIMEOUT);
+    assert.ok(Date.now() - started < 1000, 'detected within a few beats');
+    ws.terminate();
+  });
+});
+
+test('heartbeats measure a round-trip time', async () => {
+  await withServer({}, async (_s, port) => {
+    const link = await dial('127.0.0.1', port, endpoint('client', { heartbeatMs: 30 }));
+    link.start();
+    await until(() => link.rttMs !== null);
+    assert.ok(link.rttMs! >= 0 && link.rttMs! < 500);
+    link.close();
+  });
+});
+
+test('sends beyond the window wait for the socket instead of queueing without bound', async () => {
+  await withServer({}, async (_s, port) => {
+    const link = await dial('127.0.0.1', port, endpoint('client', { sendWindow: 2 }));
+    link.start();
+    const state = link as unknown as { inFlight: number };
+    let maxInFlight = 0;
+    const big = 'x'.repeat(256 * 1024);
+    const sends = Array.from({ length: 12 }, () => {
+      const p = link.send({ type: 'request-error', request: 'r', code: 'X', message: big });
+      maxInFlight = Math.max(maxInFlight, state.inFlight);
+      return p;
+    });
+    await Promise.all(sends);
+    assert.ok(maxInFlight <= 2, `at most 2 in flight, saw ${maxInFlight}`);
+    assert.is(state.inFlight, 0);
+    link.close();
+    const err = await link.send({ type: 'release', request: 'r' }).catch((e) => e);
+    assert.is(err.code, 'LINK_CLOSED');
+  });
+});
+
+test.run();
