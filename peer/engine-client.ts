@@ -1,0 +1,309 @@
+// One running Python engine (`python -m mlx_mesh_engine`): spawn, length-prefixed CBOR frames on its
+// stdio, request ids and one promise per request. Every pending request rejects with ENGINE_FAILED
+// when the process exits, so a caller never waits on a dead engine.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Encoder } from 'cbor-x';
+import { meshError, MeshError, ErrorCodes, type ErrorCode } from '../transport/errors.ts';
+import { createLogger, type Logger } from '../transport/log.ts';
+import { resolvePython, type ResolvedPython } from './python-env.ts';
+
+export const ENGINE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'engine');
+/** Same limit as the engine's framing.py: refuse garbage lengths instead of buffering them. */
+export const MAX_ENGINE_FRAME_BYTES = 1 << 30;
+const STDERR_LINES_KEPT = 50;
+
+const cbor = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: true });
+
+export interface EngineClientOptions {
+  dataDir: string;
+  /** --python; otherwise resolved as peer/python-env.ts says. */
+  python?: string;
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+  /** How long start() waits for the engine's hello. */
+  startTimeoutMs?: number;
+  /** How long stop() waits after `shutdown` before SIGTERM, and again before SIGKILL. */
+  stopGraceMs?: number;
+}
+
+export interface EngineHello {
+  protocol: number;
+  python: string;
+  mlx: string;
+  mlx_lm: string;
+  backend: 'cpu' | 'gpu';
+  pid: number;
+}
+
+export interface EngineExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+interface Pending {
+  op: string;
+  resolve: (value: any) => void;
+  reject: (err: Error) => void;
+  timer?: NodeJS.Timeout;
+}
+
+const SETUP_HINT = 'Run `mlx-mesh setup` to create the managed Python environment (or pass --python).';
+
+/** Events: 'exit' (EngineExit) exactly once per started process. */
+export class EngineClient extends EventEmitter {
+  readonly python: ResolvedPython;
+  private readonly log: Logger;
+  private readonly opts: EngineClientOptions;
+  private child?: ChildProcess;
+  private pending = new Map<number, Pending>();
+  private nextId = 1;
+  private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
+  private frameLength?: number;
+  private stderrTail: string[] = [];
+  private stderrPartial = '';
+  private exitInfo?: EngineExit;
+  private exited?: Promise<EngineExit>;
+  private starting?: Promise<EngineHello>;
+  private stopping?: Promise<void>;
+
+  constructor(opts: EngineClientOptions) {
+    super();
+    this.opts = opts;
+    this.python = resolvePython({ python: opts.python, dataDir: opts.dataDir, env: opts.env });
+    this.log = opts.logger ?? createLogger('engine');
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.exitInfo === undefined;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** The engine's last stderr lines, for error messages. */
+  recentStderr(): string[] {
+    return [...this.stderrTail];
+  }
+
+  /** Spawns the engine and waits for its hello. Idempotent while the same process lives. */
+  start(): Promise<EngineHello> {
+    this.starting ??= this.spawnAndGreet();
+    return this.starting;
+  }
+
+  private async spawnAndGreet(): Promise<EngineHello> {
+    const env = { ...(this.opts.env ?? process.env) };
+    env.PYTHONPATH = env.PYTHONPATH ? `${ENGINE_DIR}${path.delimiter}${env.PYTHONPATH}` : ENGINE_DIR;
+    env.PYTHONUNBUFFERED = '1';
+    const child = spawn(this.python.path, ['-m', 'mlx_mesh_engine'], {
+      cwd: ENGINE_DIR,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.child = child;
+
+    const spawnError = new Promise<never>((_, reject) => {
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT' || err.code === 'EACCES') {
+          reject(
+            meshError(
+              'PYTHON_NOT_FOUND',
+              `Python interpreter "${this.python.path}" (from ${this.python.source}) could not be run: ${err.code}. ${SETUP_HINT}`,
+              { python: this.python.path, source: this.python.source },
+            ),
+          );
+        } else {
+          reject(meshError('ENGINE_FAILED', `could not start the engine: ${err.message}`));
+        }
+      });
+    });
+    spawnError.catch(() => {});
+
+    this.exited = new Promise<EngineExit>((resolve) => {
+      child.once('close', (code, signal) => {
+        this.exitInfo = { code, signal };
+        this.failAll(this.exitError());
+        this.log.debug('engine exited', { code, signal });
+        this.emit('exit', this.exitInfo);
+        resolve(this.exitInfo);
+      });
+    });
+
+    child.stdout!.on('data', (chunk: Buffer) => this.onStdout(chunk));
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (text: string) => this.onStderr(text));
+    // A write to a dead engine's stdin fails with EPIPE; the exit handler reports it.
+    child.stdin!.on('error', () => {});
+
+    const hello = this.request<EngineHello>('hello', {}, { timeoutMs: this.opts.startTimeoutMs ?? 60_000 });
+    const result = await Promise.race([hello, spawnError]).catch((err: Error) => {
+      if (this.running) child.kill('SIGKILL');
+      throw err;
+    });
+    if (result.protocol !== 1) {
+      child.kill('SIGKILL');
+      throw meshError('PROTOCOL_MISMATCH', `engine speaks protocol ${result.protocol}, expected 1`);
+    }
+    return result;
+  }
+
+  private exitError(): MeshError {
+    const { code, signal } = this.exitInfo ?? { code: null, signal: null };
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    const tail = this.stderrTail.slice(-10).join('\n');
+    // Exit code 3 is the engine's "cannot import mlx/cbor2" start-up failure.
+    const hint = code === 3 || /No module named|cannot import/.test(tail) ? ` ${SETUP_HINT}` : '';
+    return meshError('ENGINE_FAILED', `the engine ${how}.${hint}${tail ? `\nlast engine output:\n${tail}` : ''}`, {
+      code,
+      signal,
+    });
+  }
+
+  /** Sends one op and resolves with the reply's fields (without id/ok). */
+  request<T = Record<string, unknown>>(
+    op: string,
+    args: Record<string, unknown> = {},
+    opts: { timeoutMs?: number } = {},
+  ): Promise<T> {
+    if (!this.child || this.exitInfo) {
+      return Promise.reject(this.exitInfo ? this.exitError() : meshError('ENGINE_FAILED', 'the engine is not running'));
+    }
+    const id = this.nextId++;
+    const payload = cbor.encode({ ...args, id, op });
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(payload.byteLength, 0);
+    return new Promise<T>((resolve, reject) => {
+      const entry: Pending = { op, resolve, reject };
+      if (opts.timeoutMs !== undefined) {
+        entry.timer = setTimeout(() => {
+          this.pending.delete(id);
+          reject(meshError('ENGINE_FAILED', `the engine did not answer ${op} within ${opts.timeoutMs} ms`));
+        }, opts.timeoutMs);
+      }
+      this.pending.set(id, entry);
+      this.child!.stdin!.write(header);
+      this.child!.stdin!.write(payload);
+    });
+  }
+
+  private onStdout(chunk: Buffer): void {
+    this.buffered.push(chunk);
+    this.bufferedBytes += chunk.length;
+    for (;;) {
+      if (this.frameLength === undefined) {
+        if (this.bufferedBytes < 4) return;
+        this.frameLength = this.take(4).readUInt32BE(0);
+        if (this.frameLength > MAX_ENGINE_FRAME_BYTES) {
+          this.log.error('engine sent an oversize frame; killing it', { length: this.frameLength });
+          this.child?.kill('SIGKILL');
+          return;
+        }
+      }
+      // Wait for the whole frame before joining chunks, so a large tensor is copied once.
+      if (this.bufferedBytes < this.frameLength) return;
+      const frame = this.take(this.frameLength);
+      this.frameLength = undefined;
+      this.onFrame(frame);
+    }
+  }
+
+  private take(n: number): Buffer {
+    const all = this.buffered.length === 1 ? this.buffered[0] : Buffer.concat(this.buffered, this.bufferedBytes);
+    const rest = all.subarray(n);
+    this.buffered = rest.length ? [rest] : [];
+    this.bufferedBytes = rest.length;
+    return all.subarray(0, n);
+  }
+
+  private onFrame(frame: Uint8Array): void {
+    let msg: any;
+    try {
+      msg = cbor.decode(frame);
+    } catch (err) {
+      this.log.error('engine sent an undecodable frame', { error: (err as Error).message });
+      return;
+    }
+    const entry = typeof msg?.id === 'number' ? this.pending.get(msg.id) : undefined;
+    if (!entry) {
+      this.log.warn('engine reply matches no request', { id: msg?.id, error: msg?.error?.message });
+      return;
+    }
+    this.pending.delete(msg.id);
+    if (entry.timer) clearTimeout(entry.timer);
+    if (msg.ok) {
+      const { id: _id, ok: _ok, ...result } = msg;
+      entry.resolve(result);
+    } else {
+      entry.reject(engineReplyError(entry.op, msg.error));
+    }
+  }
+
+  private onStderr(text: string): void {
+    const lines = (this.stderrPartial + text).split('\n');
+    this.stderrPartial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      this.stderrTail.push(line);
+      if (this.stderrTail.length > STDERR_LINES_KEPT) this.stderrTail.shift();
+      this.log.debug(line);
+    }
+  }
+
+  private failAll(err: MeshError): void {
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const entry of pending) {
+      if (entry.timer) clearTimeout(entry.timer);
+      entry.reject(err);
+    }
+  }
+
+  /** Polite stop: `shutdown`, then SIGTERM after the grace period, then SIGKILL. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopNow();
+    return this.stopping;
+  }
+
+  private async stopNow(): Promise<void> {
+    const child = this.child;
+    if (!child || !this.exited) return;
+    if (this.exitInfo) return;
+    const grace = this.opts.stopGraceMs ?? 3000;
+    this.request('shutdown').catch(() => {});
+    child.stdin?.end();
+    const gone = (ms: number) =>
+      Promise.race([this.exited!.then(() => true), new Promise<boolean>((r) => setTimeout(r, ms, false).unref())]);
+    if (await gone(grace)) return;
+    child.kill('SIGTERM');
+    if (await gone(grace)) return;
+    child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** Immediate kill (tests, health-check failures). The 'exit' event still fires once. */
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.running) this.child!.kill(signal);
+  }
+
+  /** Resolves when the process has exited (immediately if it never started). */
+  async waitExit(): Promise<EngineExit | undefined> {
+    return this.exited;
+  }
+}
+
+/** Engine error codes that are also mesh codes keep theirs; the rest become ENGINE_ERROR. */
+function engineReplyError(op: string, error: { code?: string; message?: string } | undefined): MeshError {
+  const code = error?.code ?? 'INTERNAL';
+  const message = `engine ${op}: ${error?.message ?? 'unknown error'}`;
+  if (code in ErrorCodes) return meshError(code as ErrorCode, message, { engineCode: code });
+  return meshError('ENGINE_ERROR', message, { engineCode: code });
+}

@@ -1,0 +1,104 @@
+// The engine client against the real Python engine: hello, error replies that leave the engine
+// serving, a killed engine rejecting what was pending, a missing interpreter, and the polite stop.
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { EngineClient } from '../../peer/engine-client.ts';
+import { isMeshError } from '../../transport/errors.ts';
+
+const dataDir = process.env.MLX_MESH_DATA_DIR ?? path.join(os.homedir(), '.mlx-mesh');
+const started: EngineClient[] = [];
+
+function client(opts: Partial<ConstructorParameters<typeof EngineClient>[0]> = {}): EngineClient {
+  const c = new EngineClient({ dataDir, ...opts });
+  started.push(c);
+  return c;
+}
+
+test.after(async () => {
+  await Promise.all(started.map((c) => c.stop()));
+});
+
+test('hello reports protocol, versions and the backend', async () => {
+  const engine = client();
+  const hello = await engine.start();
+  assert.is(hello.protocol, 1);
+  assert.is(hello.backend, 'cpu');
+  assert.is(hello.pid, engine.pid);
+  assert.match(hello.mlx, /^\d+\.\d+/);
+  assert.is(await engine.start(), hello, 'start() is idempotent');
+  await engine.stop();
+  assert.is(engine.running, false);
+});
+
+test('a bad op gets an error reply and the engine keeps serving', async () => {
+  const engine = client();
+  await engine.start();
+  try {
+    await engine.request('no-such-op');
+    assert.unreachable('should reject');
+  } catch (err) {
+    assert.ok(isMeshError(err, 'ENGINE_ERROR'), String(err));
+    assert.is((err as any).details.engineCode, 'BAD_REQUEST');
+  }
+  try {
+    await engine.request('forward', { request: 'r', offset: 0, tokens: [1], sample: true });
+    assert.unreachable('should reject');
+  } catch (err) {
+    assert.is((err as any).details.engineCode, 'NOT_LOADED');
+  }
+  const stats = await engine.request<{ requests: number }>('stats');
+  assert.is(stats.requests, 0);
+  await engine.stop();
+});
+
+test('killing the engine rejects every pending request with ENGINE_FAILED', async () => {
+  const engine = client();
+  await engine.start();
+  const exits: unknown[] = [];
+  engine.on('exit', (e) => exits.push(e));
+  // Written and killed in the same tick: the engine cannot have answered any of them.
+  const pending = Array.from({ length: 5 }, () => engine.request('stats'));
+  engine.kill('SIGKILL');
+  const results = await Promise.allSettled(pending);
+  const rejected = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+  assert.is(rejected.length, 5);
+  for (const r of rejected) assert.ok(isMeshError(r.reason, 'ENGINE_FAILED'), String(r.reason));
+  await engine.waitExit();
+  assert.equal(exits, [{ code: null, signal: 'SIGKILL' }]);
+  try {
+    await engine.request('stats');
+    assert.unreachable('should reject');
+  } catch (err) {
+    assert.ok(isMeshError(err, 'ENGINE_FAILED'));
+    assert.match((err as Error).message, /SIGKILL/);
+  }
+});
+
+test('a missing interpreter is PYTHON_NOT_FOUND and names the fix', async () => {
+  const engine = client({ python: '/nonexistent/bin/python3' });
+  try {
+    await engine.start();
+    assert.unreachable('should reject');
+  } catch (err) {
+    assert.ok(isMeshError(err, 'PYTHON_NOT_FOUND'), String(err));
+    assert.match((err as Error).message, /mlx-mesh setup/);
+  }
+});
+
+test('an interpreter without mlx is ENGINE_FAILED with the setup hint and its stderr', async () => {
+  // The system python3 is outside the managed venv, so it normally has no mlx.
+  const engine = client({ python: '/usr/bin/python3', env: { ...process.env, PYTHONNOUSERSITE: '1' } });
+  try {
+    const hello = await engine.start();
+    // A system-wide MLX would make this environment usable; then there is nothing to check.
+    assert.is(hello.protocol, 1);
+  } catch (err) {
+    assert.ok(isMeshError(err, 'ENGINE_FAILED'), String(err));
+    assert.match((err as Error).message, /mlx-mesh setup/);
+    assert.match((err as Error).message, /cannot import/);
+  }
+});
+
+test.run();
