@@ -3,6 +3,7 @@
 // Usage: node --import tsx test/helpers/mdns-node.ts --id a --cluster c --port 50051 [--interface ip] [--protocol n]
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline';
+import dgram from 'node:dgram';
 import { MdnsDiscovery } from '../../discovery/mdns.ts';
 
 const { values } = parseArgs({
@@ -14,6 +15,8 @@ const { values } = parseArgs({
     interface: { type: 'string' },
     bind: { type: 'string' },
     'query-interval': { type: 'string', default: '2000' },
+    // Holds UDP 5353 without SO_REUSEADDR first, so start() must fail with EADDRINUSE.
+    occupy: { type: 'boolean', default: false },
   },
 });
 
@@ -37,7 +40,17 @@ discovery.on('error', (err: Error & { code?: string }) => {
   process.exitCode = 1;
 });
 
-await discovery.start();
+if (values.occupy) {
+  const blocker = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+  await new Promise<void>((resolve) => blocker.bind(5353, '0.0.0.0', resolve));
+  blocker.unref();
+}
+try {
+  await discovery.start();
+} catch (err) {
+  print('start-failed', { message: (err as Error).message, code: (err as { code?: string }).code });
+  process.exit(1);
+}
 print('started');
 
 let stopping = false;
