@@ -1,0 +1,111 @@
+// Which peer holds which layers. Pure: the coordinator runs it and publishes the result, so peers
+// never compute partitions on their own (and never disagree during churn).
+//
+// Layers are split into contiguous ranges, in rank order, in proportion to each peer's usable
+// memory; the first stage also holds the embedding and the last the final norm and head.
+import { meshError } from '../transport/errors.ts';
+
+export interface ModelShape {
+  layerBytes: number[];
+  embedBytes: number;
+  headBytes: number;
+}
+
+export interface Capacity {
+  id: string;
+  usableBytes: number;
+}
+
+export interface Stage {
+  id: string;
+  rank: number;
+  layers: [number, number];
+}
+
+export interface Plan {
+  stages: Stage[];
+  excluded: Array<{ id: string; reason: string }>;
+}
+
+const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+
+function stageBytes(model: ModelShape, start: number, end: number): number {
+  let total = 0;
+  for (let i = start; i < end; i++) total += model.layerBytes[i];
+  if (start === 0) total += model.embedBytes;
+  if (end === model.layerBytes.length) total += model.headBytes;
+  return total;
+}
+
+/** Proportional boundaries: stage k ends where the cumulative memory share says, each with ≥ 1 layer. */
+function proportionalBounds(n: number, weights: number[]): number[] {
+  const total = weights.reduce((a, b) => a + b, 0);
+  const bounds: number[] = [];
+  let acc = 0;
+  for (let k = 0; k < weights.length - 1; k++) {
+    acc += weights[k];
+    const prev = bounds[k - 1] ?? 0;
+    const remaining = weights.length - 1 - k; // stages after this one still need a layer each
+    bounds.push(Math.min(n - remaining, Math.max(prev + 1, Math.round((n * acc) / total))));
+  }
+  bounds.push(n);
+  return bounds;
+}
+
+export function planLayers(model: ModelShape, peers: readonly Capacity[]): Plan {
+  const n = model.layerBytes.length;
+  if (n === 0) throw meshError('MODEL_NOT_FOUND', 'the model has no layers');
+  if (peers.length === 0) throw meshError('PLAN_FAILED', 'no peers to plan for');
+  const excluded: Plan['excluded'] = [];
+  const biggestLayer = Math.max(...model.layerBytes);
+  let members = peers.filter((p) => {
+    if (p.usableBytes >= biggestLayer) return true;
+    excluded.push({ id: p.id, reason: `${gib(p.usableBytes)} usable, less than one layer (${gib(biggestLayer)})` });
+    return false;
+  });
+  if (members.length > n) {
+    // More peers than layers: the smallest stay out (ties keep rank order).
+    const keep = new Set([...members].sort((a, b) => b.usableBytes - a.usableBytes).slice(0, n).map((p) => p.id));
+    for (const p of members) if (!keep.has(p.id)) excluded.push({ id: p.id, reason: `the model has only ${n} layers` });
+    members = members.filter((p) => keep.has(p.id));
+  }
+  const need = stageBytes(model, 0, n);
+  const have = members.reduce((a, p) => a + p.usableBytes, 0);
+  if (members.length === 0 || have < need) {
+    throw meshError(
+      'MODEL_TOO_LARGE',
+      `the model needs ${gib(need)} but the cluster has ${gib(have)} usable across ${members.length} peer(s): add a machine or use a smaller (or more quantized) model`,
+      { needBytes: need, haveBytes: have },
+    );
+  }
+
+  const bounds = proportionalBounds(n, members.map((p) => p.usableBytes));
+  const start = (k: number) => (k === 0 ? 0 : bounds[k - 1]);
+  const over = (k: number) => stageBytes(model, start(k), bounds[k]) > members[k].usableBytes;
+  // Rounding and the embedding/head can push a stage over its memory: move layers to a neighbour
+  // with room, forward first, then backward.
+  for (let k = 0; k < members.length - 1; k++) {
+    while (over(k) && bounds[k] - start(k) > 1) bounds[k]--;
+  }
+  for (let k = members.length - 1; k > 0; k--) {
+    while (over(k) && bounds[k] - start(k) > 1 && bounds[k - 1] + 1 < bounds[k]) {
+      bounds[k - 1]++;
+      if (over(k - 1)) {
+        bounds[k - 1]--;
+        break;
+      }
+    }
+  }
+  const overfull = members.findIndex((_, k) => over(k));
+  if (overfull >= 0) {
+    const p = members[overfull];
+    throw meshError(
+      'MODEL_TOO_LARGE',
+      `no split fits: peer ${p.id} would need ${gib(stageBytes(model, start(overfull), bounds[overfull]))} but has ${gib(p.usableBytes)} usable`,
+    );
+  }
+  return {
+    stages: members.map((p, k) => ({ id: p.id, rank: k, layers: [start(k), bounds[k]] as [number, number] })),
+    excluded,
+  };
+}
