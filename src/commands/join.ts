@@ -1,11 +1,12 @@
 // `mlx-mesh join`: run a peer. The same command on every machine; no roles, no hostfile.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { MdnsDiscovery } from '../../discovery/mdns.ts';
 import { StaticDiscovery } from '../../discovery/static.ts';
 import type { DiscoverySource } from '../../peer/peer.ts';
 import { meshError } from '../../transport/errors.ts';
 import type { Command } from '../cli.ts';
-import { defaults } from '../config.ts';
+import { defaults, PROTOCOL_VERSION } from '../config.ts';
 import { startNode } from '../node.ts';
 
 const usage = `
@@ -59,7 +60,6 @@ async function run(argv: string[]): Promise<number> {
   const cluster = values.cluster ?? defaults.cluster;
   if (!/^[\w.-]{1,63}$/.test(cluster)) throw meshError('BAD_ARGUMENT', `--cluster must be 1-63 letters, digits, ".", "_" or "-"`);
   const discovery: DiscoverySource[] = [new StaticDiscovery({ peers: values.peer ?? [], defaultPort: defaults.port })];
-  if (!values['no-mdns']) throw meshError('BAD_ARGUMENT', 'mDNS is not wired yet: pass --no-mdns and --peer');
   const node = await startNode({
     dataDir,
     name: values.name,
@@ -69,6 +69,17 @@ async function run(argv: string[]): Promise<number> {
     apiHost: values['api-host'] ?? defaults.apiHost,
     apiPort: parsePort(values['api-port'], '--api-port', defaults.apiPort),
     discovery,
+    discoveryFor: values['no-mdns']
+      ? undefined
+      : async (peer) =>
+          new MdnsDiscovery({
+            id: peer.id,
+            name: peer.identity.name,
+            port: peer.port,
+            cluster,
+            protocol: PROTOCOL_VERSION,
+            serviceType: defaults.mdnsServiceType,
+          }),
     model: values.model,
     python: values.python,
   });
