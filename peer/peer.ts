@@ -30,6 +30,8 @@ export interface PeerOptions {
   port: number;
   apiPort: number;
   discovery?: DiscoverySource[];
+  /** Sources that need the bound port (mDNS announces it): built once the peer port listens. */
+  discoveryFor?: (peer: Peer) => Promise<DiscoverySource>;
   maxPayloadBytes: number;
   sendWindow: number;
   heartbeatMs: number;
@@ -158,7 +160,10 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.evaluate();
     });
     this.membership.on('message', (msg, link) => this.onMessage(msg, link));
-    for (const source of this.opts.discovery ?? []) {
+    const sources = [...(this.opts.discovery ?? [])];
+    if (this.opts.discoveryFor) sources.push(await this.opts.discoveryFor(this));
+    this.opts.discovery = sources;
+    for (const source of sources) {
       source.on('peer', (p: { id?: string; host: string; port: number; source: Target['source'] }) =>
         this.addPeer(p.host, p.port, p.source, p.id),
       );

@@ -32,7 +32,7 @@ export interface MeshNode {
 }
 
 export async function startNode(opts: NodeOptions): Promise<MeshNode> {
-  const discovery = [...(opts.discovery ?? [])];
+  const discovery = opts.discovery ?? [];
   const peer = new Peer({
     dataDir: opts.dataDir,
     name: opts.name,
@@ -43,6 +43,7 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
     port: opts.port ?? defaults.port,
     apiPort: opts.apiPort ?? defaults.apiPort,
     discovery,
+    discoveryFor: opts.discoveryFor,
     maxPayloadBytes: defaults.maxPayloadBytes,
     sendWindow: defaults.sendWindow,
     heartbeatMs: opts.timings?.heartbeatMs ?? defaults.heartbeatMs,
@@ -57,7 +58,6 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
   await api.start();
   peer.setApiPort(api.port);
   try {
-    if (opts.discoveryFor) discovery.push(await opts.discoveryFor(peer));
     await peer.start();
   } catch (err) {
     await peer.stop();
