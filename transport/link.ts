@@ -86,22 +86,32 @@ export class Link extends EventEmitter<LinkEvents> {
     return this.closed === null;
   }
 
-  /** Sends one message; waits while the window of unacknowledged socket writes is full. */
+  /**
+   * Sends one message; waits while the window of unacknowledged socket writes is full. Frames go out
+   * in call order: a freed slot is handed to the oldest waiter, never taken by a later caller.
+   */
   async send(msg: Message): Promise<void> {
-    while (this.inFlight >= this.opts.sendWindow && !this.closed) {
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
-    if (this.closed) throw meshError('LINK_CLOSED', `link to ${this.remote.id} is closed (${this.closed.reason})`);
+    if (this.closed) throw this.closedError();
     const frame = encodeMessage(msg);
-    this.inFlight++;
+    if (this.inFlight >= this.opts.sendWindow || this.waiters.length > 0) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      if (this.closed) throw this.closedError();
+    } else {
+      this.inFlight++;
+    }
     return new Promise((resolve, reject) => {
       this.ws.send(frame, { binary: true }, (err) => {
-        this.inFlight--;
-        this.waiters.shift()?.();
+        const next = this.waiters.shift();
+        if (next) next();
+        else this.inFlight--;
         if (err) reject(meshError('LINK_CLOSED', `send to ${this.remote.id} failed: ${err.message}`));
         else resolve();
       });
     });
+  }
+
+  private closedError() {
+    return meshError('LINK_CLOSED', `link to ${this.remote.id} is closed (${this.closed?.reason})`);
   }
 
   close(code: number = CloseCode.NORMAL, reason = 'closing'): void {

@@ -212,4 +212,25 @@ test('sends beyond the window wait for the socket instead of queueing without bo
   });
 });
 
+test('frames arrive in the order send() was called, even while callers wait for the window', async () => {
+  await withServer({}, async (_s, port, inbound) => {
+    const link = await dial('127.0.0.1', port, endpoint('client', { sendWindow: 1 }));
+    link.start();
+    await until(() => inbound.length === 1);
+    const got: number[] = [];
+    inbound[0].on('message', (m) => m.type === 'token' && got.push(m.step));
+    const pad = 'y'.repeat(64 * 1024);
+    const sends: Promise<void>[] = [];
+    for (let i = 0; i < 40; i++) {
+      if (i % 2) sends.push(link.send({ type: 'request-error', request: 'r', code: 'PAD', message: pad }));
+      sends.push(link.send({ type: 'token', request: 'r', step: i, token: 1 }));
+      if (i % 7 === 0) await sends[sends.length - 1]; // some callers await, others fire and forget
+    }
+    await Promise.all(sends);
+    await until(() => got.length === 40);
+    assert.equal(got, Array.from({ length: 40 }, (_, i) => i));
+    link.close();
+  });
+});
+
 test.run();
