@@ -178,7 +178,9 @@ export class EngineClient extends EventEmitter {
       return Promise.reject(this.exitInfo ? this.exitError() : meshError('ENGINE_FAILED', 'the engine is not running'));
     }
     const id = this.nextId++;
-    const payload = cbor.encode({ ...args, id, op });
+    // Absent optional arguments are left out: CBOR `undefined` is not Python's None.
+    const fields = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
+    const payload = cbor.encode({ ...fields, id, op });
     const header = Buffer.alloc(4);
     header.writeUInt32BE(payload.byteLength, 0);
     return new Promise<T>((resolve, reject) => {

@@ -1,0 +1,360 @@
+// Keeps one Python engine alive for this peer: start/stop, a state machine the rest of the peer can
+// watch, periodic health checks, and restart after a crash within a budget (then `failed`), re-issuing
+// the last load so the peer's layers come back by themselves.
+import { EventEmitter } from 'node:events';
+import { meshError, isMeshError } from '../transport/errors.ts';
+import { createLogger, type Logger } from '../transport/log.ts';
+import type { Tensor } from '../transport/tensor.ts';
+import { EngineClient, type EngineClientOptions, type EngineExit, type EngineHello } from './engine-client.ts';
+
+export type EngineState = 'stopped' | 'starting' | 'idle' | 'loading' | 'ready' | 'restarting' | 'failed';
+
+export interface RestartBudget {
+  maxRestarts: number;
+  windowMs: number;
+}
+
+export interface EngineSupervisorOptions extends EngineClientOptions {
+  /** Default: 5 restarts in 3 minutes, then `failed`. */
+  restartBudget?: RestartBudget;
+  restartDelayMs?: number;
+  healthIntervalMs?: number;
+  healthTimeoutMs?: number;
+  now?: () => number;
+}
+
+export interface LoadArgs {
+  model: string;
+  start: number;
+  end: number;
+}
+
+export interface LoadResult {
+  memory_bytes: number;
+  n_layers: number;
+  first: boolean;
+  last: boolean;
+  dtype: string;
+  hidden_size: number;
+}
+
+export interface InspectResult {
+  model_type: string;
+  n_layers: number;
+  hidden_size: number;
+  vocab_size: number;
+  context_length: number;
+  eos_token_ids: number[];
+  tie_word_embeddings: boolean;
+  layer_bytes: number[];
+  embed_bytes: number;
+  head_bytes: number;
+  dtype: string;
+}
+
+export interface EngineSampling {
+  temperature: number;
+  top_p: number;
+  seed?: number | null;
+}
+
+export interface ForwardArgs {
+  request: string;
+  offset: number;
+  /** First stage: token ids. Other stages: hidden states [1, T, H]. */
+  tokens?: number[];
+  hidden?: Tensor;
+  sample: boolean;
+  sampling?: EngineSampling;
+  /** Also return the last position's logits (tests). */
+  logits?: boolean;
+}
+
+export interface ForwardResult {
+  hidden?: Tensor;
+  token?: number;
+  logits?: Tensor;
+}
+
+export interface EngineStats {
+  active_memory: number;
+  peak_memory: number;
+  requests: number;
+}
+
+export interface RestartInfo {
+  /** Restarts inside the current budget window, this one included. */
+  attempt: number;
+  reason: string;
+  pid?: number;
+}
+
+const SERVING: readonly EngineState[] = ['idle', 'loading', 'ready'];
+
+/**
+ * Events: 'state' (state, previous), 'restart' (RestartInfo) after a crashed engine is back,
+ * 'failed' (MeshError) when the restart budget is spent, 'reload-failed' (Error).
+ */
+export class EngineSupervisor extends EventEmitter {
+  private readonly opts: EngineSupervisorOptions;
+  private readonly log: Logger;
+  private readonly budget: RestartBudget;
+  private client?: EngineClient;
+  private _state: EngineState = 'stopped';
+  private _hello?: EngineHello;
+  private _loaded?: LoadResult;
+  private lastLoad?: LoadArgs;
+  private restarts: number[] = [];
+  private recovering = false;
+  private stopRequested = false;
+  private starting?: Promise<EngineHello>;
+  private stopping?: Promise<void>;
+  private healthTimer?: NodeJS.Timeout;
+  private checking = false;
+
+  constructor(opts: EngineSupervisorOptions) {
+    super();
+    this.opts = opts;
+    this.log = opts.logger ?? createLogger('engine');
+    this.budget = opts.restartBudget ?? { maxRestarts: 5, windowMs: 3 * 60_000 };
+  }
+
+  get state(): EngineState {
+    return this._state;
+  }
+
+  get hello(): EngineHello | undefined {
+    return this._hello;
+  }
+
+  /** The current load's reply, while the state is `ready`. */
+  get loaded(): LoadResult | undefined {
+    return this._state === 'ready' ? this._loaded : undefined;
+  }
+
+  get pid(): number | undefined {
+    return this.client?.pid;
+  }
+
+  /** The running engine's last stderr lines. */
+  recentStderr(): string[] {
+    return this.client?.recentStderr() ?? [];
+  }
+
+  private setState(next: EngineState): void {
+    const prev = this._state;
+    if (prev === next) return;
+    this._state = next;
+    this.log.debug('engine state', { from: prev, to: next });
+    this.emit('state', next, prev);
+  }
+
+  /** Starts the engine; resolves with its hello. Idempotent while started. */
+  start(): Promise<EngineHello> {
+    if (this.starting && this._state !== 'stopped' && this._state !== 'failed') return this.starting;
+    this.stopRequested = false;
+    this.stopping = undefined;
+    this.restarts = [];
+    this.setState('starting');
+    this.starting = this.launch().then(
+      (hello) => {
+        this.setState('idle');
+        this.startHealth();
+        return hello;
+      },
+      (err) => {
+        this.setState('failed');
+        throw err;
+      },
+    );
+    return this.starting;
+  }
+
+  private async launch(): Promise<EngineHello> {
+    const client = new EngineClient(this.opts);
+    this.client = client;
+    client.once('exit', (exit: EngineExit) => this.onExit(client, exit));
+    this._hello = await client.start();
+    return this._hello;
+  }
+
+  private onExit(client: EngineClient, exit: EngineExit): void {
+    if (client !== this.client || this.stopRequested || this.recovering) return;
+    if (!SERVING.includes(this._state)) return;
+    const reason = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    this.log.warn('engine died', { reason, last: client.recentStderr().slice(-3).join(' | ') });
+    void this.recover(reason);
+  }
+
+  private takeBudget(): boolean {
+    const now = (this.opts.now ?? Date.now)();
+    this.restarts = this.restarts.filter((t) => now - t < this.budget.windowMs);
+    if (this.restarts.length >= this.budget.maxRestarts) return false;
+    this.restarts.push(now);
+    return true;
+  }
+
+  private async recover(reason: string): Promise<void> {
+    this.recovering = true;
+    try {
+      while (!this.stopRequested) {
+        if (!this.takeBudget()) {
+          const err = meshError(
+            'ENGINE_FAILED',
+            `the engine crashed ${this.budget.maxRestarts} times in ${Math.round(this.budget.windowMs / 1000)} s; ` +
+              `giving up (last: ${reason})`,
+            { lastStderr: this.client?.recentStderr() },
+          );
+          this.stopHealth();
+          this.setState('failed');
+          this.emit('failed', err);
+          return;
+        }
+        this.setState('restarting');
+        await new Promise((r) => setTimeout(r, this.opts.restartDelayMs ?? 500));
+        if (this.stopRequested) return;
+        try {
+          await this.launch();
+        } catch (err) {
+          reason = (err as Error).message;
+          this.client?.kill();
+          await this.client?.waitExit();
+          continue;
+        }
+        this.emit('restart', { attempt: this.restarts.length, reason, pid: this.client?.pid } satisfies RestartInfo);
+        if (await this.reload()) return;
+        reason = 'the engine died while re-loading its layers';
+      }
+    } finally {
+      this.recovering = false;
+    }
+  }
+
+  /** Re-issues the last load; false when the engine died doing it (the caller restarts again). */
+  private async reload(): Promise<boolean> {
+    const args = this.lastLoad;
+    if (!args) {
+      this.setState('idle');
+      return true;
+    }
+    this.setState('loading');
+    try {
+      this._loaded = await this.client!.request<LoadResult>('load', { ...args });
+      this.setState('ready');
+      return true;
+    } catch (err) {
+      if (!this.client?.running) return false;
+      // The engine refused (the model moved or broke): keep serving, without layers.
+      this.lastLoad = undefined;
+      this.setState('idle');
+      this.emit('reload-failed', err);
+      return true;
+    }
+  }
+
+  private startHealth(): void {
+    const every = this.opts.healthIntervalMs ?? 5000;
+    this.stopHealth();
+    this.healthTimer = setInterval(() => void this.checkHealth(), every);
+    this.healthTimer.unref();
+  }
+
+  private stopHealth(): void {
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.healthTimer = undefined;
+  }
+
+  // Only an idle engine is probed: a long load or forward answers nothing else meanwhile, and a
+  // crash during one is seen by the exit handler anyway.
+  private async checkHealth(): Promise<void> {
+    const client = this.client;
+    if (this.checking || !client || !client.running || client.pendingCount > 0) return;
+    if (this._state !== 'idle' && this._state !== 'ready') return;
+    this.checking = true;
+    try {
+      await client.request('stats', {}, { timeoutMs: this.opts.healthTimeoutMs ?? 10_000 });
+    } catch (err) {
+      if (client.running && client === this.client) {
+        this.log.warn('engine failed its health check; killing it', { error: (err as Error).message });
+        client.kill('SIGKILL');
+      }
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /** Stops the engine politely (shutdown, SIGTERM, SIGKILL). Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopRequested = true;
+      this.stopHealth();
+      await this.starting?.catch(() => {});
+      await this.client?.stop();
+      this.setState('stopped');
+    })();
+    return this.stopping;
+  }
+
+  private call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const client = this.client;
+    if (!client || !SERVING.includes(this._state) || !client.running) {
+      return Promise.reject(meshError('ENGINE_FAILED', `the engine is ${this._state}`, { state: this._state }));
+    }
+    return client.request<T>(op, args);
+  }
+
+  // --- typed ops ------------------------------------------------------------------------------
+
+  convert(gguf: string, outDir: string): Promise<{ path: string; converted: boolean }> {
+    return this.call('convert', { gguf, out_dir: outDir });
+  }
+
+  download(repo: string, outDir: string, layers?: [number, number], revision?: string): Promise<{ path: string; files: string[] }> {
+    return this.call('download', { repo, out_dir: outDir, start: layers?.[0], end: layers?.[1], revision });
+  }
+
+  inspect(model: string): Promise<InspectResult> {
+    return this.call('inspect', { model });
+  }
+
+  /** Loads layers [start, end); remembered and re-issued after a restart. */
+  async load(args: LoadArgs): Promise<LoadResult> {
+    const call = this.call<LoadResult>('load', { ...args });
+    this.lastLoad = { ...args };
+    this.setState('loading');
+    try {
+      this._loaded = await call;
+      this.setState('ready');
+      return this._loaded;
+    } catch (err) {
+      // The engine refused (bad model or range): it has nothing loaded now. A crash keeps lastLoad
+      // so the restart re-issues it.
+      if (!isMeshError(err, 'ENGINE_FAILED')) {
+        this.lastLoad = undefined;
+        if (this._state === 'loading') this.setState('idle');
+      }
+      throw err;
+    }
+  }
+
+  forward(args: ForwardArgs): Promise<ForwardResult> {
+    return this.call('forward', { ...args });
+  }
+
+  release(request: string): Promise<{ released: boolean }> {
+    return this.call('release', { request });
+  }
+
+  tokenize(input: { text: string; addBos?: boolean } | { messages: { role: string; content: string }[] }): Promise<{ tokens: number[] }> {
+    if ('messages' in input) return this.call('tokenize', { messages: input.messages });
+    return this.call('tokenize', { text: input.text, add_bos: input.addBos });
+  }
+
+  decode(tokens: number[], skipSpecial = false): Promise<{ text: string }> {
+    return this.call('decode', { tokens, skip_special: skipSpecial });
+  }
+
+  stats(): Promise<EngineStats> {
+    return this.call('stats');
+  }
+}
