@@ -59,6 +59,31 @@ test('peers of one cluster see each other; another cluster is only ignored; a go
   for (const n of [a, b, c]) assert.is(n.exitCode, 0, n.stderr());
 });
 
+test('a peer answering from a new address is reported again with that address', async () => {
+  const [A] = net.namespaces;
+  const a = spawnNode(0, ['--id', 'a', '--cluster', 'lab', '--port', '50051']);
+  const b = spawnNode(1, ['--id', 'b', '--cluster', 'lab', '--port', '50052', '--query-interval', '500']);
+  await b.waitFor((e) => e.event === 'peer' && e.peer.id === 'a' && e.peer.host === A.address);
+  // Renumber a's NIC, as a DHCP change would; its SRV and TXT stay the same, only the source address moves.
+  const moved = `${net.prefix}.77`;
+  const renumber = (from: string, to: string) => {
+    // Deleting a primary address also drops its secondaries, so delete first, then add.
+    net.ip(A.name, 'addr', 'del', `${from}/25`, 'dev', 'eth0');
+    net.ip(A.name, 'addr', 'add', `${to}/25`, 'dev', 'eth0');
+    net.ip(A.name, 'route', 'replace', 'default', 'via', `${net.prefix}.126`);
+    net.ip(A.name, 'route', 'replace', '224.0.0.0/4', 'dev', 'eth0');
+  };
+  // Renumber a's NIC, as a DHCP change would; its SRV and TXT stay the same, only the source address moves.
+  renumber(A.address, moved);
+  try {
+    const again = await b.waitFor((e) => e.event === 'peer' && e.peer.host === moved);
+    assert.equal(again.peer, { id: 'a', cluster: 'lab', protocol: 1, host: moved, port: 50051, source: 'mdns' });
+    await Promise.all([a.stop(), b.stop()]);
+  } finally {
+    renumber(moved, A.address);
+  }
+});
+
 test('a copied peer id is reported as duplicate-id on both machines', async () => {
   const x = spawnNode(0, ['--id', 'same', '--cluster', 'lab', '--port', '50051']);
   const copy = spawnNode(1, ['--id', 'same', '--cluster', 'lab', '--port', '50051']);

@@ -46,7 +46,8 @@ if (values.occupy) {
   blocker.unref();
 }
 try {
-  await discovery.start();
+  // Twice on purpose: start() is idempotent, so this must publish once and bind one socket.
+  await Promise.all([discovery.start(), discovery.start()]);
 } catch (err) {
   print('start-failed', { message: (err as Error).message, code: (err as { code?: string }).code });
   process.exit(1);
@@ -57,6 +58,7 @@ let stopping = false;
 const stop = async () => {
   if (stopping) return;
   stopping = true;
+  await Promise.all([discovery.stop(), discovery.stop()]);
   await discovery.stop();
   print('stopped');
 };

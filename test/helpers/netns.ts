@@ -17,6 +17,10 @@ export interface TestNetwork {
   namespaces: NetNamespace[];
   /** Address of the root namespace's end of the link, for servers the peers should reach. */
   hostAddress: string;
+  /** First three octets of the private /24, e.g. '10.231.57'; peers use .1-.125. */
+  prefix: string;
+  /** Runs `ip -n <ns> ...args` (e.g. to renumber a peer); throws with ip's message on failure. */
+  ip(ns: string, ...args: string[]): string;
   run(ns: string, cmd: string, args: string[], options?: SpawnOptions): ChildProcess;
   teardown(): Promise<void>;
 }
@@ -139,6 +143,8 @@ export async function createNetwork(n: number): Promise<TestNetwork> {
   return {
     namespaces: names.map((name, i) => ({ name, address: `${prefix}.${i + 1}` })),
     hostAddress: `${prefix}.130`,
+    prefix,
+    ip: (ns, ...args) => ip('-n', ns, ...args),
     run(ns, cmd, args, options) {
       const child = run(ns, cmd, args, options);
       children.add(child);
