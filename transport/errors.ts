@@ -30,6 +30,8 @@ export const ErrorCodes = {
   REQUEST_FAILED: 'a generation failed part-way',
   SSH_FAILED: 'an SSH connection or remote command failed',
   HOST_KEY_MISMATCH: "a host's SSH key did not match known_hosts",
+  HOST_KEY_UNKNOWN: "a host's SSH key is not in known_hosts yet",
+  REMOTE_FAILED: 'a peer started over SSH did not come up, or did not stop',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
