@@ -13,6 +13,11 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, unreachable: 3, checksFailed:
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   join: () => import('./commands/join.ts'),
   status: () => import('./commands/status.ts'),
+  setup: () => import('./commands/setup.ts'),
+  doctor: () => import('./commands/doctor.ts'),
+  up: () => import('./commands/up.ts'),
+  down: () => import('./commands/down.ts'),
+  logs: () => import('./commands/logs.ts'),
 };
 
 function help(): string {
