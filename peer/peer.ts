@@ -70,7 +70,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   readonly ignored: Array<{ id?: string; host: string; port: number; reason: string }> = [];
   readonly log: Logger;
   /** Extra capability fields (engine state, backend) filled in by higher layers. */
-  extraCapabilities: Record<string, string | undefined> = {};
+  extraCapabilities: Record<string, string | number | undefined> = {};
 
   private readonly opts: PeerOptions;
   private server: LinkServer | null = null;

@@ -32,7 +32,11 @@ export const defaults = {
   settleMs: envMs('MLX_MESH_SETTLE_MS', 1500),
 } as const;
 
-export type PeerTimings = Pick<
-  typeof defaults,
-  'heartbeatMs' | 'heartbeatMisses' | 'handshakeTimeoutMs' | 'dialBackoffMinMs' | 'dialBackoffMaxMs' | 'settleMs'
->;
+export interface PeerTimings {
+  heartbeatMs: number;
+  heartbeatMisses: number;
+  handshakeTimeoutMs: number;
+  dialBackoffMinMs: number;
+  dialBackoffMaxMs: number;
+  settleMs: number;
+}

@@ -1,7 +1,10 @@
 // A running node: the mesh peer plus its HTTP API. `join`, `demo` and the tests all start nodes here,
 // so there is one wiring of the parts.
 import { createRequire } from 'node:module';
+import { Inference } from '../peer/inference.ts';
 import { Peer, type DiscoverySource } from '../peer/peer.ts';
+import { deviceExtras } from './api/device-extras.ts';
+import { registerOpenAiRoutes } from './api/openai.ts';
 import { ApiServer } from './api/server.ts';
 import { defaults, PROTOCOL_VERSION, type PeerTimings } from './config.ts';
 
@@ -23,11 +26,17 @@ export interface NodeOptions {
   python?: string;
   timings?: Partial<PeerTimings>;
   protocol?: number;
+  /** Run an engine and take part in inference (default). Mesh-only tests turn it off. */
+  inference?: boolean;
+  /** Memory this peer offers for layers (default 75% of RAM; MLX_MESH_MEMORY_BYTES overrides). */
+  usableMemoryBytes?: number;
+  prefillChunk?: number;
 }
 
 export interface MeshNode {
   peer: Peer;
   api: ApiServer;
+  inference: Inference | null;
   stop(): Promise<void>;
 }
 
@@ -53,13 +62,36 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
     dialBackoffMaxMs: opts.timings?.dialBackoffMaxMs ?? defaults.dialBackoffMaxMs,
     settleMs: opts.timings?.settleMs ?? defaults.settleMs,
   });
-  const api = new ApiServer({ host: opts.apiHost ?? defaults.apiHost, port: opts.apiPort ?? defaults.apiPort, source: { peer } });
+  const inference =
+    opts.inference === false
+      ? null
+      : new Inference({
+          peer,
+          dataDir: opts.dataDir,
+          python: opts.python,
+          model: opts.model,
+          usableMemoryBytes: opts.usableMemoryBytes ?? (Number(process.env.MLX_MESH_MEMORY_BYTES) || undefined),
+          prefillChunk: opts.prefillChunk,
+        });
+  const api = new ApiServer({
+    host: opts.apiHost ?? defaults.apiHost,
+    port: opts.apiPort ?? defaults.apiPort,
+    source: {
+      peer,
+      extras: inference ? (id) => deviceExtras(inference, id) : undefined,
+      model: () => inference?.plan?.meta.name ?? null,
+      plan: () => inference?.plan ?? null,
+    },
+  });
+  if (inference) registerOpenAiRoutes(api, inference);
   // The API binds first so that a busy API port fails before we announce ourselves to anyone.
   await api.start();
   peer.setApiPort(api.port);
   try {
     await peer.start();
+    await inference?.start();
   } catch (err) {
+    await inference?.stop();
     await peer.stop();
     await api.stop();
     throw err;
@@ -68,7 +100,9 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
   return {
     peer,
     api,
+    inference,
     stop: () => (stopping ??= (async () => {
+      await inference?.stop();
       await peer.stop();
       await api.stop();
     })()),

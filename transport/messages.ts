@@ -84,15 +84,24 @@ export const PlanSchema = z.object({
   type: z.literal('plan'),
   term: z.number().int().nonnegative(),
   version: z.number().int().nonnegative(),
-  model: z.string().nullable(),
-  stages: z.array(z.object({ id: z.string(), rank: z.number().int().nonnegative(), layers: LayerRangeSchema })),
-  excluded: z.array(z.object({ id: z.string(), reason: z.string() })).optional(),
+  /** The model as the coordinator was asked for it (`--model`, or "default"); each peer resolves it locally. */
+  model: z.string(),
+  stages: z.array(z.object({ id: z.string(), rank: z.number().int().nonnegative(), layers: LayerRangeSchema })).min(1),
+  excluded: z.array(z.object({ id: z.string(), reason: z.string() })),
+  meta: z.object({
+    name: z.string(),
+    nLayers: z.number().int().positive(),
+    contextLength: z.number().int().positive(),
+    eosTokenIds: z.array(z.number().int().nonnegative()),
+  }),
 });
 
 /** A peer's report about its engine and its share of the plan. */
 export const StatusSchema = z.object({
   type: z.literal('status'),
   engine: z.string(),
+  /** The (term, version) of the plan this status is about. */
+  planTerm: z.number().int().nullable(),
   planVersion: z.number().int().nullable(),
   ready: z.boolean(),
   memoryBytes: z.number().nonnegative().optional(),
@@ -110,6 +119,8 @@ const SamplingSchema = z.object({
 export const ForwardSchema = z.object({
   type: z.literal('forward'),
   request: z.string(),
+  /** The peer that drives this request: the last stage sends its tokens there. */
+  origin: z.string(),
   planVersion: z.number().int(),
   step: z.number().int().nonnegative(),
   /** Position of the first token of this chunk in the sequence (the KV-cache offset). */

@@ -41,12 +41,11 @@ function ordered(src: ViewSource): PeerInfo[] {
 export function clusterStatus(src: ViewSource): 'healthy' | 'degraded' | 'forming' {
   const { peer } = src;
   if (!peer.leadership.coordinator) return 'forming';
+  const statuses = peer.live().map((p) => src.extras?.(p.id)?.status ?? 'healthy');
   const lostPeers = peer.targets().some((t) => t.id && !t.self && !peer.membership.has(t.id) && t.source === 'static');
-  const unhealthy = peer.live().some((p) => {
-    const s = src.extras?.(p.id)?.status;
-    return s !== undefined && s !== 'healthy';
-  });
-  return lostPeers || unhealthy ? 'degraded' : 'healthy';
+  if (lostPeers || statuses.some((s) => s === 'failed' || s === 'restarting')) return 'degraded';
+  if (statuses.some((s) => s !== 'healthy' && s !== 'excluded')) return 'forming';
+  return 'healthy';
 }
 
 export function healthView(src: ViewSource) {

@@ -4,7 +4,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { StaticDiscovery } from '../../discovery/static.ts';
+import { resolvePython } from '../../peer/python-env.ts';
+import { defaults } from '../../src/config.ts';
 import { type MeshNode, type NodeOptions, startNode } from '../../src/node.ts';
+
+/** The engine interpreter of this machine's managed venv (set up by .ci/run or `mlx-mesh setup`). */
+export const TEST_PYTHON = resolvePython({ dataDir: defaults.dataDir }).path;
+export const STORIES = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../shared/models/stories260K.gguf');
 
 export const FAST = {
   heartbeatMs: 200,
@@ -33,6 +39,8 @@ export async function startTestNode(opts: Partial<NodeOptions> & { peers?: strin
     apiHost: '127.0.0.1',
     apiPort: 0,
     timings: FAST,
+    inference: false,
+    python: TEST_PYTHON,
     ...opts,
     discovery: [new StaticDiscovery({ peers: opts.peers ?? [], defaultPort: 50051 }), ...(opts.discovery ?? [])],
   });

@@ -29,10 +29,18 @@ const samples: Message[] = [
   { type: 'reject', code: 'PROTOCOL_MISMATCH', message: 'no' },
   { type: 'gossip', peers: [peer], coordinator: 'p1', term: 3 },
   { type: 'coordinator', term: 2, id: 'p1' },
-  { type: 'plan', term: 2, version: 1, model: 'm', stages: [{ id: 'p1', rank: 0, layers: [0, 3] }] },
-  { type: 'status', engine: 'ready', planVersion: 1, ready: true, memoryBytes: 123 },
-  { type: 'forward', request: 'r1', planVersion: 1, step: 0, offset: 0, tokens: [1, 403], sample: true, sampling },
-  { type: 'forward', request: 'r1', planVersion: 1, step: 1, offset: 2, hidden: tensor('bfloat16', [1, 2, 4]), sample: false, sampling },
+  {
+    type: 'plan',
+    term: 2,
+    version: 1,
+    model: 'm',
+    stages: [{ id: 'p1', rank: 0, layers: [0, 3] }],
+    excluded: [],
+    meta: { name: 'm', nLayers: 3, contextLength: 512, eosTokenIds: [2] },
+  },
+  { type: 'status', engine: 'ready', planTerm: 2, planVersion: 1, ready: true, memoryBytes: 123 },
+  { type: 'forward', request: 'r1', origin: 'p1', planVersion: 1, step: 0, offset: 0, tokens: [1, 403], sample: true, sampling },
+  { type: 'forward', request: 'r1', origin: 'p1', planVersion: 1, step: 1, offset: 2, hidden: tensor('bfloat16', [1, 2, 4]), sample: false, sampling },
   { type: 'token', request: 'r1', step: 1, token: 407 },
   { type: 'release', request: 'r1' },
   { type: 'request-error', request: 'r1', code: 'ENGINE_ERROR', message: 'boom' },
@@ -56,7 +64,7 @@ test('every message type survives a round trip', () => {
 test('tensor bytes of every dtype are preserved exactly', () => {
   for (const dtype of DTYPES) {
     const t = tensor(dtype, [1, 3, 5]);
-    const msg: Message = { type: 'forward', request: 'r', planVersion: 0, step: 0, offset: 0, hidden: t, sample: false, sampling };
+    const msg: Message = { type: 'forward', request: 'r', origin: 'p1', planVersion: 0, step: 0, offset: 0, hidden: t, sample: false, sampling };
     const back = decodeMessage(encodeMessage(msg)) as Extract<Message, { type: 'forward' }>;
     assert.is(back.hidden!.dtype, dtype);
     assert.equal(back.hidden!.shape, [1, 3, 5]);

@@ -1,0 +1,398 @@
+// Inference on one peer: its engine, the plan (made by the coordinator, followed by everyone), its
+// pipeline stage, and the generations it drives for its own API clients.
+//
+// Every peer runs the same code. The coordinator additionally turns the live membership into a plan
+// and publishes it; each peer loads its layer range and reports `status`; the plan is live when every
+// stage reports ready. Any peer can drive a request: the last stage sends tokens to the request's origin.
+import { EventEmitter } from 'node:events';
+import os from 'node:os';
+import { isMeshError, meshError, MeshError } from '../transport/errors.ts';
+import type { Link } from '../transport/link.ts';
+import { createLogger, type Logger } from '../transport/log.ts';
+import type { Message, MessageOf } from '../transport/messages.ts';
+import { byAge } from './election.ts';
+import { type ActivePlan, type GenerateRequest, Generation, type GenerationResult } from './generation.ts';
+import { resolveModel } from './model-source.ts';
+import type { Peer } from './peer.ts';
+import { planLayers } from './planner.ts';
+import { resolvePython } from './python-env.ts';
+import { EngineSupervisor, type InspectResult } from './supervisor.ts';
+
+type PlanMessage = MessageOf<'plan'>;
+type StatusMessage = MessageOf<'status'>;
+
+export interface InferenceOptions {
+  peer: Peer;
+  dataDir: string;
+  python?: string;
+  /** `--model`; only the coordinator's matters. Undefined means the bundled default model. */
+  model?: string;
+  /** Memory this peer offers for layers; default 75% of RAM (unified memory is shared with the OS). */
+  usableMemoryBytes?: number;
+  /** Prompt tokens per prefill message (mlx_lm's prefill_step_size). */
+  prefillChunk?: number;
+  stepTimeoutMs?: number;
+  /** Quiet time after a membership change before the coordinator re-plans (joins come in bursts). */
+  replanDelayMs?: number;
+}
+
+export interface DeviceState {
+  engine: string;
+  ready: boolean;
+  planTerm: number | null;
+  planVersion: number | null;
+  memoryBytes?: number;
+  backend?: string;
+  error?: string;
+}
+
+export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [string, DeviceState] }> {
+  readonly engine: EngineSupervisor;
+  plan: PlanMessage | null = null;
+  planError: string | null = null;
+  private readonly peer: Peer;
+  private readonly opts: InferenceOptions;
+  private readonly log: Logger;
+  private readonly states = new Map<string, DeviceState>();
+  private readonly generations = new Map<string, Generation>();
+  private readonly inspected = new Map<string, { path: string; name: string; info: InspectResult }>();
+  private planCounter = 0;
+  private replanTimer: NodeJS.Timeout | null = null;
+  private applying: Promise<void> = Promise.resolve();
+  private running = false;
+
+  constructor(opts: InferenceOptions) {
+    super();
+    this.opts = opts;
+    this.peer = opts.peer;
+    this.log = createLogger('inference', `[${opts.peer.identity.name}] `);
+    this.engine = new EngineSupervisor({ dataDir: opts.dataDir, python: opts.python, logger: createLogger('engine', `[${opts.peer.identity.name}] `) });
+    const usable = opts.usableMemoryBytes ?? Math.floor(os.totalmem() * 0.75);
+    this.peer.extraCapabilities.usableMemory = usable;
+    this.states.set(this.peer.id, { engine: 'stopped', ready: false, planTerm: null, planVersion: null });
+  }
+
+  get selfState(): DeviceState {
+    return this.states.get(this.peer.id)!;
+  }
+
+  /** Starts the engine and joins the plan protocol. An engine that cannot start is reported, not fatal. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    const peer = this.peer;
+    peer.on('message', (msg, link) => this.onMessage(msg, link));
+    peer.on('leadership', () => this.scheduleReplan());
+    peer.on('up', (link) => {
+      link.send(this.statusMessage()).catch(() => {});
+      this.scheduleReplan();
+    });
+    peer.on('down', (link) => {
+      this.states.delete(link.remote.id);
+      this.failGenerationsUsing(link.remote.id, `peer ${link.remote.name} (${link.remote.id}) left the cluster`);
+      this.scheduleReplan();
+    });
+    this.engine.on('state', (state: string) => this.setSelf({ engine: state, ready: state === 'ready' && this.selfState.ready }));
+    this.engine.on('restart', () => this.log.warn('engine restarted; layers re-loaded'));
+    try {
+      const hello = await this.engine.start();
+      this.peer.extraCapabilities.backend = hello.backend;
+      this.peer.extraCapabilities.mlxVersion = hello.mlx;
+      this.setSelf({ backend: hello.backend });
+    } catch (err) {
+      this.log.error('engine did not start', { error: (err as Error).message });
+      this.setSelf({ engine: 'failed', error: (err as Error).message });
+    }
+    this.scheduleReplan();
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.replanTimer) clearTimeout(this.replanTimer);
+    for (const g of this.generations.values()) g.fail(meshError('REQUEST_FAILED', 'the peer is stopping'));
+    await this.engine.stop();
+  }
+
+  stateOf(id: string): DeviceState | undefined {
+    return this.states.get(id);
+  }
+
+  /** True when every stage of the current plan has its layers loaded. */
+  isReady(): boolean {
+    const plan = this.plan;
+    if (!plan) return false;
+    return plan.stages.every((s) => {
+      const st = this.states.get(s.id);
+      return st?.ready && st.planVersion === plan.version && st.planTerm === plan.term;
+    });
+  }
+
+  /** Why the cluster cannot serve right now, for a 503 message; null when it can. */
+  notReadyReason(): string | null {
+    if (!this.peer.leadership.coordinator) return 'the cluster is still electing a coordinator';
+    if (this.planError) return this.planError;
+    if (!this.plan) return 'the coordinator has not published a layer plan yet';
+    const waiting = this.plan.stages.filter((s) => !this.isStageReady(s.id)).map((s) => s.id);
+    if (waiting.length) {
+      const failed = waiting.map((id) => [id, this.states.get(id)?.error]).filter(([, e]) => e);
+      if (failed.length) return `peer ${failed[0][0]} could not load its layers: ${failed[0][1]}`;
+      return `waiting for ${waiting.join(', ')} to load their layers`;
+    }
+    return null;
+  }
+
+  async tokenize(input: { text: string } | { messages: Array<{ role: string; content: string }> }): Promise<number[]> {
+    const res = 'text' in input ? await this.engine.tokenize({ text: input.text, addBos: true }) : await this.engine.tokenize(input);
+    return res.tokens;
+  }
+
+  /** Runs one request through the pipeline; `onText` receives text as it becomes final. */
+  async generate(req: GenerateRequest, onText: (t: string) => void): Promise<GenerationResult> {
+    const reason = this.notReadyReason();
+    if (reason) throw meshError('PLAN_FAILED', reason);
+    const plan = this.plan!;
+    const active: ActivePlan = {
+      version: plan.version,
+      stages: plan.stages,
+      eosTokenIds: plan.meta.eosTokenIds,
+      contextLength: plan.meta.contextLength,
+    };
+    const gen = new Generation(
+      {
+        selfId: this.peer.id,
+        prefillChunk: this.opts.prefillChunk ?? 2048,
+        stepTimeoutMs: this.opts.stepTimeoutMs ?? 120_000,
+        deliver: (to, msg) => this.deliver(to, msg),
+        decode: async (tokens) => (await this.engine.decode(tokens)).text,
+      },
+      active,
+    );
+    this.generations.set(gen.id, gen);
+    try {
+      return await gen.run(req, onText);
+    } finally {
+      this.generations.delete(gen.id);
+      for (const s of plan.stages) this.deliver(s.id, { type: 'release', request: gen.id }).catch(() => {});
+    }
+  }
+
+  // --- coordinator: planning ---------------------------------------------------------------------
+
+  private scheduleReplan(): void {
+    if (!this.running || !this.peer.isCoordinator) return;
+    if (this.replanTimer) clearTimeout(this.replanTimer);
+    this.replanTimer = setTimeout(() => {
+      this.replanTimer = null;
+      this.replan().catch((err) => {
+        this.planError = (err as Error).message;
+        this.log.error('could not make a plan', { error: this.planError });
+      });
+    }, this.opts.replanDelayMs ?? 300);
+  }
+
+  private async modelInfo(spec: string): Promise<{ path: string; name: string; info: InspectResult }> {
+    const known = this.inspected.get(spec);
+    if (known) return known;
+    const { path, name } = await this.resolve(spec);
+    const info = await this.engine.inspect(path);
+    const entry = { path, name, info };
+    this.inspected.set(spec, entry);
+    return entry;
+  }
+
+  /** The plan names a model as the user did ("default", a path, a repo id); each peer finds its own copy. */
+  private resolve(spec: string, layers?: [number, number]) {
+    return resolveModel(spec === 'default' ? undefined : spec, {
+      dataDir: this.opts.dataDir,
+      engine: this.engine,
+      python: resolvePython({ python: this.opts.python, dataDir: this.opts.dataDir }).path,
+      layers,
+    });
+  }
+
+  private async replan(): Promise<void> {
+    const peer = this.peer;
+    if (!peer.isCoordinator || this.selfState.engine === 'failed') return;
+    const spec = this.opts.model ?? 'default';
+    const { info, name } = await this.modelInfo(spec);
+    // Rank order: the coordinator first (it is usually where requests arrive), then by age.
+    const members = peer.live().sort((a, b) => (a.id === peer.id ? -1 : b.id === peer.id ? 1 : byAge(a, b)));
+    const current = this.plan;
+    const ids = members.map((m) => m.id).sort().join(',');
+    const planned = current ? [...current.stages.map((s) => s.id), ...current.excluded.map((e) => e.id)].sort().join(',') : '';
+    if (current && current.term === peer.leadership.term && planned === ids && current.model === spec) return;
+    const plan = planLayers(
+      { layerBytes: info.layer_bytes, embedBytes: info.embed_bytes, headBytes: info.head_bytes },
+      members.map((m) => ({
+        id: m.id,
+        usableBytes: Number(m.capabilities.usableMemory ?? m.capabilities.totalMemory * 0.75),
+      })),
+    );
+    this.planError = null;
+    const msg: PlanMessage = {
+      type: 'plan',
+      term: peer.leadership.term,
+      version: Math.max(this.planCounter, current?.version ?? 0) + 1,
+      model: spec,
+      stages: plan.stages,
+      excluded: plan.excluded,
+      meta: {
+        name,
+        nLayers: info.n_layers,
+        contextLength: info.context_length,
+        eosTokenIds: info.eos_token_ids,
+      },
+    };
+    this.planCounter = msg.version;
+    this.log.info('publishing plan', {
+      version: msg.version,
+      stages: msg.stages.map((s) => `${s.id}:${s.layers[0]}-${s.layers[1]}`).join(' '),
+    });
+    peer.membership.broadcast(msg);
+    this.acceptPlan(msg);
+  }
+
+  // --- every peer: following the plan ------------------------------------------------------------
+
+  private acceptPlan(plan: PlanMessage): void {
+    const cur = this.plan;
+    if (cur && (plan.term < cur.term || (plan.term === cur.term && plan.version <= cur.version))) return;
+    if (plan.term < this.peer.leadership.term) return; // from a coordinator that has been replaced
+    this.plan = plan;
+    this.planCounter = Math.max(this.planCounter, plan.version);
+    this.emit('plan', plan);
+    for (const g of this.generations.values()) g.fail(meshError('REQUEST_FAILED', 'the cluster changed its layer plan mid-request'));
+    this.applying = this.applying.then(() => this.load(plan));
+  }
+
+  private async load(plan: PlanMessage): Promise<void> {
+    if (this.plan !== plan || !this.running) return; // superseded while queued
+    const stage = plan.stages.find((s) => s.id === this.peer.id);
+    this.setSelf({ ready: false, planTerm: plan.term, planVersion: plan.version, error: undefined });
+    try {
+      const { path } = await this.resolve(plan.model, stage?.layers);
+      // A peer outside the plan still loads the tokenizer, so it can serve its own API clients.
+      const [start, end] = stage?.layers ?? [0, 0];
+      const loaded = await this.engine.load({ model: path, start, end });
+      if (this.plan !== plan) return;
+      this.setSelf({ ready: true, memoryBytes: loaded.memory_bytes });
+      this.log.info('layers loaded', { layers: `${start}-${end}`, memory_mb: Math.round(loaded.memory_bytes / 2 ** 20) });
+    } catch (err) {
+      if (this.plan !== plan) return;
+      this.log.error('could not load layers', { error: (err as Error).message });
+      this.setSelf({ ready: false, error: (err as Error).message });
+    }
+  }
+
+  private isStageReady(id: string): boolean {
+    const st = this.states.get(id);
+    return !!(st?.ready && st.planVersion === this.plan?.version && st.planTerm === this.plan?.term);
+  }
+
+  private statusMessage(): StatusMessage {
+    const s = this.selfState;
+    return {
+      type: 'status',
+      engine: s.engine,
+      planTerm: s.planTerm,
+      planVersion: s.planVersion,
+      ready: s.ready,
+      memoryBytes: s.memoryBytes,
+      backend: s.backend,
+      error: s.error,
+    };
+  }
+
+  private setSelf(patch: Partial<DeviceState>): void {
+    const next = { ...this.selfState, ...patch };
+    if (next.engine !== 'ready' && next.engine !== 'loading') next.ready = next.ready && next.engine === 'ready';
+    this.states.set(this.peer.id, next);
+    this.emit('status', this.peer.id, next);
+    if (this.running) this.peer.membership.broadcast(this.statusMessage());
+  }
+
+  // --- every peer: messages ------------------------------------------------------------------------
+
+  private onMessage(msg: Message, link: Link | null): void {
+    switch (msg.type) {
+      case 'plan':
+        if (link && link.remote.id !== this.peer.leadership.coordinator) {
+          this.log.debug('ignoring a plan from a non-coordinator', { from: link.remote.id });
+          return;
+        }
+        return this.acceptPlan(msg);
+      case 'status': {
+        if (!link) return;
+        const { type: _t, ...state } = msg;
+        this.states.set(link.remote.id, state);
+        this.emit('status', link.remote.id, state);
+        return;
+      }
+      case 'forward':
+        return void this.runStage(msg);
+      case 'release':
+        this.engine.release(msg.request).catch(() => {});
+        return;
+      case 'token':
+        this.generations.get(msg.request)?.onToken(msg.step, msg.token);
+        return;
+      case 'request-error':
+        this.generations.get(msg.request)?.fail(new MeshError(isErrorCode(msg.code) ? msg.code : 'REQUEST_FAILED', msg.message));
+        return;
+      default:
+    }
+  }
+
+  /** Sends to a peer, or hands the message to ourselves without touching the network. */
+  private deliver(to: string, msg: Message): Promise<void> {
+    if (to === this.peer.id) {
+      queueMicrotask(() => this.onMessage(msg, null));
+      return Promise.resolve();
+    }
+    return this.peer.send(to, msg).catch((err) => {
+      throw meshError('REQUEST_FAILED', `could not reach peer ${to}: ${(err as Error).message}`);
+    });
+  }
+
+  /** This peer's part of a request: run our layers, pass the result on (or the sampled token back). */
+  private async runStage(msg: MessageOf<'forward'>): Promise<void> {
+    const plan = this.plan;
+    const replyError = (code: string, message: string) =>
+      this.deliver(msg.origin, { type: 'request-error', request: msg.request, code, message }).catch(() => {});
+    const index = plan?.stages.findIndex((s) => s.id === this.peer.id) ?? -1;
+    if (!plan || plan.version !== msg.planVersion || index < 0) {
+      return replyError('REQUEST_FAILED', `peer ${this.peer.id} is not a stage of plan ${msg.planVersion}`);
+    }
+    try {
+      const out = await this.engine.forward({
+        request: msg.request,
+        offset: msg.offset,
+        tokens: msg.tokens,
+        hidden: msg.hidden,
+        sample: msg.sample,
+        sampling: { temperature: msg.sampling.temperature, top_p: msg.sampling.topP, seed: msg.sampling.seed },
+      });
+      const next = plan.stages[index + 1];
+      if (next) {
+        if (!out.hidden) throw meshError('ENGINE_ERROR', 'the engine returned no hidden states');
+        await this.deliver(next.id, { ...msg, tokens: undefined, hidden: out.hidden });
+      } else if (msg.sample) {
+        if (out.token === undefined) throw meshError('ENGINE_ERROR', 'the engine returned no token');
+        await this.deliver(msg.origin, { type: 'token', request: msg.request, step: msg.step, token: out.token });
+      }
+    } catch (err) {
+      const code = isMeshError(err) ? err.code : 'ENGINE_ERROR';
+      await replyError(code, `${this.peer.identity.name}: ${(err as Error).message}`);
+    }
+  }
+
+  private failGenerationsUsing(id: string, why: string): void {
+    if (!this.plan?.stages.some((s) => s.id === id)) return;
+    for (const g of this.generations.values()) g.fail(meshError('REQUEST_FAILED', why));
+  }
+}
+
+function isErrorCode(code: string): code is MeshError['code'] {
+  return /^[A-Z_]+$/.test(code);
+}

@@ -1,0 +1,156 @@
+// /v1/models, /v1/completions, /v1/chat/completions. The peer that receives a request drives it
+// through the pipeline itself (any peer can: it has the tokenizer and the plan), so there is no
+// extra HTTP hop to the coordinator.
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { z } from 'zod';
+import type { GenerationResult } from '../../peer/generation.ts';
+import type { Inference } from '../../peer/inference.ts';
+import { isMeshError } from '../../transport/errors.ts';
+import { HttpError, readJson, sendJson } from './http.ts';
+import { ChatRequest, CompletionRequest } from './openai-schemas.ts';
+import type { ApiServer } from './server.ts';
+
+const BODY_LIMIT = 4 * 1024 * 1024;
+const DEFAULT_MAX_TOKENS = 256;
+
+function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HttpError(400, 'request body must be a JSON object', 'invalid_request_error', 'invalid_json');
+  }
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const param = issue.path.join('.') || null;
+    throw new HttpError(400, `${param ? `${param}: ` : ''}${issue.message}`, 'invalid_request_error', 'invalid_value', param);
+  }
+  return r.data;
+}
+
+interface Common {
+  model?: string;
+  temperature?: number | null;
+  top_p?: number | null;
+  seed?: number | null;
+  stop?: string | string[] | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+}
+
+export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void {
+  const modelId = () => inference.plan?.meta.name ?? null;
+
+  const checkModel = (requested: string | undefined) => {
+    const served = modelId();
+    if (!served) throw new HttpError(503, inference.notReadyReason() ?? 'no model is loaded yet', 'server_error', 'cluster_not_ready');
+    if (requested && requested !== served && requested !== inference.plan?.model && requested !== 'default') {
+      throw new HttpError(404, `model "${requested}" is not served by this cluster; it serves "${served}"`, 'invalid_request_error', 'model_not_found', 'model');
+    }
+    const reason = inference.notReadyReason();
+    if (reason) throw new HttpError(503, reason, 'server_error', 'cluster_not_ready');
+    return served;
+  };
+
+  api.route('GET', '/v1/models', (_req, res) => {
+    const id = modelId();
+    sendJson(res, 200, {
+      object: 'list',
+      data: id ? [{ id, object: 'model', created: 0, owned_by: 'mlx-mesh', ready: inference.isReady() }] : [],
+    });
+  });
+
+  async function serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    kind: 'completion' | 'chat',
+    body: Common,
+    promptTokens: number[],
+    maxTokens: number,
+  ): Promise<void> {
+    const model = checkModel(body.model);
+    const context = inference.plan!.meta.contextLength;
+    if (promptTokens.length >= context) {
+      throw new HttpError(400, `the prompt has ${promptTokens.length} tokens; the model's context is ${context}`, 'invalid_request_error', 'context_length_exceeded', 'messages');
+    }
+    const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
+    const stops = body.stop === undefined || body.stop === null ? [] : Array.isArray(body.stop) ? body.stop : [body.stop];
+    const abort = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const request = {
+      tokens: promptTokens,
+      maxTokens,
+      sampling: { temperature: body.temperature ?? 1, topP: body.top_p ?? 1, seed: body.seed ?? null },
+      stop: stops,
+      signal: abort.signal,
+    };
+    const usage = (r: GenerationResult) => ({
+      prompt_tokens: r.promptTokens,
+      completion_tokens: r.completionTokens,
+      total_tokens: r.promptTokens + r.completionTokens,
+    });
+
+    if (!body.stream) {
+      let result: GenerationResult;
+      try {
+        result = await inference.generate(request, () => {});
+      } catch (err) {
+        throw toHttpError(err);
+      }
+      const choice =
+        kind === 'chat'
+          ? { index: 0, message: { role: 'assistant', content: result.text }, finish_reason: result.finishReason, logprobs: null }
+          : { index: 0, text: result.text, finish_reason: result.finishReason, logprobs: null };
+      return sendJson(res, 200, { id, object, created, model, choices: [choice], usage: usage(result) });
+    }
+
+    const chunkObject = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    const send = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
+    const chunk = (delta: string | null, finish: string | null, first = false) =>
+      kind === 'chat'
+        ? { id, object: chunkObject, created, model, choices: [{ index: 0, delta: first ? { role: 'assistant', content: '' } : delta === null ? {} : { content: delta }, finish_reason: finish, logprobs: null }] }
+        : { id, object: chunkObject, created, model, choices: [{ index: 0, text: delta ?? '', finish_reason: finish, logprobs: null }] };
+    if (kind === 'chat') send(chunk(null, null, true));
+    try {
+      const result = await inference.generate(request, (text) => send(chunk(text, null)));
+      send(chunk(null, result.finishReason));
+      if (body.stream_options?.include_usage) send({ id, object: chunkObject, created, model, choices: [], usage: usage(result) });
+    } catch (err) {
+      const e = toHttpError(err);
+      send({ error: { message: e.message, type: e.type, code: e.code } });
+    }
+    res.end('data: [DONE]\n\n');
+  }
+
+  api.route('POST', '/v1/completions', async (req, res) => {
+    const body = parse(CompletionRequest, await readJson(req, BODY_LIMIT));
+    checkModel(body.model);
+    const prompt = Array.isArray(body.prompt) ? body.prompt[0] : body.prompt;
+    const tokens = await inference.tokenize({ text: prompt }).catch((e) => Promise.reject(toHttpError(e)));
+    await serve(req, res, 'completion', body, tokens, body.max_tokens ?? 16);
+  });
+
+  api.route('POST', '/v1/chat/completions', async (req, res) => {
+    const body = parse(ChatRequest, await readJson(req, BODY_LIMIT));
+    checkModel(body.model);
+    const messages = body.messages.map((m) => ({
+      role: m.role === 'developer' ? 'system' : m.role,
+      content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+    }));
+    const tokens = await inference.tokenize({ messages }).catch((e) => Promise.reject(toHttpError(e)));
+    await serve(req, res, 'chat', body, tokens, body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS);
+  });
+}
+
+function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (isMeshError(err)) {
+    if (err.code === 'PLAN_FAILED') return new HttpError(503, err.message, 'server_error', 'cluster_not_ready');
+    return new HttpError(500, err.message, 'server_error', err.code.toLowerCase());
+  }
+  return new HttpError(500, (err as Error).message, 'server_error', 'internal_error');
+}
