@@ -76,6 +76,17 @@ test('killing the engine rejects every pending request with ENGINE_FAILED', asyn
   }
 });
 
+test('stop() escalates to SIGKILL when the engine does not answer shutdown', async () => {
+  const engine = client({ stopGraceMs: 200 });
+  await engine.start();
+  // A stopped process ignores both the shutdown request and SIGTERM until it is continued.
+  process.kill(engine.pid!, 'SIGSTOP');
+  const t0 = Date.now();
+  await engine.stop();
+  assert.ok(Date.now() - t0 < 5000);
+  assert.equal(await engine.waitExit(), { code: null, signal: 'SIGKILL' });
+});
+
 test('a missing interpreter is PYTHON_NOT_FOUND and names the fix', async () => {
   const engine = client({ python: '/nonexistent/bin/python3' });
   try {
