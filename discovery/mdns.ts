@@ -36,9 +36,11 @@ const QUERY_INTERVAL_MS = 10_000;
 const FATAL = new Set(['EADDRINUSE', 'EACCES']);
 
 type Reported = { kind: 'peer' | 'ignored'; reason?: IgnoreReason; peer: DiscoveredPeer };
-
 const keyOf = (r: Reported) => `${r.kind}|${r.reason ?? ''}|${r.peer.id}|${r.peer.host}|${r.peer.port}`;
 type MdnsSocket = EventEmitter & { update(): void };
+type ResourceRecord = { type: string; name: string; ttl?: number };
+type Packet = { answers?: ResourceRecord[]; additionals?: ResourceRecord[] };
+
 
 /** DNS labels are at most 63 bytes; keep the id whole and shorten the human part. */
 function instanceName(id: string, name?: string): string {
@@ -190,9 +192,4 @@ export class MdnsDiscovery extends EventEmitter implements Discovery {
     this.log.error('mdns socket failed', { error: err.message, code: err.code });
     this.emit('error', err);
   }
-}
-
-interface Packet {
-  answers?: Array<{ type: string; name: string; ttl?: number }>;
-  additionals?: Array<{ type: string; name: string; ttl?: number }>;
 }

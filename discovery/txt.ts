@@ -42,9 +42,9 @@ function readTxt(txt: Record<string, unknown> | undefined): Record<string, strin
   return out;
 }
 
-function validPort(n: unknown): number | undefined {
-  const port = typeof n === 'string' && /^\d+$/.test(n) ? Number(n) : n;
-  return Number.isInteger(port) && (port as number) > 0 && (port as number) <= 65535 ? (port as number) : undefined;
+function validPort(value: unknown): number | undefined {
+  const port = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  return typeof port === 'number' && Number.isInteger(port) && port > 0 && port <= 65535 ? port : undefined;
 }
 
 /**

@@ -90,7 +90,8 @@ test('peers find each other over mDNS and agree on a coordinator; another cluste
   for (;;) {
     last = await Promise.all([a, b, c].map(view));
     const [va, vb, vc] = last;
-    if (va.world_size === 2 && vb.world_size === 2 && va.coordinator && va.coordinator === vb.coordinator && vc.world_size === 1) break;
+    if (va.world_size === 2 && vb.world_size === 2 && va.coordinator && va.coordinator === vb.coordinator &&
+      vc.world_size === 1 && vc.coordinator) break;
     if (Date.now() - started > DEADLINE_MS) {
       assert.unreachable(`no agreement after ${DEADLINE_MS} ms; last views: ${JSON.stringify(last)}\n` +
         [a, b, c].map((p) => `--- ${p.name}:\n${p.output().slice(-2000)}`).join('\n'));
