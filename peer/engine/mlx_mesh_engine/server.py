@@ -160,8 +160,13 @@ class Engine:
         if state is None:
             state = self.requests[request] = _Request(shard.make_cache(), seed)
 
-        out = shard.forward(state.cache, tokens, hidden)
-        mx.eval(out)
+        try:
+            out = shard.forward(state.cache, tokens, hidden)
+            mx.eval(out)
+        except Exception:
+            # The cache may be half-updated: drop the request rather than continue from a wrong state.
+            self.requests.pop(request, None)
+            raise
         if not shard.last:
             return {"hidden": encode_tensor(out)}
         if not sample:
