@@ -24,7 +24,7 @@ export interface MdnsDiscoveryOptions {
   /** Address the 5353 socket binds to. Defaults to 0.0.0.0: on Linux a socket bound to a unicast address
    *  never receives multicast, which is what multicast-dns would otherwise do when `interface` is set. */
   bind?: string;
-  /** mDNS UDP port (5353); only tests on an isolated network change it. */
+  /** mDNS UDP port (5353); another value only reaches peers configured the same way. */
   mdnsPort?: number;
   /** How often to ask again for every peer, catching announcements we missed and address changes. */
   queryIntervalMs?: number;
