@@ -60,6 +60,8 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
   private replanTimer: NodeJS.Timeout | null = null;
   private applying: Promise<void> = Promise.resolve();
   private running = false;
+  /** The plan whose layers the engine holds (survives an engine restart, which re-loads them). */
+  private loadedPlan: PlanMessage | null = null;
 
   constructor(opts: InferenceOptions) {
     super();
@@ -92,7 +94,10 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
       this.failGenerationsUsing(link.remote.id, `peer ${link.remote.name} (${link.remote.id}) left the cluster`);
       this.scheduleReplan();
     });
-    this.engine.on('state', (state: string) => this.setSelf({ engine: state, ready: state === 'ready' && this.selfState.ready }));
+    // After a crash the supervisor re-loads the same layers by itself; ready again means ready for the plan.
+    this.engine.on('state', (state: string) =>
+      this.setSelf({ engine: state, ready: state === 'ready' && this.loadedPlan !== null && this.loadedPlan === this.plan }),
+    );
     this.engine.on('restart', () => this.log.warn('engine restarted; layers re-loaded'));
     try {
       const hello = await this.engine.start();
@@ -269,6 +274,7 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
   private async load(plan: PlanMessage): Promise<void> {
     if (this.plan !== plan || !this.running) return; // superseded while queued
     const stage = plan.stages.find((s) => s.id === this.peer.id);
+    this.loadedPlan = null;
     this.setSelf({ ready: false, planTerm: plan.term, planVersion: plan.version, error: undefined });
     try {
       const { path } = await this.resolve(plan.model, stage?.layers);
@@ -276,6 +282,7 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
       const [start, end] = stage?.layers ?? [0, 0];
       const loaded = await this.engine.load({ model: path, start, end });
       if (this.plan !== plan) return;
+      this.loadedPlan = plan;
       this.setSelf({ ready: true, memoryBytes: loaded.memory_bytes });
       this.log.info('layers loaded', { layers: `${start}-${end}`, memory_mb: Math.round(loaded.memory_bytes / 2 ** 20) });
     } catch (err) {

@@ -37,6 +37,7 @@ export interface MeshNode {
   peer: Peer;
   api: ApiServer;
   inference: Inference | null;
+  dataDir: string;
   stop(): Promise<void>;
 }
 
@@ -101,6 +102,7 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
     peer,
     api,
     inference,
+    dataDir: opts.dataDir,
     stop: () => (stopping ??= (async () => {
       await inference?.stop();
       await peer.stop();
