@@ -10,6 +10,7 @@ import type { ChildProcess } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createNetwork, type TestNetwork } from '../helpers/netns.ts';
+import { STORIES, TEST_PYTHON } from '../helpers/mesh.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const API_PORT = 8100;
@@ -51,7 +52,7 @@ function join(ns: number, name: string, extra: string[] = []): Running {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), `mlx-mesh-e2e-${name}-`));
   dirs.push(dataDir);
   const args = ['bin/mlx-mesh.js', 'join', '--port', '50051', '--api-port', String(API_PORT), '--api-host', '0.0.0.0',
-    '--data-dir', dataDir, '--name', name, ...extra];
+    '--data-dir', dataDir, '--name', name, '--model', STORIES, '--python', TEST_PYTHON, ...extra];
   const child = net.run(nsName, process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (c) => (out += c));

@@ -3,7 +3,7 @@
 // rejoins as a worker. A peer of another protocol version is refused with a clear log line.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { getJson, startTestNode, tempDir, waitFor } from '../helpers/mesh.ts';
+import { getJson, startTestNode, STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
 import { freePort, type PeerProcess, spawnCli } from '../helpers/process.ts';
 
 const FAST_ENV = { MLX_MESH_HEARTBEAT_MS: '250', MLX_MESH_SETTLE_MS: '500' };
@@ -19,6 +19,7 @@ async function startPeer(name: string, peers: number[], dataDir = tempDir(), por
   port ??= await freePort();
   api ??= await freePort();
   const args = ['join', '--no-mdns', '--host', '127.0.0.1', '--port', String(port), '--api-port', String(api), '--data-dir', dataDir, '--name', name];
+  args.push('--model', STORIES, '--python', TEST_PYTHON);
   for (const q of peers) args.push('--peer', `127.0.0.1:${q}`);
   const p = spawnCli(args, FAST_ENV);
   await p.waitForOutput(/API http/);
