@@ -13,6 +13,8 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, unreachable: 3, checksFailed:
 const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   join: () => import('./commands/join.ts'),
   status: () => import('./commands/status.ts'),
+  generate: () => import('./commands/generate.ts'),
+  demo: () => import('./commands/demo.ts'),
   setup: () => import('./commands/setup.ts'),
   doctor: () => import('./commands/doctor.ts'),
   up: () => import('./commands/up.ts'),

@@ -148,6 +148,9 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
 
 function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
+  if (isMeshError(err) && err.details?.engineCode === 'NO_CHAT_TEMPLATE') {
+    return new HttpError(400, `${err.message}: use /v1/completions with a plain prompt`, 'invalid_request_error', 'no_chat_template');
+  }
   if (isMeshError(err)) {
     if (err.code === 'PLAN_FAILED') return new HttpError(503, err.message, 'server_error', 'cluster_not_ready');
     return new HttpError(500, err.message, 'server_error', err.code.toLowerCase());
