@@ -1,6 +1,6 @@
 // A tiny component logger on stderr. Library code never prints to stdout.
-// Enable with MLX_MESH_LOG=debug (everything), MLX_MESH_LOG=link,election (components at debug),
-// or MLX_MESH_LOG=silent. The default shows info and above.
+// MLX_MESH_LOG sets the level (debug, info, warn, error, silent; default info) and/or names
+// components to show at debug level: MLX_MESH_LOG=warn,link,engine.
 
 type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -13,11 +13,11 @@ export interface Logger {
 }
 
 function enabled(component: string, level: Level): boolean {
-  const spec = (process.env.MLX_MESH_LOG ?? '').trim();
-  if (spec === 'silent') return false;
-  if (spec === 'debug') return true;
-  if (spec && spec.split(',').includes(component)) return true;
-  return ORDER[level] >= ORDER.info;
+  const parts = (process.env.MLX_MESH_LOG ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  if (parts.includes('silent')) return false;
+  if (parts.includes(component)) return true;
+  const threshold = (parts.find((p) => p in ORDER) as Level | undefined) ?? 'info';
+  return ORDER[level] >= ORDER[threshold];
 }
 
 function format(fields?: Record<string, unknown>): string {

@@ -1,0 +1,69 @@
+// The default model (SmolLM2-135M-Instruct, fetched from PyPI once) split over 2 peers: chat
+// completions, streamed and not, are token-identical to single-process mlx_lm and read as English.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { resolveModel } from '../../peer/model-source.ts';
+import { EngineSupervisor } from '../../peer/supervisor.ts';
+import { defaults } from '../../src/config.ts';
+import { createTestMesh, getJson, TEST_PYTHON, type TestMesh, waitFor } from '../helpers/mesh.ts';
+import { ROOT } from '../helpers/process.ts';
+
+const messages = [{ role: 'user', content: 'What is the capital of France? Answer in one sentence.' }];
+const MAX = 24;
+let modelDir = '';
+let mesh: TestMesh | null = null;
+
+test.before(async () => {
+  // The shared data dir keeps the download and conversion across runs.
+  const engine = new EngineSupervisor({ dataDir: defaults.dataDir, python: TEST_PYTHON });
+  try {
+    await engine.start();
+    modelDir = (await resolveModel(undefined, { dataDir: defaults.dataDir, engine, python: TEST_PYTHON })).path;
+  } finally {
+    await engine.stop();
+  }
+  mesh = await createTestMesh(2, { inference: true, model: modelDir });
+  await waitFor(async () => (await getJson(`${mesh!.nodes[0].api.url}/distributed/gpu-info`)).cluster_status === 'healthy', 120_000, 'a healthy cluster');
+});
+
+test.after(async () => {
+  await mesh?.stop();
+});
+
+function reference() {
+  const out = execFileSync(TEST_PYTHON, [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify({ messages }), String(MAX)], {
+    encoding: 'utf8',
+  });
+  return JSON.parse(out) as { prompt: number[]; tokens: number[]; text: string };
+}
+
+test('the layers are split across both peers', async () => {
+  const info = await getJson(`${mesh!.nodes[1].api.url}/distributed/gpu-info`);
+  assert.equal(info.devices.map((d: { layers: number[] }) => d.layers), [[0, 15], [15, 30]]);
+  assert.match(info.model, /SmolLM2-135M-Instruct/);
+});
+
+test('chat completion, non-stream and stream, equals single-process mlx_lm and is readable', async () => {
+  const ref = reference();
+  const url = `${mesh!.nodes[1].api.url}/v1/chat/completions`;
+  const body = { messages, max_tokens: MAX, temperature: 0 };
+  const plain = await (await fetch(url, { method: 'POST', body: JSON.stringify(body) })).json();
+  const text = plain.choices[0].message.content;
+  assert.is(text, ref.text);
+  assert.is(plain.usage.completion_tokens, ref.tokens.length, 'token for token');
+  assert.is(plain.usage.prompt_tokens, ref.prompt.length, 'the same chat template');
+  assert.match(text, /Paris/);
+  assert.not.match(text, /\uFFFD/);
+
+  const res = await fetch(url, { method: 'POST', body: JSON.stringify({ ...body, stream: true }) });
+  const events = (await res.text()).split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]');
+  const chunks = events.map((e) => JSON.parse(e.slice(6)));
+  assert.equal(chunks[0].choices[0].delta, { role: 'assistant', content: '' });
+  const streamed = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+  assert.is(streamed, ref.text);
+  assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk'));
+});
+
+test.run();
