@@ -1,0 +1,30 @@
+// The README is the user's manual: every error code and every command it names must be real.
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ErrorCodes } from '../transport/errors.ts';
+import { ROOT } from './helpers/process.ts';
+
+const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+
+test('every error code is listed with its meaning', () => {
+  for (const [code, meaning] of Object.entries(ErrorCodes)) {
+    assert.ok(readme.includes(`| \`${code}\` | ${meaning} |`), `README lists ${code}`);
+  }
+});
+
+test('the first two commands are the demo and the tests', () => {
+  const block = /```sh\n([\s\S]*?)```/.exec(readme)![1].trim().split('\n');
+  assert.match(block[0], /^npm ci && npx mlx-mesh demo/);
+  assert.match(block[1], /^npm test/);
+});
+
+test('every command in the table exists in the CLI', () => {
+  const cli = fs.readFileSync(path.join(ROOT, 'src/cli.ts'), 'utf8');
+  for (const m of readme.matchAll(/^\| `([a-z]+)[^`]*` (?:\/ `[a-z]+` )*(?:\/ `[a-z]+` )?\|/gm)) {
+    assert.ok(cli.includes(`  ${m[1]}: () => import(`), `${m[1]} is a command`);
+  }
+});
+
+test.run();
