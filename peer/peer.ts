@@ -59,7 +59,8 @@ export interface PeerEvents {
 
 export class Peer extends EventEmitter<PeerEvents> {
   readonly identity: Identity;
-  readonly startedAt = Date.now();
+  /** Sub-millisecond, so peers started in the same millisecond still order by age, not by id. */
+  readonly startedAt = performance.timeOrigin + performance.now();
   readonly instance = randomBytes(8).toString('hex');
   readonly membership: Membership;
   leadership: Leadership = { term: 0, coordinator: null };

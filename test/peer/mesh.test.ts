@@ -1,7 +1,12 @@
 // Several real peers in one process on 127.0.0.1: they link, gossip, elect and recover.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { byAge } from '../../peer/election.ts';
+import type { MeshNode } from '../../src/node.ts';
 import { createTestMesh, getJson, startTestNode, tempDir, waitFor } from '../helpers/mesh.ts';
+
+/** Who the rules say should coordinate: the longest-running peer, then the smallest id. */
+const oldest = (nodes: MeshNode[]) => [...nodes].sort((a, b) => byAge(a.peer, b.peer))[0].peer.id;
 
 const gpuInfo = (node: { api: { url: string } }) => getJson(`${node.api.url}/distributed/gpu-info`);
 
@@ -10,7 +15,7 @@ test('peers that only know the first one form a full mesh with one coordinator',
   try {
     await waitFor(async () => {
       const views = await Promise.all(mesh.nodes.map(gpuInfo));
-      return views.every((v) => v.world_size === 4 && v.coordinator === mesh.nodes[0].peer.id && v.cluster_status === 'healthy');
+      return views.every((v) => v.world_size === 4 && v.coordinator === oldest(mesh.nodes) && v.cluster_status === 'healthy');
     }, 10_000, 'a 4-peer cluster');
     for (const n of mesh.nodes) assert.is(n.peer.membership.all().length, 3, 'a link to each other peer');
     const v = await gpuInfo(mesh.nodes[2]);
@@ -59,7 +64,8 @@ test('two peers dialling each other at once keep exactly one link, the same on b
 test('a peer that leaves is gone from every view at once; the coordinator is replaced with a higher term', async () => {
   const mesh = await createTestMesh(3);
   try {
-    const [first, second, third] = mesh.nodes;
+    const first = mesh.nodes.find((n) => n.peer.id === oldest(mesh.nodes))!;
+    const [second, third] = mesh.nodes.filter((n) => n !== first).sort((a, b) => byAge(a.peer, b.peer));
     await waitFor(async () => (await gpuInfo(third)).world_size === 3 && third.peer.leadership.coordinator === first.peer.id);
     const before = third.peer.leadership.term;
     const t0 = Date.now();
