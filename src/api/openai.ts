@@ -2,7 +2,7 @@
 // through the pipeline itself (any peer can: it has the tokenizer and the plan), so there is no
 // extra HTTP hop to the coordinator.
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import type { GenerationResult } from '../../peer/generation.ts';
 import type { Inference } from '../../peer/inference.ts';
@@ -60,7 +60,6 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
   });
 
   async function serve(
-    req: IncomingMessage,
     res: ServerResponse,
     kind: 'completion' | 'chat',
     body: Common,
@@ -131,7 +130,7 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
     checkModel(body.model);
     const prompt = Array.isArray(body.prompt) ? body.prompt[0] : body.prompt;
     const tokens = await inference.tokenize({ text: prompt }).catch((e) => Promise.reject(toHttpError(e)));
-    await serve(req, res, 'completion', body, tokens, body.max_tokens ?? 16);
+    await serve(res, 'completion', body, tokens, body.max_tokens ?? 16);
   });
 
   api.route('POST', '/v1/chat/completions', async (req, res) => {
@@ -142,7 +141,7 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
       content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
     }));
     const tokens = await inference.tokenize({ messages }).catch((e) => Promise.reject(toHttpError(e)));
-    await serve(req, res, 'chat', body, tokens, body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS);
+    await serve(res, 'chat', body, tokens, body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS);
   });
 }
 
