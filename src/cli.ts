@@ -22,14 +22,19 @@ const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
   logs: () => import('./commands/logs.ts'),
 };
 
-function help(): string {
+async function help(): Promise<string> {
+  const lines: string[] = [];
+  for (const [name, load] of Object.entries(COMMANDS)) {
+    const summary = await load().then((m) => m.default.summary, () => '');
+    lines.push(`  ${name.padEnd(10)} ${summary}`);
+  }
   return [
     'mlx-mesh — run one language model across several machines',
     '',
     'Usage: mlx-mesh <command> [options]   (every command takes --help)',
     '',
     'Commands:',
-    ...Object.keys(COMMANDS).map((c) => `  ${c}`),
+    ...lines,
     '',
   ].join('\n');
 }
@@ -37,7 +42,7 @@ function help(): string {
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(help());
+    process.stdout.write(await help());
     return name ? EXIT.ok : EXIT.usage;
   }
   if (name === '--version') {
@@ -47,7 +52,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const load = COMMANDS[name];
   if (!load) {
-    process.stderr.write(`mlx-mesh: unknown command "${name}"\n\n${help()}`);
+    process.stderr.write(`mlx-mesh: unknown command "${name}"\n\n${await help()}`);
     return EXIT.usage;
   }
   const command = (await load()).default;
