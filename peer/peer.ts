@@ -20,7 +20,17 @@ export interface DiscoverySource extends EventEmitter {
   stop(): Promise<void>;
 }
 
-export interface PeerOptions {
+/** How fast links notice trouble and peers settle; defaults in src/config.ts, faster in tests. */
+export interface PeerTimings {
+  heartbeatMs: number;
+  heartbeatMisses: number;
+  handshakeTimeoutMs: number;
+  dialBackoffMinMs: number;
+  dialBackoffMaxMs: number;
+  settleMs: number;
+}
+
+export interface PeerOptions extends PeerTimings {
   dataDir: string;
   name?: string;
   cluster: string;
@@ -34,12 +44,6 @@ export interface PeerOptions {
   discoveryFor?: (peer: Peer) => Promise<DiscoverySource>;
   maxPayloadBytes: number;
   sendWindow: number;
-  heartbeatMs: number;
-  heartbeatMisses: number;
-  handshakeTimeoutMs: number;
-  dialBackoffMinMs: number;
-  dialBackoffMaxMs: number;
-  settleMs: number;
 }
 
 export interface Refusal {

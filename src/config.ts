@@ -32,11 +32,4 @@ export const defaults = {
   settleMs: envMs('MLX_MESH_SETTLE_MS', 1500),
 } as const;
 
-export interface PeerTimings {
-  heartbeatMs: number;
-  heartbeatMisses: number;
-  handshakeTimeoutMs: number;
-  dialBackoffMinMs: number;
-  dialBackoffMaxMs: number;
-  settleMs: number;
-}
+export type { PeerTimings } from '../peer/peer.ts';

@@ -56,12 +56,13 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
     discoveryFor: opts.discoveryFor,
     maxPayloadBytes: defaults.maxPayloadBytes,
     sendWindow: defaults.sendWindow,
-    heartbeatMs: opts.timings?.heartbeatMs ?? defaults.heartbeatMs,
-    heartbeatMisses: opts.timings?.heartbeatMisses ?? defaults.heartbeatMisses,
-    handshakeTimeoutMs: opts.timings?.handshakeTimeoutMs ?? defaults.handshakeTimeoutMs,
-    dialBackoffMinMs: opts.timings?.dialBackoffMinMs ?? defaults.dialBackoffMinMs,
-    dialBackoffMaxMs: opts.timings?.dialBackoffMaxMs ?? defaults.dialBackoffMaxMs,
-    settleMs: opts.timings?.settleMs ?? defaults.settleMs,
+    heartbeatMs: defaults.heartbeatMs,
+    heartbeatMisses: defaults.heartbeatMisses,
+    handshakeTimeoutMs: defaults.handshakeTimeoutMs,
+    dialBackoffMinMs: defaults.dialBackoffMinMs,
+    dialBackoffMaxMs: defaults.dialBackoffMaxMs,
+    settleMs: defaults.settleMs,
+    ...opts.timings,
   });
   const inference =
     opts.inference === false
