@@ -70,6 +70,16 @@ for (const file of files) {
   if (bad) failures.push([rel, r.output]);
 }
 
+// The type checker is a test too: a type error is a bug nobody has hit yet.
+if (filters.length === 0 || filters.includes('typecheck')) {
+  const r = await run(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', root]);
+  const ok = r.code === 0;
+  passed += ok ? 1 : 0;
+  failed += ok ? 0 : 1;
+  process.stdout.write(`${ok ? '✔' : '✘'} typecheck (tsc --noEmit)  ${r.seconds.toFixed(1)} s\n`);
+  if (!ok) failures.push(['typecheck', r.output]);
+}
+
 const runPytest = filters.length === 0 || filters.some((s) => 'peer/engine/tests'.includes(s) || s === 'pytest');
 if (runPytest && fs.existsSync(path.join(root, 'peer/engine/tests'))) {
   const r = await run(python(), ['-m', 'pytest', 'peer/engine/tests', '-q', '-p', 'no:cacheprovider'], {
