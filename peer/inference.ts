@@ -138,6 +138,9 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     if (!this.peer.leadership.coordinator) return 'the cluster is still electing a coordinator';
     if (this.planError) return this.planError;
     if (!this.plan) return 'the coordinator has not published a layer plan yet';
+    const live = new Set(this.peer.live().map((p) => p.id));
+    const gone = this.plan.stages.find((s) => !live.has(s.id));
+    if (gone) return `peer ${gone.id} left; the coordinator is making a new layer plan`;
     const waiting = this.plan.stages.filter((s) => !this.isStageReady(s.id)).map((s) => s.id);
     if (waiting.length) {
       const failed = waiting.map((id) => [id, this.states.get(id)?.error]).filter(([, e]) => e);

@@ -83,6 +83,7 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
       extras: inference ? (id) => deviceExtras(inference, id) : undefined,
       model: () => inference?.plan?.meta.name ?? null,
       plan: () => inference?.plan ?? null,
+      notReady: inference ? () => inference.notReadyReason() : undefined,
     },
   });
   if (inference) registerOpenAiRoutes(api, inference);

@@ -20,6 +20,8 @@ export interface ViewSource {
   extras?: (id: string) => DeviceExtras | undefined;
   model?: () => string | null;
   plan?: () => unknown;
+  /** Why requests cannot be served right now (null when they can): the cluster is still forming. */
+  notReady?: () => string | null;
 }
 
 function roleOf(peer: Peer, id: string): Role {
@@ -44,7 +46,7 @@ export function clusterStatus(src: ViewSource): 'healthy' | 'degraded' | 'formin
   const statuses = peer.live().map((p) => src.extras?.(p.id)?.status ?? 'healthy');
   const lostPeers = peer.targets().some((t) => t.id && !t.self && !peer.membership.has(t.id) && t.source === 'static');
   if (lostPeers || statuses.some((s) => s === 'failed' || s === 'restarting')) return 'degraded';
-  if (statuses.some((s) => s !== 'healthy' && s !== 'excluded')) return 'forming';
+  if (statuses.some((s) => s !== 'healthy' && s !== 'excluded') || src.notReady?.()) return 'forming';
   return 'healthy';
 }
 

@@ -71,6 +71,33 @@ for (const n of [1, 2, 3]) {
   });
 }
 
+test('a peer joining or leaving gets a new plan that still computes the golden continuation', async () => {
+  const mesh = await readyMesh(2);
+  try {
+    const url = mesh.nodes[0].api.url;
+    const stagesWhenHealthy = (n: number) =>
+      waitFor(async () => {
+        const v = await getJson(`${url}/distributed/gpu-info`);
+        return v.cluster_status === 'healthy' && v.devices.filter((d: { layers: unknown }) => d.layers).length === n ? v : null;
+      }, 60_000, `${n} healthy stages`);
+    const third = await mesh.add({ inference: true, model: STORIES });
+    const three = await stagesWhenHealthy(3);
+    assert.is(three.world_size, 3);
+    const ask = async () => {
+      const j = await (await post(`${url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 60, temperature: 0 })).json();
+      return j.choices?.[0].text ?? JSON.stringify(j);
+    };
+    assert.is(await ask(), GOLDEN, 'through 3 stages');
+    await third.stop();
+    mesh.nodes.pop();
+    const two = await stagesWhenHealthy(2);
+    assert.is(two.world_size, 2);
+    assert.is(await ask(), GOLDEN, 'back to 2 stages');
+  } finally {
+    await mesh.stop();
+  }
+});
+
 test('streaming: SSE chunks that add up to the same text, usage on request, then [DONE]', async () => {
   const mesh = await readyMesh(2);
   try {
@@ -90,6 +117,13 @@ test('streaming: SSE chunks that add up to the same text, usage on request, then
     assert.ok(chunks.length > 20, 'streamed in many pieces');
     assert.is(chunks.at(-2).choices[0].finish_reason, 'length');
     assert.equal(chunks.at(-1).usage, { prompt_tokens: 5, completion_tokens: 60, total_tokens: 65 });
+    // Several requests at once, from different peers, each with its own KV caches: all exact.
+    const many = await Promise.all(
+      [0, 1, 0, 1].map((i) =>
+        post(`${mesh.nodes[i].api.url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 60, temperature: 0 }).then((r) => r.json()),
+      ),
+    );
+    for (const m of many) assert.is(m.choices[0].text, GOLDEN);
     // stop strings end the text before the stop, with finish_reason "stop"
     const stopped = await (await post(`${mesh.nodes[0].api.url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 60, temperature: 0, stop: ['Lily.'] })).json();
     assert.is(stopped.choices[0].text, ', there was a little girl named ');
