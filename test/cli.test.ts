@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createTestMesh, getJson, waitFor } from './helpers/mesh.ts';
 import { BIN, freePort, ROOT } from './helpers/process.ts';
 
 function cli(...args: string[]) {
@@ -40,6 +41,30 @@ test('status against a peer that is not running exits 3 and says what to check',
   const r = cli('status', '--api', `http://127.0.0.1:${await freePort()}`);
   assert.is(r.code, 3);
   assert.match(r.err, /Is "mlx-mesh join" running there\?/);
+});
+
+test('status prints the cluster table, or the JSON of /distributed/gpu-info', async () => {
+  const mesh = await createTestMesh(2);
+  try {
+    const api = mesh.nodes[1].api.url;
+    await waitFor(async () => (await getJson(`${api}/distributed/gpu-info`)).cluster_status === 'healthy');
+    // spawnSync would block this process, which hosts the peers: run the CLI asynchronously.
+    const { execFile } = await import('node:child_process');
+    const run = (...args: string[]) =>
+      new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, [BIN, ...args], { cwd: ROOT }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+      );
+    const table = await run('status', '--api', api);
+    assert.match(table, /^cluster healthy, 2 device\(s\), term 1/);
+    assert.match(table, /RANK +ROLE +NAME +DEVICE/);
+    assert.match(table, new RegExp(`0 +coordinator +p0 +${mesh.nodes[0].peer.id}`));
+    assert.match(table, new RegExp(`1 +worker +p1 +${mesh.nodes[1].peer.id}`));
+    const json = JSON.parse(await run('status', '--api', api, '--json'));
+    assert.is(json.world_size, 2);
+    assert.is(json.coordinator, mesh.nodes[0].peer.id);
+  } finally {
+    await mesh.stop();
+  }
 });
 
 test.run();

@@ -42,15 +42,16 @@ function gib(bytes: number): string {
 }
 
 export function formatTable(info: { devices: Device[]; cluster_status: string; world_size: number; term: number; model: string | null }): string {
-  const rows = [['RANK', 'ROLE', 'DEVICE', 'HOST', 'STATUS', 'LAYERS', 'MEMORY', 'BACKEND']];
+  const rows = [['RANK', 'ROLE', 'NAME', 'DEVICE', 'HOST', 'STATUS', 'LAYERS', 'MEMORY', 'BACKEND']];
   for (const d of info.devices) {
     rows.push([
       String(d.rank),
       d.role,
+      d.name ?? '-',
       d.device_id,
       d.hostname,
       d.status,
-      d.layers ? `${d.layers[0]}-${d.layers[1]}` : '-',
+      d.layers ? `${d.layers[0]}-${d.layers[1] - 1}` : '-',
       gib(d.memory_bytes),
       d.backend ?? '-',
     ]);
