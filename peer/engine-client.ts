@@ -35,6 +35,8 @@ export interface EngineHello {
   mlx: string;
   mlx_lm: string;
   backend: 'cpu' | 'gpu';
+  /** The CBLAS MLX's CPU matmuls use: "bundled" or the library MLX_MESH_BLAS loaded. */
+  blas?: string;
   pid: number;
 }
 

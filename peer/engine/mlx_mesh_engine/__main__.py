@@ -16,6 +16,9 @@ def main() -> int:
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("MLX_MESH_ENGINE_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
     # The parent decides this process's lifetime (stdin EOF or shutdown), not a terminal's Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .blas import load_blas
+
+    load_blas()  # before mlx is imported, or it would not take effect
     try:
         import cbor2  # noqa: F401
         import mlx.core  # noqa: F401

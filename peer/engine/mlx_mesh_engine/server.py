@@ -9,11 +9,12 @@ import importlib.metadata
 import logging
 import os
 import platform
+import time
 from typing import Any, BinaryIO, Callable, Dict, Optional
 
 import mlx.core as mx
 
-from . import PROTOCOL
+from . import PROTOCOL, blas
 from .errors import EngineError, bad_request
 from .framing import BadFrame, FrameError, read_frame, write_frame
 from .tensors import decode_tensor, dtype_name, encode_tensor
@@ -78,6 +79,7 @@ class Engine:
             "mlx": mx.__version__,
             "mlx_lm": importlib.metadata.version("mlx-lm"),
             "backend": "gpu" if gpu else "cpu",
+            "blas": blas.active or "bundled",
             "pid": os.getpid(),
         }
 
@@ -240,6 +242,10 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, engine: Optional[Engine] = None) ->
             continue
         if msg is None:
             return 0
-        write_frame(stdout, engine.handle(msg))
+        started = time.perf_counter()
+        reply = engine.handle(msg)
+        # MLX_MESH_ENGINE_LOG=DEBUG: per-op time inside the engine, to tell compute from framing and transport.
+        log.debug("op %s %.2f ms", msg.get("op"), (time.perf_counter() - started) * 1000)
+        write_frame(stdout, reply)
         if msg.get("op") == "shutdown":
             return 0

@@ -1,0 +1,44 @@
+"""MLX_MESH_BLAS: a library that cannot serve falls back to MLX's bundled BLAS, never a failed start;
+one that does is reported in the engine's hello."""
+
+import subprocess
+import sys
+
+from conftest import ENGINE_DIR
+from mlx_mesh_engine.framing import encode_frame, read_frame
+
+
+def hello_with(blas):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlx_mesh_engine"],
+        cwd=ENGINE_DIR, input=encode_frame({"id": 1, "op": "hello"}), capture_output=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "MLX_MESH_BLAS": blas},
+    )
+    import io
+
+    assert proc.returncode == 0, proc.stderr
+    return read_frame(io.BytesIO(proc.stdout)), proc.stderr.decode()
+
+
+def test_unset_uses_the_bundled_blas():
+    reply, _ = hello_with("")
+    assert reply["ok"] and reply["blas"] == "bundled"
+
+
+def test_a_missing_library_falls_back_with_a_warning():
+    reply, err = hello_with("/nonexistent/libblas.so")
+    assert reply["ok"] and reply["blas"] == "bundled"
+    assert "cannot be loaded" in err
+
+
+def test_a_library_without_cblas_falls_back():
+    reply, err = hello_with("libm.so.6")
+    assert reply["ok"] and reply["blas"] == "bundled"
+    assert "no cblas_sgemm" in err
+
+
+def test_after_mlx_is_imported_it_refuses():
+    import mlx.core  # noqa: F401
+    from mlx_mesh_engine.blas import load_blas
+
+    assert load_blas("auto") is None
