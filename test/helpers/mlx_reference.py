@@ -4,10 +4,17 @@ Usage: python mlx_reference.py MODEL_DIR '{"prompt": "..."}' | '{"messages": [..
 Prints JSON {"tokens": [...], "text": "..."} on stdout.
 """
 import json
+import os
 import sys
 
-from mlx_lm import load, stream_generate
-from mlx_lm.sample_utils import make_sampler
+# The same BLAS the engine loads (MLX_MESH_BLAS), before mlx is imported: equal numbers need equal sums.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "peer", "engine"))
+from mlx_mesh_engine.blas import load_blas  # noqa: E402
+
+load_blas()
+
+from mlx_lm import load, stream_generate  # noqa: E402
+from mlx_lm.sample_utils import make_sampler  # noqa: E402
 
 
 def main():

@@ -4,11 +4,12 @@ The `mlx[cpu]` wheel links the reference (netlib) BLAS it bundles, an unblocked 
 sgemm: a 45-token prefill of a 135M float32 model takes seconds where OpenBLAS takes a fraction of
 one. libmlx resolves `cblas_sgemm` by name, and the dynamic linker searches libraries opened with
 RTLD_GLOBAL before libmlx's own dependencies, so loading another CBLAS before `import mlx.core`
-makes MLX use it. Nothing changes unless asked: another BLAS sums in another order, and greedy
-output equals a single-process mlx_lm only when both run on the same BLAS.
+makes MLX use it. Another BLAS sums in another order, so greedy output equals a single-process
+mlx_lm only when both run on the same BLAS (the tests' reference loads it the same way).
 
-MLX_MESH_BLAS: unset or "" = MLX's bundled BLAS; "auto" = the system OpenBLAS if installed
-(Debian/Ubuntu: libopenblas0-pthread); anything else = the path of a library exporting cblas_sgemm.
+MLX_MESH_BLAS: "auto" (the default on Linux) = the system OpenBLAS if installed (Debian/Ubuntu:
+libopenblas0-pthread), else MLX's own; "bundled" or "" = MLX's bundled BLAS; anything else = the path
+of a library exporting cblas_sgemm. macOS uses Metal and Accelerate: nothing to choose there.
 """
 
 import ctypes
@@ -40,8 +41,9 @@ def load_blas(spec: Optional[str] = None) -> Optional[str]:
 
     Must run before mlx.core is imported; afterwards it would change nothing, so it refuses.
     """
-    spec = os.environ.get("MLX_MESH_BLAS", "") if spec is None else spec
-    if not spec:
+    if spec is None:
+        spec = os.environ.get("MLX_MESH_BLAS", "auto" if sys.platform.startswith("linux") else "")
+    if spec in ("", "bundled"):
         return None
     if "mlx.core" in sys.modules:
         log.warning("MLX_MESH_BLAS=%s ignored: mlx is already imported", spec)
