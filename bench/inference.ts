@@ -212,7 +212,7 @@ const meta = {
   promptChars: PROMPT.length,
   maxTokens,
   runs,
-  blas: process.env.MLX_MESH_BLAS || 'bundled',
+  blas: process.env.MLX_MESH_BLAS || (process.platform === 'linux' ? 'auto' : 'bundled'),
   cpus: os.cpus().length,
   loadavgBefore: load0,
   loadavgAfter: os.loadavg()[0],
