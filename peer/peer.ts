@@ -44,6 +44,8 @@ export interface PeerOptions extends PeerTimings {
   discoveryFor?: (peer: Peer) => Promise<DiscoverySource>;
   maxPayloadBytes: number;
   sendWindow: number;
+  /** Cluster secret: only peers that prove they know it can link (transport/auth.ts). */
+  secret?: string;
 }
 
 export interface Refusal {
@@ -211,6 +213,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       instance: this.instance,
       self: () => this.info(),
       timeoutMs: o.handshakeTimeoutMs,
+      secret: o.secret,
       maxPayloadBytes: o.maxPayloadBytes,
       sendWindow: o.sendWindow,
       heartbeatMs: o.heartbeatMs,
@@ -226,7 +229,9 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   private onRefused(err: MeshError, host: string, port: number): void {
     if (err.code === 'SELF_CONNECTION') return;
-    const from = port ? `${host}:${port}` : host;
+    const addr = port ? `${host}:${port}` : host;
+    const who = err.details?.peer;
+    const from = who ? `${who} (${addr})` : addr;
     const known = this.refusals.find((r) => r.from === from && r.code === err.code);
     if (known) {
       // Redials of the same wrong peer would flood the log: say it once, count the rest.

@@ -24,6 +24,7 @@ export interface NodeOptions {
   discoveryFor?: (peer: Peer) => Promise<DiscoverySource>;
   model?: string;
   python?: string;
+  secret?: string;
   timings?: Partial<PeerTimings>;
   protocol?: number;
   /** Run an engine and take part in inference (default). Mesh-only tests turn it off. */
@@ -55,6 +56,7 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
     discovery,
     discoveryFor: opts.discoveryFor,
     maxPayloadBytes: defaults.maxPayloadBytes,
+    secret: opts.secret,
     sendWindow: defaults.sendWindow,
     heartbeatMs: defaults.heartbeatMs,
     heartbeatMisses: defaults.heartbeatMisses,

@@ -11,4 +11,5 @@ export const CloseCode = {
   DUPLICATE_ID: 4005,
   HANDSHAKE_TIMEOUT: 4006,
   HEARTBEAT_TIMEOUT: 4007,
+  AUTH_FAILED: 4008,
 } as const;

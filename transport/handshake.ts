@@ -1,10 +1,12 @@
 // The first exchange on every socket: both sides send `hello` at once and check the other's
-// protocol version and cluster name. Nothing else is accepted before it.
+// protocol version and cluster name; with a cluster secret, both then prove they know it (`auth`).
+// Nothing else is accepted before that.
 import type WebSocket from 'ws';
+import { newNonce, proof, verifyProof } from './auth.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
 import { type ErrorCode, isMeshError, meshError, MeshError } from './errors.ts';
-import type { PeerInfo } from './messages.ts';
+import type { MessageOf, PeerInfo } from './messages.ts';
 
 export interface HandshakeOptions {
   protocol: number;
@@ -13,12 +15,14 @@ export interface HandshakeOptions {
   self: () => PeerInfo;
   timeoutMs: number;
   maxPayloadBytes: number;
+  /** The cluster secret (--secret); peers without it are refused, and so are peers with another. */
+  secret?: string;
 }
 
 export interface HandshakeResult {
   remote: PeerInfo;
   instance: string;
-  /** Frames that arrived right behind the hello, in order, for the link to process. */
+  /** Frames that arrived right behind the handshake, in order, for the link to process. */
   pending: Buffer[];
 }
 
@@ -28,17 +32,59 @@ const CLOSE_FOR: Partial<Record<ErrorCode, number>> = {
   SELF_CONNECTION: CloseCode.SELF,
   DUPLICATE_ID: CloseCode.DUPLICATE_ID,
   HANDSHAKE_TIMEOUT: CloseCode.HANDSHAKE_TIMEOUT,
+  AUTH_FAILED: CloseCode.AUTH_FAILED,
 };
+
+/** Checks a hello against our own settings; throws the MeshError to refuse it with. */
+function checkHello(msg: MessageOf<'hello'>, opts: HandshakeOptions, self: PeerInfo): void {
+  if (msg.protocol !== opts.protocol) {
+    throw meshError(
+      'PROTOCOL_MISMATCH',
+      `peer ${msg.peer.id} speaks protocol ${msg.protocol}, this peer speaks ${opts.protocol}: run the same mlx-mesh version on both`,
+    );
+  }
+  if (msg.cluster !== opts.cluster) {
+    throw meshError('CLUSTER_MISMATCH', `peer ${msg.peer.id} is in cluster "${msg.cluster}", this peer is in "${opts.cluster}"`);
+  }
+  if (msg.peer.id === self.id) {
+    if (msg.instance === opts.instance) throw meshError('SELF_CONNECTION', 'connected to itself');
+    throw meshError(
+      'DUPLICATE_ID',
+      `peer on ${msg.peer.hostname} uses this peer's id ${self.id}: give one of them its own --data-dir (cloned data dir?)`,
+    );
+  }
+  if (!!msg.secured !== !!opts.secret) {
+    throw meshError(
+      'AUTH_FAILED',
+      opts.secret
+        ? `peer ${msg.peer.id} has no cluster secret: start it with the same --secret (or MLX_MESH_SECRET)`
+        : `peer ${msg.peer.id} requires a cluster secret: start this peer with the same --secret (or MLX_MESH_SECRET)`,
+    );
+  }
+  if (msg.secured && msg.nonce?.byteLength !== 16) throw meshError('AUTH_FAILED', `peer ${msg.peer.id} sent no valid challenge`);
+}
 
 export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<HandshakeResult> {
   return new Promise((resolve, reject) => {
-    let result: HandshakeResult | null = null;
+    const self = opts.self();
+    const nonce = opts.secret ? newNonce() : undefined;
+    let hello: MessageOf<'hello'> | null = null;
+    let done = false;
     const pending: Buffer[] = [];
+
     // A dialler calls this before the socket opens: the other side's hello can arrive in the same
     // TCP read as the upgrade response, so the listener must already be in place.
     const sayHello = () =>
       ws.send(
-        encodeMessage({ type: 'hello', protocol: opts.protocol, cluster: opts.cluster, instance: opts.instance, peer: opts.self() }),
+        encodeMessage({
+          type: 'hello',
+          protocol: opts.protocol,
+          cluster: opts.cluster,
+          instance: opts.instance,
+          secured: !!opts.secret,
+          nonce,
+          peer: self,
+        }),
       );
 
     const fail = (err: MeshError, tellRemote: boolean) => {
@@ -51,8 +97,17 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<Handsh
       reject(err);
     };
 
+    const succeed = (remote: MessageOf<'hello'>) => {
+      done = true;
+      // Resolve after the frames already parsed from this chunk have been collected.
+      queueMicrotask(() => {
+        cleanup();
+        resolve({ remote: remote.peer, instance: remote.instance, pending });
+      });
+    };
+
     const onMessage = (data: Buffer, isBinary: boolean) => {
-      if (result) {
+      if (done) {
         pending.push(data);
         return;
       }
@@ -63,30 +118,40 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<Handsh
           const code = (msg.code in CLOSE_FOR ? msg.code : 'HANDSHAKE_REQUIRED') as ErrorCode;
           return fail(meshError(code, `refused by the other side: ${msg.message}`), false);
         }
-        if (msg.type !== 'hello') throw meshError('HANDSHAKE_REQUIRED', `expected hello, got "${msg.type}"`);
-        const self = opts.self();
-        if (msg.protocol !== opts.protocol) {
-          throw meshError(
-            'PROTOCOL_MISMATCH',
-            `peer ${msg.peer.id} speaks protocol ${msg.protocol}, this peer speaks ${opts.protocol}: run the same mlx-mesh version on both`,
-          );
+        if (!hello) {
+          if (msg.type !== 'hello') throw meshError('HANDSHAKE_REQUIRED', `expected hello, got "${msg.type}"`);
+          try {
+            checkHello(msg, opts, self);
+          } catch (err) {
+            // Say who was refused: the log and /cluster show the peer, not just an address.
+            if (isMeshError(err)) Object.assign(err, { details: { ...err.details, peer: msg.peer.id, name: msg.peer.name } });
+            throw err;
+          }
+          hello = msg;
+          if (!opts.secret) return succeed(msg);
+          const mac = proof(opts.secret, {
+            cluster: opts.cluster,
+            proverId: self.id,
+            proverNonce: nonce!,
+            verifierId: msg.peer.id,
+            verifierNonce: msg.nonce!,
+          });
+          ws.send(encodeMessage({ type: 'auth', mac }));
+          return;
         }
-        if (msg.cluster !== opts.cluster) {
-          throw meshError('CLUSTER_MISMATCH', `peer ${msg.peer.id} is in cluster "${msg.cluster}", this peer is in "${opts.cluster}"`);
+        if (msg.type !== 'auth') throw meshError('HANDSHAKE_REQUIRED', `expected auth, got "${msg.type}"`);
+        const ok = verifyProof(
+          opts.secret!,
+          { cluster: opts.cluster, proverId: hello.peer.id, proverNonce: hello.nonce!, verifierId: self.id, verifierNonce: nonce! },
+          msg.mac,
+        );
+        if (!ok) {
+          throw meshError('AUTH_FAILED', `peer ${hello.peer.id} does not know the cluster secret: check --secret on both`, {
+            peer: hello.peer.id,
+            name: hello.peer.name,
+          });
         }
-        if (msg.peer.id === self.id) {
-          if (msg.instance === opts.instance) throw meshError('SELF_CONNECTION', 'connected to itself');
-          throw meshError(
-            'DUPLICATE_ID',
-            `peer on ${msg.peer.hostname} uses this peer's id ${self.id}: give one of them its own --data-dir (cloned data dir?)`,
-          );
-        }
-        result = { remote: msg.peer, instance: msg.instance, pending };
-        // Resolve after the frames already parsed from this chunk have been collected.
-        queueMicrotask(() => {
-          cleanup();
-          resolve(result!);
-        });
+        succeed(hello);
       } catch (err) {
         fail(isMeshError(err) ? err : meshError('BAD_FRAME', (err as Error).message), true);
       }
@@ -101,7 +166,7 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<Handsh
       reject(meshError('PEER_UNREACHABLE', err.message));
     };
     const timer = setTimeout(
-      () => fail(meshError('HANDSHAKE_TIMEOUT', `no hello within ${opts.timeoutMs} ms`), true),
+      () => fail(meshError('HANDSHAKE_TIMEOUT', `no handshake within ${opts.timeoutMs} ms`), true),
       opts.timeoutMs,
     );
     function cleanup() {

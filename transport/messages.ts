@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { DTYPES, checkTensor, type Tensor } from './tensor.ts';
 
-const bytes = z.instanceof(Uint8Array);
+const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, { message: 'expected a byte string' });
 
 export const TensorSchema = z
   .object({
@@ -53,7 +53,16 @@ export const HelloSchema = z.object({
   cluster: z.string(),
   /** Random per process start: tells a connection to ourselves from another peer with our id. */
   instance: z.string().max(64),
+  /** Whether the sender requires the cluster secret; then `nonce` is its challenge. */
+  secured: z.boolean().optional(),
+  nonce: bytes.optional(),
   peer: PeerInfoSchema,
+});
+
+/** With a cluster secret: the sender's proof over the other side's nonce (see transport/auth.ts). */
+export const AuthSchema = z.object({
+  type: z.literal('auth'),
+  mac: bytes,
 });
 
 /** Sent by the side that refuses a handshake, right before closing, so the dialler can log why. */
@@ -152,6 +161,7 @@ export const RequestErrorSchema = z.object({
 /** Control messages between peers (forwarded API calls use HTTP, not these). */
 export const MessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
+  AuthSchema,
   RejectSchema,
   GossipSchema,
   CoordinatorSchema,

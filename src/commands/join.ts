@@ -24,6 +24,7 @@ Options:
   --peer <host:port>    a peer to link to, repeatable; works with or without mDNS
   --no-mdns             do not use mDNS (only --peer)
   --cluster <name>      cluster name; peers of other clusters are ignored (default "${defaults.cluster}")
+  --secret <secret>     cluster secret (or MLX_MESH_SECRET): only peers that know it can join
   --python <path>       Python interpreter for the engine
   --data-dir <dir>      where the peer id, venv and models live (default ${defaults.dataDir})
   --name <name>         display name (default: hostname)
@@ -48,6 +49,7 @@ async function run(argv: string[]): Promise<number> {
       peer: { type: 'string', multiple: true },
       'no-mdns': { type: 'boolean' },
       cluster: { type: 'string' },
+      secret: { type: 'string' },
       python: { type: 'string' },
       'data-dir': { type: 'string' },
       name: { type: 'string' },
@@ -82,6 +84,7 @@ async function run(argv: string[]): Promise<number> {
           }),
     model: values.model,
     python: values.python,
+    secret: values.secret ?? (process.env.MLX_MESH_SECRET || undefined),
   });
   process.stdout.write(
     `mlx-mesh peer ${node.peer.id} (${node.peer.identity.name}) on port ${node.peer.port}, cluster "${cluster}", API ${node.api.url}\n`,

@@ -99,6 +99,24 @@ test('a second process with the same peer id is reported, not merged', async () 
   }
 });
 
+test('with --secret, only peers that know it join; the others are refused and reported', async () => {
+  const mesh = await createTestMesh(2, { secret: 'open sesame' });
+  try {
+    await waitFor(async () => (await gpuInfo(mesh.nodes[1])).world_size === 2, 5000, 'the two with the secret');
+    const outsider = await mesh.add({ name: 'outsider', secret: undefined });
+    const guesser = await mesh.add({ name: 'guesser', secret: 'open barley' });
+    const c = await waitFor(async () => {
+      const v = await getJson(`${mesh.nodes[0].api.url}/cluster`);
+      return v.refused.filter((r: { code: string }) => r.code === 'AUTH_FAILED').length >= 2 ? v : null;
+    }, 5000, 'two refusals');
+    assert.is(c.peers.length, 1);
+    assert.is(outsider.peer.membership.all().length, 0);
+    assert.is(guesser.peer.membership.all().length, 0);
+  } finally {
+    await mesh.stop();
+  }
+});
+
 test('peers of another cluster stay apart', async () => {
   const mesh = await createTestMesh(1);
   try {

@@ -26,6 +26,8 @@ function tensor(dtype: keyof typeof DTYPE_BYTES, shape: number[]): Tensor {
 
 const samples: Message[] = [
   { type: 'hello', protocol: 1, cluster: 'default', instance: 'abc', peer },
+  { type: 'hello', protocol: 1, cluster: 'default', instance: 'abc', secured: true, nonce: new Uint8Array(16).fill(7), peer },
+  { type: 'auth', mac: new Uint8Array(32).fill(9) },
   { type: 'reject', code: 'PROTOCOL_MISMATCH', message: 'no' },
   { type: 'gossip', peers: [peer], coordinator: 'p1', term: 3 },
   { type: 'coordinator', term: 2, id: 'p1' },
@@ -45,6 +47,9 @@ const samples: Message[] = [
   { type: 'release', request: 'r1' },
   { type: 'request-error', request: 'r1', code: 'ENGINE_ERROR', message: 'boom' },
 ];
+
+const withTensor = samples.find((m) => m.type === 'forward' && m.hidden)!;
+const gossip = samples.find((m) => m.type === 'gossip')!;
 
 /** Byte strings come back as Buffer: compare contents, not classes. */
 function plain(v: unknown): unknown {
@@ -75,11 +80,11 @@ test('tensor bytes of every dtype are preserved exactly', () => {
 test('byte strings are plain CBOR: no typed-array tags, no records extension', () => {
   const bytes = encodeMessage({ type: 'release', request: 'r' });
   assert.is(bytes[0] >> 5, 5, 'a CBOR map');
-  const withTensor = Buffer.from(encodeMessage(samples[7]));
-  assert.not.ok(withTensor.includes(Buffer.from([0xd8, 0x40])), 'no tag 64');
-  assert.not.ok(withTensor.includes(Buffer.from([0xd9, 0xdf, 0xff])), 'no records tag 57343');
+  const frame = Buffer.from(encodeMessage(withTensor));
+  assert.not.ok(frame.includes(Buffer.from([0xd8, 0x40])), 'no tag 64');
+  assert.not.ok(frame.includes(Buffer.from([0xd9, 0xdf, 0xff])), 'no records tag 57343');
   // major type 2 (byte string) with a 1-byte length for the 16-byte bfloat16 payload
-  assert.ok(withTensor.includes(Buffer.from([0x50])), 'a definite-length byte string');
+  assert.ok(frame.includes(Buffer.from([0x50])), 'a definite-length byte string');
 });
 
 function codeOf(frame: Uint8Array, max?: number): string {
@@ -93,7 +98,7 @@ function codeOf(frame: Uint8Array, max?: number): string {
 }
 
 test('garbage, truncated, oversize and invalid frames are rejected with a code', () => {
-  const good = encodeMessage(samples[2]);
+  const good = encodeMessage(gossip);
   assert.is(codeOf(new Uint8Array([0xff, 0x00, 0x13])), 'BAD_FRAME');
   assert.is(codeOf(good.subarray(0, good.length - 3)), 'BAD_FRAME', 'truncated');
   assert.is(codeOf(good, 10), 'FRAME_TOO_LARGE');
@@ -102,9 +107,9 @@ test('garbage, truncated, oversize and invalid frames are rejected with a code',
   assert.is(codeOf(encodeRaw({ hello: 1 })), 'BAD_FRAME', 'no type');
   assert.is(codeOf(encodeRaw({ type: 'token', request: 'r', step: -1, token: 2 })), 'SCHEMA');
   assert.is(codeOf(encodeRaw({ type: 'coordinator', term: 'x', id: 'p' })), 'SCHEMA');
-  const bad = { ...samples[7], hidden: { dtype: 'float32', shape: [2, 2], data: new Uint8Array(15) } };
+  const bad = { ...withTensor, hidden: { dtype: 'float32', shape: [2, 2], data: new Uint8Array(15) } };
   assert.is(codeOf(encodeRaw(bad)), 'TENSOR_SIZE');
-  assert.is(codeOf(encodeRaw({ ...samples[7], hidden: { dtype: 'float8', shape: [1], data: new Uint8Array(1) } })), 'SCHEMA');
+  assert.is(codeOf(encodeRaw({ ...withTensor, hidden: { dtype: 'float8', shape: [1], data: new Uint8Array(1) } })), 'SCHEMA');
 });
 
 test('unknown fields are ignored', () => {

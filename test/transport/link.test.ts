@@ -125,6 +125,41 @@ test('the same id from another process is reported as a duplicate', async () => 
   });
 });
 
+test('with a cluster secret, peers that know it link; a wrong secret or none is refused on both sides', async () => {
+  await withServer({ secret: 's3cret' }, async (_s, port, inbound, refused) => {
+    const ok = await dial('127.0.0.1', port, endpoint('client', { secret: 's3cret' }));
+    assert.is(ok.remote.id, 'server');
+    await until(() => inbound.length === 1);
+    ok.close();
+    const wrong = await dial('127.0.0.1', port, endpoint('intruder', { secret: 'guess' })).catch((e) => e);
+    assert.is(wrong.code, 'AUTH_FAILED');
+    const none = await dial('127.0.0.1', port, endpoint('plain')).catch((e) => e);
+    assert.is(none.code, 'AUTH_FAILED');
+    assert.match(none.message, /--secret/);
+    await until(() => refused.length === 2);
+    assert.ok(refused.every((e) => e.code === 'AUTH_FAILED'));
+    assert.is(inbound.length, 1, 'neither became a link');
+  });
+});
+
+test('a secured peer refuses a peer without the secret even when it is the one dialling', async () => {
+  await withServer({}, async (_s, port, inbound) => {
+    const err = await dial('127.0.0.1', port, endpoint('client', { secret: 'x' })).catch((e) => e);
+    assert.is(err.code, 'AUTH_FAILED');
+    assert.is(inbound.length, 0);
+  });
+});
+
+test('an auth proof cannot be replayed on another connection', async () => {
+  const { proof, verifyProof } = await import('../../transport/auth.ts');
+  const input = { cluster: 'c', proverId: 'a', proverNonce: new Uint8Array(16).fill(1), verifierId: 'b', verifierNonce: new Uint8Array(16).fill(2) };
+  const mac = proof('k', input);
+  assert.ok(verifyProof('k', input, mac));
+  assert.not.ok(verifyProof('k', { ...input, verifierNonce: new Uint8Array(16).fill(3) }, mac), 'a fresh challenge');
+  assert.not.ok(verifyProof('k', { ...input, proverId: 'b', verifierId: 'a' }, mac), 'reflected back');
+  assert.not.ok(verifyProof('other', input, mac), 'another secret');
+});
+
 test('a message before the hello closes the socket', async () => {
   await withServer({}, async (_s, port, inbound, refused) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
