@@ -98,6 +98,25 @@ test('a peer joining or leaving gets a new plan that still computes the golden c
   }
 });
 
+test('a peer too small for a layer is left out of the plan, and still answers its own clients', async () => {
+  const mesh = await readyMesh(2);
+  try {
+    const tiny = await mesh.add({ inference: true, model: STORIES, usableMemoryBytes: 1000, name: 'tiny' });
+    const info = await waitFor(async () => {
+      const v = await getJson(`${tiny.api.url}/distributed/gpu-info`);
+      return v.world_size === 3 && v.cluster_status === 'healthy' ? v : null;
+    }, 60_000, 'the third peer in the cluster');
+    const me = info.devices.find((d: { device_id: string }) => d.device_id === tiny.peer.id);
+    assert.is(me.status, 'excluded');
+    assert.is(me.layers, null);
+    assert.match(JSON.stringify((await getJson(`${tiny.api.url}/cluster`)).plan.excluded), /less than one layer/);
+    const body = await (await post(`${tiny.api.url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 60, temperature: 0 })).json();
+    assert.is(body.choices[0].text, GOLDEN);
+  } finally {
+    await mesh.stop();
+  }
+});
+
 test('streaming: SSE chunks that add up to the same text, usage on request, then [DONE]', async () => {
   const mesh = await readyMesh(2);
   try {

@@ -114,6 +114,25 @@ class Engine:
         gc.collect()
         mx.clear_cache()
         mx.reset_peak_memory()
+        if start == end:
+            # No layers (a peer left out of the plan): only the tokenizer, so it can still serve its
+            # own API clients by driving requests through the other peers.
+            from .inspect_model import read_config
+
+            text = read_config(Path(model))
+            text = text.get("text_config", text)
+            n_layers = int(text["num_hidden_layers"])
+            if not 0 <= start <= n_layers:
+                raise bad_request(f"layer range [{start}, {end}) is not within [0, {n_layers})")
+            self.tokenizer = load_tokenizer(Path(model))
+            return {
+                "memory_bytes": mx.get_active_memory(),
+                "n_layers": n_layers,
+                "first": False,
+                "last": False,
+                "dtype": str(text.get("torch_dtype", "")),
+                "hidden_size": int(text["hidden_size"]),
+            }
         shard = Shard(model, start, end)
         self.tokenizer = load_tokenizer(Path(model))
         self.shard = shard
@@ -187,7 +206,8 @@ class Engine:
         return {"released": released}
 
     def _tokenizer(self):
-        self._loaded()
+        if self.tokenizer is None:
+            raise EngineError("NOT_LOADED", "no model is loaded (send load first)")
         return self.tokenizer
 
     def op_tokenize(self, msg):
