@@ -190,6 +190,23 @@ test('bad requests get OpenAI-shaped 4xx errors and the server keeps serving', a
   }
 });
 
+test('a model that cannot be found: requests get a 503 saying so, and the peer keeps running', async () => {
+  const mesh = await createTestMesh(1, { inference: true, model: '/nowhere/missing.gguf' });
+  try {
+    const url = mesh.nodes[0].api.url;
+    const err = await waitFor(async () => {
+      const r = await post(`${url}/v1/completions`, { prompt: 'Once upon a time' });
+      const j = await r.json();
+      return r.status === 503 && /missing\.gguf/.test(j.error.message) ? j.error : null;
+    }, 20_000, 'a 503 naming the model');
+    assert.is(err.code, 'cluster_not_ready');
+    assert.match(err.message, /does not exist/);
+    assert.is((await getJson(`${url}/health`)).status, 'ok');
+  } finally {
+    await mesh.stop();
+  }
+});
+
 test('an engine killed while idle is restarted and the peer stays in the cluster', async () => {
   const mesh = await readyMesh(2);
   try {
