@@ -60,6 +60,9 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
   private replanTimer: NodeJS.Timeout | null = null;
   private applying: Promise<void> = Promise.resolve();
   private running = false;
+  /** Settles when the engine has started (or failed to): plans that arrive earlier wait for it. */
+  private readonly engineStarted: Promise<void>;
+  private markEngineStarted!: () => void;
   /** The plan whose layers the engine holds (survives an engine restart, which re-loads them). */
   private loadedPlan: PlanMessage | null = null;
 
@@ -72,21 +75,16 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     const usable = opts.usableMemoryBytes ?? Math.floor(os.totalmem() * 0.75);
     this.peer.extraCapabilities.usableMemory = usable;
     this.states.set(this.peer.id, { engine: 'stopped', ready: false, planTerm: null, planVersion: null });
-  }
-
-  get selfState(): DeviceState {
-    return this.states.get(this.peer.id)!;
-  }
-
-  /** Starts the engine and joins the plan protocol. An engine that cannot start is reported, not fatal. */
-  async start(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
+    this.engineStarted = new Promise((resolve) => (this.markEngineStarted = resolve));
+    // Listen before the peer links to anyone, so a plan sent the moment we join is never missed.
     const peer = this.peer;
     peer.on('message', (msg, link) => this.onMessage(msg, link));
     peer.on('leadership', () => this.scheduleReplan());
     peer.on('up', (link) => {
       link.send(this.statusMessage()).catch(() => {});
+      // A peer that restarted within the re-plan delay rejoins an unchanged membership, so no new
+      // plan would reach it: hand every new link the current plan at once.
+      if (peer.isCoordinator && this.plan) link.send(this.plan).catch(() => {});
       this.scheduleReplan();
     });
     peer.on('down', (link) => {
@@ -99,6 +97,16 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
       this.setSelf({ engine: state, ready: state === 'ready' && this.loadedPlan !== null && this.loadedPlan === this.plan }),
     );
     this.engine.on('restart', () => this.log.warn('engine restarted; layers re-loaded'));
+  }
+
+  get selfState(): DeviceState {
+    return this.states.get(this.peer.id)!;
+  }
+
+  /** Starts the engine. An engine that cannot start is reported (device status `failed`), not fatal. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
     try {
       const hello = await this.engine.start();
       this.peer.extraCapabilities.backend = hello.backend;
@@ -108,10 +116,12 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
       this.log.error('engine did not start', { error: (err as Error).message });
       this.setSelf({ engine: 'failed', error: (err as Error).message });
     }
+    this.markEngineStarted();
     this.scheduleReplan();
   }
 
   async stop(): Promise<void> {
+    this.markEngineStarted(); // loads waiting for the engine give up below
     if (!this.running) return;
     this.running = false;
     if (this.replanTimer) clearTimeout(this.replanTimer);
@@ -275,11 +285,13 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
   }
 
   private async load(plan: PlanMessage): Promise<void> {
-    if (this.plan !== plan || !this.running) return; // superseded while queued
+    if (this.plan !== plan) return; // superseded while queued
     const stage = plan.stages.find((s) => s.id === this.peer.id);
     this.loadedPlan = null;
     this.setSelf({ ready: false, planTerm: plan.term, planVersion: plan.version, error: undefined });
     try {
+      await this.engineStarted;
+      if (this.plan !== plan || !this.running) return;
       const { path } = await this.resolve(plan.model, stage?.layers);
       // A peer outside the plan still loads the tokenizer, so it can serve its own API clients.
       const [start, end] = stage?.layers ?? [0, 0];

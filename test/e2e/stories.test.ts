@@ -98,6 +98,25 @@ test('a peer joining or leaving gets a new plan that still computes the golden c
   }
 });
 
+test('a worker that restarts at once (same id, same membership) gets the plan and serves again', async () => {
+  const mesh = await readyMesh(2);
+  try {
+    const worker = mesh.nodes.pop()!;
+    const dataDir = worker.dataDir;
+    await worker.stop();
+    const again = await mesh.add({ inference: true, model: STORIES, dataDir });
+    assert.is(again.peer.id, worker.peer.id);
+    await waitFor(async () => {
+      const v = await getJson(`${again.api.url}/distributed/gpu-info`);
+      return v.cluster_status === 'healthy' && v.world_size === 2;
+    }, 60_000, 'healthy again');
+    const body = await (await post(`${again.api.url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 60, temperature: 0 })).json();
+    assert.is(body.choices[0].text, GOLDEN);
+  } finally {
+    await mesh.stop();
+  }
+});
+
 test('a peer too small for a layer is left out of the plan, and still answers its own clients', async () => {
   const mesh = await readyMesh(2);
   try {
