@@ -52,7 +52,10 @@ interface Pending {
   timer?: NodeJS.Timeout;
 }
 
-const SETUP_HINT = 'Run `mlx-mesh setup` to create the managed Python environment (or pass --python).';
+/** The exact command that builds the environment this engine looks for. */
+function setupHint(dataDir: string): string {
+  return `Run \`mlx-mesh setup --data-dir ${dataDir}\` to create the managed Python environment (or pass --python).`;
+}
 
 /** Events: 'exit' (EngineExit) exactly once per started process. */
 export class EngineClient extends EventEmitter {
@@ -119,7 +122,7 @@ export class EngineClient extends EventEmitter {
           reject(
             meshError(
               'PYTHON_NOT_FOUND',
-              `Python interpreter "${this.python.path}" (from ${this.python.source}) could not be run: ${err.code}. ${SETUP_HINT}`,
+              `Python interpreter "${this.python.path}" (from ${this.python.source}) could not be run: ${err.code}. ${setupHint(this.opts.dataDir)}`,
               { python: this.python.path, source: this.python.source },
             ),
           );
@@ -163,7 +166,7 @@ export class EngineClient extends EventEmitter {
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
     const tail = this.stderrTail.slice(-10).join('\n');
     // Exit code 3 is the engine's "cannot import mlx/cbor2" start-up failure.
-    const hint = code === 3 || /No module named|cannot import/.test(tail) ? ` ${SETUP_HINT}` : '';
+    const hint = code === 3 || /No module named|cannot import/.test(tail) ? ` ${setupHint(this.opts.dataDir)}` : '';
     return meshError('ENGINE_FAILED', `the engine ${how}.${hint}${tail ? `\nlast engine output:\n${tail}` : ''}`, {
       code,
       signal,
