@@ -57,7 +57,8 @@ export async function startPeer(c: ServiceContext, joinArgs: string[]): Promise<
     // setsid: its own session, so the SSH hang-up does not reach it; without job control $! is the peer itself.
     const cmd = program.map(sq).join(' ');
     await c.host.run(
-      `cd ${sq(layout.dataDir)} && setsid nohup ${cmd} >> ${sq(layout.log)} 2>&1 < /dev/null & echo $! > ${sq(layout.pid)}`,
+      // Only the peer goes to the background (`a && b &` would background a subshell holding the SSH channel open).
+      `cd ${sq(layout.dataDir)} || exit 1\nsetsid nohup ${cmd} >> ${sq(layout.log)} 2>&1 < /dev/null &\necho $! > ${sq(layout.pid)}`,
       'starting the peer',
     );
   }
