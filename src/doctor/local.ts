@@ -1,0 +1,117 @@
+// Checks of this machine: Node, Python and MLX, memory, ports, data dir and disk. Each is a small
+// function over facts passed in, so tests can feed it controlled inputs.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { FindResult, PythonEnvCheck } from '../../peer/python-env.ts';
+import { installHint, managedVenvDir } from '../../peer/python-env.ts';
+import { type CheckResult, fail, pass, warn } from './check.ts';
+
+const G = 'this machine';
+const GiB = 2 ** 30;
+const gib = (n: number) => `${(n / GiB).toFixed(1)} GiB`;
+
+export function checkNode(version = process.versions.node): CheckResult {
+  const major = Number(version.split('.')[0]);
+  return major >= 20
+    ? pass(G, 'Node.js', `v${version}`)
+    : fail(G, 'Node.js', `v${version} is older than 20`, 'install Node ≥ 20 (https://nodejs.org, or "brew install node")');
+}
+
+export function checkInterpreter(found: FindResult, platform: NodeJS.Platform = process.platform): CheckResult {
+  if (found.found) return pass(G, 'Python interpreter', `${found.found.executable} (Python ${found.found.version}, ${found.found.machine})`);
+  const why = found.rejected.map((r) => `${r.path}: ${r.reason}`).join('; ') || 'no python3 on PATH or in the usual places';
+  return fail(G, 'Python interpreter', `no Python ≥ 3.10 (${why})`, installHint(platform));
+}
+
+export function checkVenv(env: PythonEnvCheck, dataDir: string): CheckResult {
+  const venv = managedVenvDir(dataDir);
+  const dd = ` --data-dir ${dataDir}`;
+  if (env.python.source === 'venv') {
+    return env.problems.length
+      ? fail(G, 'venv', `${venv} is used but incomplete: ${env.problems[0]}`, `run "mlx-mesh setup${dd}"`)
+      : pass(G, 'venv', `${venv} (used by the engine)`);
+  }
+  if (env.python.source === 'flag' || env.python.source === 'env') {
+    return warn(G, 'venv', `the engine uses ${env.python.path} (${env.python.source === 'flag' ? '--python' : 'MLX_MESH_PYTHON'}), not the managed venv`);
+  }
+  return fail(G, 'venv', `no venv at ${venv}: the engine would fall back to python3 on PATH`, `run "mlx-mesh setup${dd}"`);
+}
+
+export function checkMlx(env: PythonEnvCheck): CheckResult {
+  if (env.versions.mlx && env.versions['mlx-lm'] && !env.problems.some((p) => /cannot run MLX/.test(p))) {
+    return pass(G, 'mlx and mlx-lm', `mlx ${env.versions.mlx}, mlx-lm ${env.versions['mlx-lm']} (Python ${env.versions.python})`);
+  }
+  const why = env.problems.find((p) => /cannot run MLX/.test(p)) ?? 'not importable';
+  return fail(G, 'mlx and mlx-lm', why, env.fix || 'run "mlx-mesh setup"');
+}
+
+export function checkDevice(env: PythonEnvCheck, platform: NodeJS.Platform = process.platform, arch = process.arch): CheckResult {
+  if (!env.device) return fail(G, 'MLX device', 'unknown (MLX does not run)', env.fix || 'run "mlx-mesh setup"');
+  if (platform === 'darwin' && arch === 'arm64' && !env.device.startsWith('gpu')) {
+    return warn(G, 'MLX device', `${env.device}: Metal is not used`, 'use a native arm64 Python and the macOS "mlx" wheel ("mlx-mesh setup --force")');
+  }
+  return pass(G, 'MLX device', env.device);
+}
+
+export function checkMemory(total = os.totalmem(), free = os.freemem()): CheckResult {
+  const detail = `${gib(total)} total, ${gib(free)} available`;
+  return free < 1 * GiB
+    ? warn(G, 'memory', detail, 'close other applications: model layers are placed by available memory')
+    : pass(G, 'memory', detail);
+}
+
+/** Tries to listen on the port: true when free, else the error code (EADDRINUSE, EACCES). */
+export function probePort(port: number, host = '0.0.0.0'): Promise<true | string> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    s.listen({ port, host, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+export interface PortOwner {
+  peerId: string;
+  role?: string;
+  port?: number;
+  apiPort?: number;
+}
+
+export function checkPort(label: string, flag: string, port: number, probe: true | string, owner: PortOwner | null): CheckResult {
+  const title = `${label} port ${port}`;
+  if (probe === true) return pass(G, title, 'free');
+  if (owner) return pass(G, title, `held by mlx-mesh peer ${owner.peerId}${owner.role ? ` (${owner.role})` : ''}`);
+  return fail(
+    G,
+    title,
+    probe === 'EADDRINUSE' ? 'in use by another program' : `cannot listen: ${probe}`,
+    `find it with "lsof -nP -iTCP:${port} -sTCP:LISTEN" and stop it, or pass ${flag} <other port> to join`,
+  );
+}
+
+export function checkDataDir(dataDir: string): CheckResult {
+  try {
+    fs.mkdirSync(dataDir, { recursive: true });
+    const probe = path.join(dataDir, `.doctor-${process.pid}`);
+    fs.writeFileSync(probe, 'ok');
+    fs.rmSync(probe);
+    return pass(G, 'data dir', `${dataDir} is writable`);
+  } catch (err) {
+    return fail(G, 'data dir', `${dataDir} is not writable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, `fix its permissions ("chown -R $USER ${dataDir}") or pass --data-dir <dir>`);
+  }
+}
+
+export function checkDisk(dataDir: string, freeBytes?: number): CheckResult {
+  let free = freeBytes;
+  if (free === undefined) {
+    try {
+      const s = fs.statfsSync(fs.existsSync(dataDir) ? dataDir : path.dirname(dataDir));
+      free = s.bavail * s.bsize;
+    } catch (err) {
+      return warn(G, 'disk space', `cannot read: ${(err as Error).message}`);
+    }
+  }
+  const detail = `${gib(free)} free for ${dataDir}`;
+  return free < 2 * GiB ? fail(G, 'disk space', detail, 'free some disk space: the venv needs ~1 GiB and models several GiB') : pass(G, 'disk space', detail);
+}
