@@ -50,7 +50,7 @@ export function firewallVerdict(globalState: string | null, blockAll: string | n
   const title = 'macOS firewall';
   if (globalState === null) return warn(G, title, 'state unknown (socketfilterfw did not answer)');
   if (/disabled|State = 0/i.test(globalState)) return pass(G, title, 'off');
-  if (blockAll && /enabled|DISABLED/.test(blockAll) && !/DISABLED/.test(blockAll)) {
+  if (blockAll && /enabled/i.test(blockAll) && !/disabled/i.test(blockAll)) {
     return fail(G, title, 'on, blocking all incoming connections', 'System Settings → Network → Firewall → Options: turn off "Block all incoming connections"');
   }
   return warn(G, title, 'on: the first peer start asks whether node may accept incoming connections', 'click Allow, or add node under Firewall → Options');

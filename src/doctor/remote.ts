@@ -67,7 +67,11 @@ export function probeHello(host: string, port: number, timeoutMs: number): Promi
       clearTimeout(timer);
       ws.removeAllListeners();
       ws.on('error', () => {});
-      ws.terminate();
+      // A polite close names us in the peer's log ("closed during handshake (1000 mlx-mesh doctor probe)").
+      if (ws.readyState === WebSocket.OPEN) {
+        ws.close(1000, 'mlx-mesh doctor probe');
+        setTimeout(() => ws.terminate(), 500).unref();
+      } else ws.terminate();
       if (err) reject(err);
       else resolve(v!);
     };
