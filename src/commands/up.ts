@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { meshError } from '../../transport/errors.ts';
 import type { Command } from '../cli.ts';
 import { defaults } from '../config.ts';
-import { checkRemoteNode, installRemote, packLocal, type LocalPackage } from '../remote/install.ts';
+import { checkRemoteNode, discardPack, installRemote, packLocal, type LocalPackage } from '../remote/install.ts';
 import { fetchCluster, waitForPeer } from '../remote/local-view.ts';
 import { peerProcess, remotePeerId, type ServiceContext, startPeer, stopPeer, tailLog } from '../remote/service.ts';
 import { openSession, type Say, sshOptions, sshUsage } from '../remote/session.ts';
@@ -152,7 +152,11 @@ async function run(argv: string[]): Promise<number> {
   process.stdout.write('packing the local mlx-mesh (npm pack)\n');
   const pkg = await packLocal();
   process.stdout.write(`mlx-mesh ${pkg.version}, sha256 ${pkg.sha256.slice(0, 12)}\n`);
-  for (const spec of positionals) await upOne(spec, values, pkg, api, timeout * 1000);
+  try {
+    for (const spec of positionals) await upOne(spec, values, pkg, api, timeout * 1000);
+  } finally {
+    await discardPack();
+  }
   return 0;
 }
 

@@ -21,6 +21,14 @@ export interface LocalPackage {
 
 let packed: Promise<LocalPackage> | null = null;
 
+/** Removes the packed tarball's temp dir (the remote keeps its own copy). */
+export async function discardPack(): Promise<void> {
+  const p = packed;
+  packed = null;
+  const pkg = await p?.catch(() => null);
+  if (pkg) fs.rmSync(path.dirname(pkg.file), { recursive: true, force: true });
+}
+
 /** Packs this package once per process (the tarball lands in a temp dir). */
 export function packLocal(root = PACKAGE_ROOT): Promise<LocalPackage> {
   packed ??= new Promise((resolve, reject) => {

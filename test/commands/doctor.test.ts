@@ -19,6 +19,8 @@ let a: MeshNode;
 let b: MeshNode;
 let bPort: number;
 const docDir = tempDir('mlx-mesh-doctor-');
+const aDir = tempDir('mlx-mesh-doctor-a-');
+const bDir = tempDir('mlx-mesh-doctor-b-');
 
 interface Report {
   ok: boolean;
@@ -50,16 +52,16 @@ function common(): string[] {
 
 test.before(async () => {
   bPort = await freePort();
-  b = await startTestNode({ name: 'b', port: bPort });
+  b = await startTestNode({ name: 'b', port: bPort, dataDir: bDir });
   // a lists b as a static peer, so it keeps b as a target after b goes away.
-  a = await startTestNode({ name: 'a', peers: [`127.0.0.1:${bPort}`] });
+  a = await startTestNode({ name: 'a', peers: [`127.0.0.1:${bPort}`], dataDir: aDir });
   await waitFor(() => a.peer.membership.has(b.peer.id) && b.peer.membership.has(a.peer.id), 10_000, 'a and b to link');
 });
 
 test.after(async () => {
   await a?.stop();
   await b?.stop();
-  fs.rmSync(docDir, { recursive: true, force: true });
+  for (const d of [docDir, aDir, bDir]) fs.rmSync(d, { recursive: true, force: true });
 });
 
 test('a healthy 2-peer loopback cluster passes every check', async () => {

@@ -18,6 +18,7 @@ let local: MeshNode;
 let remoteDir: string;
 let peerPort: number;
 let apiPort: number;
+const localDir = tempDir('mlx-mesh-local-');
 
 function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
@@ -53,7 +54,7 @@ function isAlive(pid: number): boolean {
 
 test.before(async () => {
   sshd = await startSshd();
-  local = await startTestNode({ name: 'local' });
+  local = await startTestNode({ name: 'local', dataDir: localDir });
   remoteDir = tempDir('mlx-mesh-remote-');
   peerPort = await freePort();
   apiPort = await freePort();
@@ -65,6 +66,7 @@ test.after(async () => {
   await local?.stop();
   await sshd?.stop();
   fs.rmSync(remoteDir, { recursive: true, force: true });
+  fs.rmSync(localDir, { recursive: true, force: true });
   fs.rmSync(sshd.dir, { recursive: true, force: true });
 });
 
