@@ -52,7 +52,7 @@ function run(cmd: string, args: string[], timeoutMs: number, env?: NodeJS.Proces
   return new Promise<{ code: number; stdout: string; stderr: string; error?: NodeJS.ErrnoException }>((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: env ?? process.env }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 127) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr), error: error ?? undefined });
+      resolve({ code, stdout: String(stdout), stderr: String(stderr), error: (error ?? undefined) as NodeJS.ErrnoException | undefined });
     });
   });
 }
