@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { MdnsDiscovery } from '../../discovery/mdns.ts';
 import { StaticDiscovery } from '../../discovery/static.ts';
 import type { DiscoverySource } from '../../peer/peer.ts';
+import { checkPythonEnv } from '../../peer/python-env.ts';
 import { meshError } from '../../transport/errors.ts';
 import type { Command } from '../cli.ts';
 import { defaults, PROTOCOL_VERSION } from '../config.ts';
@@ -86,6 +87,13 @@ async function run(argv: string[]): Promise<number> {
     python: values.python,
     secret: values.secret ?? (process.env.MLX_MESH_SECRET || undefined),
   });
+  // The same check as `setup`, in the background: the peer joins either way, and the user learns the fix.
+  void checkPythonEnv({ python: values.python, dataDir }).then(
+    (env) => {
+      if (!env.ok) process.stderr.write(`mlx-mesh: the engine's Python environment is not ready: ${env.problems.join('; ')}\n  fix: ${env.fix}\n`);
+    },
+    () => {},
+  );
   process.stdout.write(
     `mlx-mesh peer ${node.peer.id} (${node.peer.identity.name}) on port ${node.peer.port}, cluster "${cluster}", API ${node.api.url}\n`,
   );
