@@ -43,6 +43,7 @@ export interface DeviceState {
   planVersion: number | null;
   memoryBytes?: number;
   backend?: string;
+  mlxVersion?: string;
   error?: string;
 }
 
@@ -111,7 +112,7 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
       const hello = await this.engine.start();
       this.peer.extraCapabilities.backend = hello.backend;
       this.peer.extraCapabilities.mlxVersion = hello.mlx;
-      this.setSelf({ backend: hello.backend });
+      this.setSelf({ backend: hello.backend, mlxVersion: hello.mlx });
     } catch (err) {
       this.log.error('engine did not start', { error: (err as Error).message });
       this.setSelf({ engine: 'failed', error: (err as Error).message });
@@ -322,6 +323,7 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
       ready: s.ready,
       memoryBytes: s.memoryBytes,
       backend: s.backend,
+      mlxVersion: s.mlxVersion,
       error: s.error,
     };
   }

@@ -115,6 +115,7 @@ export const StatusSchema = z.object({
   ready: z.boolean(),
   memoryBytes: z.number().nonnegative().optional(),
   backend: z.string().optional(),
+  mlxVersion: z.string().optional(),
   error: z.string().optional(),
 });
 

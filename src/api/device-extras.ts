@@ -24,5 +24,6 @@ export function deviceExtras(inference: Inference, id: string): DeviceExtras {
     engine: st?.engine,
     memoryBytes: st?.memoryBytes,
     backend: st?.backend,
+    mlxVersion: st?.mlxVersion,
   };
 }

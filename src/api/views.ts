@@ -12,6 +12,7 @@ export interface DeviceExtras {
   engine?: string;
   memoryBytes?: number;
   backend?: string;
+  mlxVersion?: string;
   rank?: number;
 }
 
@@ -92,6 +93,8 @@ export function clusterView(src: ViewSource) {
     coordinator: peer.leadership.coordinator,
     peers: peer.membership.all().map((l) => ({
       ...l.remote,
+      // What the peer reported after its handshake (engine backend and versions) joins what it said in it.
+      capabilities: { ...l.remote.capabilities, ...definedOnly({ backend: src.extras?.(l.remote.id)?.backend, mlxVersion: src.extras?.(l.remote.id)?.mlxVersion }) },
       role: roleOf(peer, l.remote.id),
       state: l.isOpen ? 'connected' : 'closed',
       host: l.remoteHost,
@@ -112,4 +115,8 @@ export function clusterView(src: ViewSource) {
     ignored: peer.ignored,
     plan: src.plan?.() ?? null,
   };
+}
+
+function definedOnly<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
