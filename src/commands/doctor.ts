@@ -74,7 +74,7 @@ export function peerTargets(hosts: { host: string; port: number }[], view: Clust
   return [...out.values()];
 }
 
-async function remoteChecks(t: PeerTarget, expect: { protocol: number; cluster: string }, timeoutMs: number): Promise<CheckResult[]> {
+async function remoteChecks(t: PeerTarget, expect: { protocol: number; cluster: string; mlx?: string }, timeoutMs: number): Promise<CheckResult[]> {
   const name = t.known
     ? `${t.known.name ?? t.known.id} (${t.known.id})`
     : t.id
@@ -88,7 +88,7 @@ async function remoteChecks(t: PeerTarget, expect: { protocol: number; cluster: 
   if (tcp.result.status === 'fail') return out;
   out.push(helloVerdict(group, expect, await probeHello(t.host, t.port, timeoutMs).catch((e: Error) => e)));
   out.push(rttVerdict(group, tcp.ms, t.known?.rttMs));
-  out.push(engineVerdict(group, t.known));
+  out.push(engineVerdict(group, t.known, expect.mlx));
   return out;
 }
 
@@ -151,7 +151,7 @@ async function run(argv: string[]): Promise<number> {
   if (owner) record(pass('this machine', 'local peer', `${owner.peerId} answers at ${api} (${owner.role ?? 'role unknown'})`));
   else record(skip('this machine', 'local peer', `no peer answers at ${api}: only the hosts given are checked`));
 
-  const expect = { protocol: PROTOCOL_VERSION, cluster: values.cluster ?? view?.cluster ?? defaults.cluster };
+  const expect = { protocol: PROTOCOL_VERSION, cluster: values.cluster ?? view?.cluster ?? defaults.cluster, mlx: env.versions.mlx };
   for (const t of peerTargets(hosts, view)) {
     const rs = await remoteChecks(t, expect, timeoutMs);
     if (!json) process.stdout.write(`\n${rs[0].group}\n`);

@@ -114,7 +114,7 @@ export function rttVerdict(group: string, connectMs: number | undefined, linkRtt
     : pass(group, 'RTT', parts.join(', '));
 }
 
-export function engineVerdict(group: string, known: ClusterPeer | undefined): CheckResult {
+export function engineVerdict(group: string, known: ClusterPeer | undefined, localMlx?: string): CheckResult {
   const title = 'engine';
   if (!known) return skip(group, title, 'not linked to the local peer, so its engine state is unknown');
   const caps = known.capabilities ?? {};
@@ -123,6 +123,10 @@ export function engineVerdict(group: string, known: ClusterPeer | undefined): Ch
   const backend = caps.backend ? `, ${caps.backend}` : '';
   if (state && /fail|crash|error/i.test(state)) {
     return fail(group, title, `${state} (${mlx}${backend})`, `read its log ("mlx-mesh logs <host>" or the join output) and run "mlx-mesh setup" there`);
+  }
+  if (localMlx && caps.mlxVersion && caps.mlxVersion !== localMlx) {
+    // Stages on different MLX versions may compute slightly different activations.
+    return fail(group, title, `${state ?? 'idle'} with mlx ${caps.mlxVersion}, this machine has mlx ${localMlx}`, 'run the same mlx-mesh version and "mlx-mesh setup" on both');
   }
   return pass(group, title, `${state ?? 'idle (no model loaded)'} (${mlx}${backend})`);
 }

@@ -125,6 +125,10 @@ test('RTT and engine verdicts', () => {
   assert.is(engineVerdict('g', undefined).status, 'skip');
   assert.match(engineVerdict('g', { id: 'a', capabilities: { mlxVersion: '0.32.4', engine: 'ready' } }).detail, /ready \(mlx 0\.32\.4/);
   assert.is(engineVerdict('g', { id: 'a', engine: 'failed' }).status, 'fail');
+  const older = engineVerdict('g', { id: 'a', engine: 'ready', capabilities: { mlxVersion: '0.31.0' } }, '0.32.4');
+  assert.is(older.status, 'fail');
+  assert.match(older.detail, /mlx 0\.31\.0, this machine has mlx 0\.32\.4/);
+  assert.is(engineVerdict('g', { id: 'a', engine: 'ready', capabilities: { mlxVersion: '0.32.4' } }, '0.32.4').status, 'pass');
 });
 
 test('peer targets: hosts given plus the local view, deduplicated; unlinked static targets kept with their id', () => {
