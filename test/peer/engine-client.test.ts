@@ -1,11 +1,13 @@
 // The engine client against the real Python engine: hello, error replies that leave the engine
 // serving, a killed engine rejecting what was pending, a missing interpreter, and the polite stop.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EngineClient } from '../../peer/engine-client.ts';
 import { isMeshError } from '../../transport/errors.ts';
+import { STORIES } from '../helpers/mesh.ts';
 
 const dataDir = process.env.MLX_MESH_DATA_DIR ?? path.join(os.homedir(), '.mlx-mesh');
 const started: EngineClient[] = [];
@@ -58,8 +60,13 @@ test('killing the engine rejects every pending request with ENGINE_FAILED', asyn
   await engine.start();
   const exits: unknown[] = [];
   engine.on('exit', (e) => exits.push(e));
-  // Written and killed in the same tick: the engine cannot have answered any of them.
-  const pending = Array.from({ length: 5 }, () => engine.request('stats'));
+  // The first request keeps the engine busy for a while (a GGUF conversion), so the others queue
+  // behind it: none can have been answered when the engine dies.
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-kill-'));
+  const pending = [
+    engine.request('convert', { gguf: STORIES, out_dir: out }),
+    ...Array.from({ length: 4 }, () => engine.request('stats')),
+  ];
   engine.kill('SIGKILL');
   const results = await Promise.allSettled(pending);
   const rejected = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
