@@ -6,15 +6,15 @@
 // stage reports ready. Any peer can drive a request: the last stage sends tokens to the request's origin.
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { isMeshError, meshError, MeshError } from '../transport/errors.ts';
+import { meshError, MeshError } from '../transport/errors.ts';
 import type { Link } from '../transport/link.ts';
 import { createLogger, type Logger } from '../transport/log.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
-import { byAge } from './election.ts';
 import { type ActivePlan, type GenerateRequest, Generation, type GenerationResult } from './generation.ts';
 import { resolveModel } from './model-source.ts';
 import type { Peer } from './peer.ts';
-import { planLayers } from './planner.ts';
+import { makePlan, planIsCurrent } from './planner.ts';
+import { runStage } from './stage.ts';
 import { resolvePython } from './python-env.ts';
 import { EngineSupervisor, type InspectResult } from './supervisor.ts';
 
@@ -235,34 +235,18 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     if (!peer.isCoordinator || this.selfState.engine === 'failed') return;
     const spec = this.opts.model ?? 'default';
     const { info, name } = await this.modelInfo(spec);
-    // Rank order: the coordinator first (it is usually where requests arrive), then by age.
-    const members = peer.live().sort((a, b) => (a.id === peer.id ? -1 : b.id === peer.id ? 1 : byAge(a, b)));
-    const current = this.plan;
-    const ids = members.map((m) => m.id).sort().join(',');
-    const planned = current ? [...current.stages.map((s) => s.id), ...current.excluded.map((e) => e.id)].sort().join(',') : '';
-    if (current && current.term === peer.leadership.term && planned === ids && current.model === spec) return;
-    const plan = planLayers(
-      { layerBytes: info.layer_bytes, embedBytes: info.embed_bytes, headBytes: info.head_bytes },
-      members.map((m) => ({
-        id: m.id,
-        usableBytes: Number(m.capabilities.usableMemory ?? m.capabilities.totalMemory * 0.75),
-      })),
-    );
-    this.planError = null;
-    const msg: PlanMessage = {
-      type: 'plan',
+    const live = peer.live();
+    if (planIsCurrent(this.plan, live, peer.leadership.term, spec)) return;
+    const msg = makePlan({
+      selfId: peer.id,
       term: peer.leadership.term,
-      version: Math.max(this.planCounter, current?.version ?? 0) + 1,
-      model: spec,
-      stages: plan.stages,
-      excluded: plan.excluded,
-      meta: {
-        name,
-        nLayers: info.n_layers,
-        contextLength: info.context_length,
-        eosTokenIds: info.eos_token_ids,
-      },
-    };
+      version: Math.max(this.planCounter, this.plan?.version ?? 0) + 1,
+      spec,
+      name,
+      model: info,
+      live,
+    });
+    this.planError = null;
     this.planCounter = msg.version;
     this.log.info('publishing plan', {
       version: msg.version,
@@ -354,7 +338,13 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
         return;
       }
       case 'forward':
-        return void this.runStage(msg);
+        return void runStage(msg, {
+          selfId: this.peer.id,
+          selfName: this.peer.identity.name,
+          plan: this.plan,
+          engine: this.engine,
+          deliver: (to, m) => this.deliver(to, m),
+        });
       case 'release':
         this.engine.release(msg.request).catch(() => {});
         return;
@@ -377,38 +367,6 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     return this.peer.send(to, msg).catch((err) => {
       throw meshError('REQUEST_FAILED', `could not reach peer ${to}: ${(err as Error).message}`);
     });
-  }
-
-  /** This peer's part of a request: run our layers, pass the result on (or the sampled token back). */
-  private async runStage(msg: MessageOf<'forward'>): Promise<void> {
-    const plan = this.plan;
-    const replyError = (code: string, message: string) =>
-      this.deliver(msg.origin, { type: 'request-error', request: msg.request, code, message }).catch(() => {});
-    const index = plan?.stages.findIndex((s) => s.id === this.peer.id) ?? -1;
-    if (!plan || plan.version !== msg.planVersion || index < 0) {
-      return replyError('REQUEST_FAILED', `peer ${this.peer.id} is not a stage of plan ${msg.planVersion}`);
-    }
-    try {
-      const out = await this.engine.forward({
-        request: msg.request,
-        offset: msg.offset,
-        tokens: msg.tokens,
-        hidden: msg.hidden,
-        sample: msg.sample,
-        sampling: { temperature: msg.sampling.temperature, top_p: msg.sampling.topP, seed: msg.sampling.seed },
-      });
-      const next = plan.stages[index + 1];
-      if (next) {
-        if (!out.hidden) throw meshError('ENGINE_ERROR', 'the engine returned no hidden states');
-        await this.deliver(next.id, { ...msg, tokens: undefined, hidden: out.hidden });
-      } else if (msg.sample) {
-        if (out.token === undefined) throw meshError('ENGINE_ERROR', 'the engine returned no token');
-        await this.deliver(msg.origin, { type: 'token', request: msg.request, step: msg.step, token: out.token });
-      }
-    } catch (err) {
-      const code = isMeshError(err) ? err.code : 'ENGINE_ERROR';
-      await replyError(code, `${this.peer.identity.name}: ${(err as Error).message}`);
-    }
   }
 
   private failGenerationsUsing(id: string, why: string): void {

@@ -4,6 +4,8 @@
 // Layers are split into contiguous ranges, in rank order, in proportion to each peer's usable
 // memory; the first stage also holds the embedding and the last the final norm and head.
 import { meshError } from '../transport/errors.ts';
+import type { MessageOf, PeerInfo } from '../transport/messages.ts';
+import { byAge } from './election.ts';
 
 export interface ModelShape {
   layerBytes: number[];
@@ -107,5 +109,61 @@ export function planLayers(model: ModelShape, peers: readonly Capacity[]): Plan 
   return {
     stages: members.map((p, k) => ({ id: p.id, rank: k, layers: [start(k), bounds[k]] as [number, number] })),
     excluded,
+  };
+}
+
+/** What the engine's `inspect` says about a model, as far as planning needs it. */
+export interface ModelFacts {
+  n_layers: number;
+  layer_bytes: number[];
+  embed_bytes: number;
+  head_bytes: number;
+  context_length: number;
+  eos_token_ids: number[];
+}
+
+export interface PlanRequest {
+  selfId: string;
+  term: number;
+  version: number;
+  /** The model as the user named it ("default", a path, a repo id), and its display name. */
+  spec: string;
+  name: string;
+  model: ModelFacts;
+  live: PeerInfo[];
+}
+
+/** Usable memory a peer offers: what it reported, else 75% of its RAM. */
+export function usableBytes(p: PeerInfo): number {
+  return Number(p.capabilities.usableMemory ?? p.capabilities.totalMemory * 0.75);
+}
+
+/** Whether the current plan still fits: same term, same model, and the same set of peers. */
+export function planIsCurrent(plan: MessageOf<'plan'> | null, live: readonly PeerInfo[], term: number, spec: string): boolean {
+  if (!plan || plan.term !== term || plan.model !== spec) return false;
+  const planned = [...plan.stages.map((s) => s.id), ...plan.excluded.map((e) => e.id)].sort().join(',');
+  return planned === live.map((m) => m.id).sort().join(',');
+}
+
+/** The coordinator's plan message. Rank order: the coordinator first (where requests usually arrive), then by age. */
+export function makePlan(req: PlanRequest): MessageOf<'plan'> {
+  const members = [...req.live].sort((a, b) => (a.id === req.selfId ? -1 : b.id === req.selfId ? 1 : byAge(a, b)));
+  const plan = planLayers(
+    { layerBytes: req.model.layer_bytes, embedBytes: req.model.embed_bytes, headBytes: req.model.head_bytes },
+    members.map((m) => ({ id: m.id, usableBytes: usableBytes(m) })),
+  );
+  return {
+    type: 'plan',
+    term: req.term,
+    version: req.version,
+    model: req.spec,
+    stages: plan.stages,
+    excluded: plan.excluded,
+    meta: {
+      name: req.name,
+      nLayers: req.model.n_layers,
+      contextLength: req.model.context_length,
+      eosTokenIds: req.model.eos_token_ids,
+    },
   };
 }

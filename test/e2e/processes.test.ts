@@ -6,7 +6,8 @@ import * as assert from 'uvu/assert';
 import { getJson, startTestNode, STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
 import { freePort, type PeerProcess, spawnCli } from '../helpers/process.ts';
 
-const FAST_ENV = { MLX_MESH_HEARTBEAT_MS: '250', MLX_MESH_SETTLE_MS: '500' };
+// The protocol test reads the peer's warning, so the log level is set here, not inherited.
+const FAST_ENV = { MLX_MESH_HEARTBEAT_MS: '250', MLX_MESH_SETTLE_MS: '500', MLX_MESH_LOG: 'warn' };
 
 interface Proc {
   p: PeerProcess;

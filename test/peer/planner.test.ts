@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type ModelShape, planLayers } from '../../peer/planner.ts';
+import { makePlan, type ModelShape, planIsCurrent, planLayers } from '../../peer/planner.ts';
+import type { PeerInfo } from '../../transport/messages.ts';
 import { isMeshError } from '../../transport/errors.ts';
 
 const GiB = 2 ** 30;
@@ -78,6 +79,30 @@ test('a cluster that cannot hold the model gets a clear MODEL_TOO_LARGE', () => 
     assert.ok(isMeshError(err, 'MODEL_TOO_LARGE'));
     assert.match((err as Error).message, /needs 140\.00 GiB but the cluster has 96\.00 GiB/);
   }
+});
+
+const peerInfo = (id: string, startedAt: number, usableMemory: number): PeerInfo => ({
+  id,
+  name: id,
+  hostname: id,
+  startedAt,
+  port: 1,
+  apiPort: 1,
+  addresses: [],
+  capabilities: { platform: 'darwin', arch: 'arm64', totalMemory: 2 * usableMemory, freeMemory: 0, usableMemory },
+});
+
+test('the plan message: the coordinator is rank 0, then peers by age; shares follow reported memory', () => {
+  const live = [peerInfo('young', 300, 16 * GiB), peerInfo('coord', 200, 16 * GiB), peerInfo('old', 100, 32 * GiB)];
+  const facts = { n_layers: 8, layer_bytes: Array(8).fill(GiB), embed_bytes: 0, head_bytes: 0, context_length: 4096, eos_token_ids: [2] };
+  const msg = makePlan({ selfId: 'coord', term: 3, version: 7, spec: 'default', name: 'm', model: facts, live });
+  assert.equal(msg.stages.map((s) => [s.id, s.rank, s.layers]), [['coord', 0, [0, 2]], ['old', 1, [2, 6]], ['young', 2, [6, 8]]]);
+  assert.equal([msg.term, msg.version, msg.meta.contextLength, msg.meta.eosTokenIds], [3, 7, 4096, [2]]);
+  assert.ok(planIsCurrent(msg, [...live].reverse(), 3, 'default'), 'same peers, any order');
+  assert.not.ok(planIsCurrent(msg, live.slice(1), 3, 'default'), 'a peer left');
+  assert.not.ok(planIsCurrent(msg, live, 4, 'default'), 'a new term');
+  assert.not.ok(planIsCurrent(msg, live, 3, 'other.gguf'), 'another model');
+  assert.not.ok(planIsCurrent(null, live, 3, 'default'));
 });
 
 test.run();
