@@ -83,6 +83,24 @@ test('a peer speaking another protocol version is refused at the handshake with 
   }
 });
 
+test('a frozen peer (SIGSTOP) is dropped by the heartbeat, and rejoins when it resumes', async () => {
+  const a = await startPeer('a', []);
+  const b = await startPeer('b', [a.port]);
+  try {
+    await waitFor(async () => (await info(a)).world_size === 2, 15_000);
+    // No FIN, no RST: only missed heartbeats (250 ms here, 3 misses) can tell that b is gone.
+    b.p.child.kill('SIGSTOP');
+    const t0 = Date.now();
+    await waitFor(async () => (await info(a)).world_size === 1, 5000, 'the frozen peer dropped');
+    assert.ok(Date.now() - t0 < 3000, `dropped after ${Date.now() - t0} ms`);
+    b.p.child.kill('SIGCONT');
+    await waitFor(async () => (await info(a)).world_size === 2 && (await info(b)).world_size === 2, 15_000, 'b back in the cluster');
+  } finally {
+    b.p.child.kill('SIGCONT');
+    await Promise.all([a.p.kill(), b.p.kill()]);
+  }
+});
+
 test('Ctrl-C (SIGINT) leaves cleanly: the other peer sees it go at once and the process exits 0', async () => {
   const a = await startPeer('a', []);
   const b = await startPeer('b', [a.port]);

@@ -29,6 +29,23 @@ test('peers that only know the first one form a full mesh with one coordinator',
   }
 });
 
+test('/metrics speaks Prometheus text: world size, term, role, status and link RTT', async () => {
+  const mesh = await createTestMesh(2);
+  try {
+    await waitFor(async () => (await gpuInfo(mesh.nodes[1])).cluster_status === 'healthy');
+    await waitFor(() => mesh.nodes[1].peer.membership.all()[0]?.rttMs !== null, 5000, 'an RTT sample');
+    const text = await (await fetch(`${mesh.nodes[1].api.url}/metrics`)).text();
+    assert.match(text, /^# HELP mlx_mesh_world_size /m);
+    assert.match(text, /^mlx_mesh_world_size 2$/m);
+    assert.match(text, /^mlx_mesh_term 1$/m);
+    assert.match(text, /^mlx_mesh_is_coordinator 0$/m);
+    assert.match(text, /^mlx_mesh_cluster_status\{status="healthy"\} 1$/m);
+    assert.match(text, new RegExp(`^mlx_mesh_link_rtt_seconds\\{peer="${mesh.nodes[0].peer.id}"\\} [0-9.e-]+$`, 'm'));
+  } finally {
+    await mesh.stop();
+  }
+});
+
 test('two peers dialling each other at once keep exactly one link, the same on both sides', async () => {
   const { default: net } = await import('node:net');
   // Reserve two ports so each can name the other before either starts.
