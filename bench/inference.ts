@@ -15,8 +15,8 @@ import { promisify } from 'node:util';
 import { EngineSupervisor } from '../peer/supervisor.ts';
 import { resolvePython } from '../peer/python-env.ts';
 import { defaults } from '../src/config.ts';
-import { startNode, type MeshNode } from '../src/node.ts';
-import { StaticDiscovery } from '../discovery/static.ts';
+import { startLocalMesh, waitUntilReady } from '../src/local-mesh.ts';
+import type { MeshNode } from '../src/node.ts';
 import { streamCompletion } from '../src/commands/generate.ts';
 import { ENGINE_DIR } from '../peer/engine-client.ts';
 import fs from 'node:fs';
@@ -129,31 +129,11 @@ async function engineOnly(): Promise<Run[]> {
 }
 
 async function mesh(n: number): Promise<Run[]> {
-  const nodes: MeshNode[] = [];
+  let nodes: MeshNode[] = [];
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-bench-'));
   try {
-    for (let i = 0; i < n; i++) {
-      nodes.push(
-        await startNode({
-          dataDir: path.join(root, `peer-${i}`),
-          name: `bench-${i}`,
-          cluster: `bench-${process.pid}`,
-          host: '127.0.0.1',
-          port: 0,
-          apiHost: '127.0.0.1',
-          apiPort: 0,
-          discovery: [new StaticDiscovery({ peers: i ? [`127.0.0.1:${nodes[0].peer.port}`] : [], defaultPort: defaults.port })],
-          model,
-          python,
-          timings: { settleMs: 300 },
-        }),
-      );
-    }
-    const deadline = Date.now() + 120_000;
-    while (!(nodes[0].inference!.notReadyReason() === null && nodes.every((x) => x.inference!.isReady()))) {
-      if (Date.now() > deadline) throw new Error(`mesh of ${n} not ready: ${nodes[0].inference!.notReadyReason()}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    nodes = await startLocalMesh({ peers: n, root, namePrefix: 'bench', model, python });
+    await waitUntilReady(nodes, 120_000);
     // Ask the last peer, as the demo does: with n > 1 its request crosses the links both ways.
     const api = nodes[n - 1].api.url;
     return await measure(runs, async () => {

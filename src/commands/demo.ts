@@ -1,16 +1,15 @@
 // `mlx-mesh demo`: the whole product on one machine. N peers on loopback with the default model,
 // one generation through all of them, the cluster table and the throughput; then everything stops.
-import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { StaticDiscovery } from '../../discovery/static.ts';
 import { EngineSupervisor } from '../../peer/supervisor.ts';
 import { resolveModel } from '../../peer/model-source.ts';
 import { checkPythonEnv, ensurePythonEnv } from '../../peer/python-env.ts';
 import { meshError } from '../../transport/errors.ts';
 import type { Command } from '../cli.ts';
 import { defaults } from '../config.ts';
-import { type MeshNode, startNode } from '../node.ts';
+import { startLocalMesh, waitUntilReady } from '../local-mesh.ts';
+import type { MeshNode } from '../node.ts';
 import { streamCompletion, throughputLine } from './generate.ts';
 import { formatTable } from './status.ts';
 
@@ -77,39 +76,18 @@ async function run(argv: string[]): Promise<number> {
   say(`   ${modelName} (${modelPath})`);
 
   say(`③ Starting ${n} peer(s) on 127.0.0.1`);
-  const nodes: MeshNode[] = [];
+  let nodes: MeshNode[] = [];
   try {
-    for (let i = 0; i < n; i++) {
-      const peerDir = path.join(dataDir, 'demo', `peer-${i}`);
-      fs.mkdirSync(peerDir, { recursive: true });
-      const node = await startNode({
-        dataDir: peerDir,
-        name: `demo-${i}`,
-        cluster: `demo-${process.pid}`,
-        host: '127.0.0.1',
-        port: 0,
-        apiHost: '127.0.0.1',
-        apiPort: 0,
-        discovery: [new StaticDiscovery({ peers: i ? [`127.0.0.1:${nodes[0].peer.port}`] : [], defaultPort: defaults.port })],
-        model: modelPath,
-        python,
-        timings: { settleMs: 300 },
-      });
-      nodes.push(node);
-      say(`   demo-${i}: peer port ${node.peer.port}, API ${node.api.url}`);
-    }
+    nodes = await startLocalMesh({
+      peers: n,
+      root: path.join(dataDir, 'demo'),
+      namePrefix: 'demo',
+      model: modelPath,
+      python,
+      onStarted: (node, i) => say(`   demo-${i}: peer port ${node.peer.port}, API ${node.api.url}`),
+    });
     const first = nodes[0];
-    const deadline = Date.now() + 10 * 60_000;
-    let last = '';
-    for (;;) {
-      const reason = first.inference!.notReadyReason();
-      const ready = !reason && nodes.every((x) => x.inference!.isReady());
-      if (ready) break;
-      if (reason && reason !== last) say(`   … ${reason}`);
-      last = reason ?? last;
-      if (Date.now() > deadline) throw meshError('PLAN_FAILED', `the cluster did not become ready: ${reason}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitUntilReady(nodes, 10 * 60_000, (reason) => say(`   … ${reason}`));
     const info = await (await fetch(`${first.api.url}/distributed/gpu-info`)).json();
     say('');
     process.stdout.write(formatTable(info));
