@@ -121,28 +121,23 @@ class Engine:
 
             text = read_config(Path(model))
             text = text.get("text_config", text)
-            n_layers = int(text["num_hidden_layers"])
+            n_layers, hidden_size = int(text["num_hidden_layers"]), int(text["hidden_size"])
             if not 0 <= start <= n_layers:
                 raise bad_request(f"layer range [{start}, {end}) is not within [0, {n_layers})")
-            self.tokenizer = load_tokenizer(Path(model))
-            return {
-                "memory_bytes": mx.get_active_memory(),
-                "n_layers": n_layers,
-                "first": False,
-                "last": False,
-                "dtype": str(text.get("torch_dtype", "")),
-                "hidden_size": int(text["hidden_size"]),
-            }
-        shard = Shard(model, start, end)
+            first = last = False
+            dtype = str(text.get("torch_dtype", ""))
+        else:
+            self.shard = Shard(model, start, end)
+            n_layers, hidden_size = self.shard.n_layers, self.shard.hidden_size
+            first, last, dtype = self.shard.first, self.shard.last, dtype_name(self.shard.dtype)
         self.tokenizer = load_tokenizer(Path(model))
-        self.shard = shard
         return {
             "memory_bytes": mx.get_active_memory(),
-            "n_layers": shard.n_layers,
-            "first": shard.first,
-            "last": shard.last,
-            "dtype": dtype_name(shard.dtype),
-            "hidden_size": shard.hidden_size,
+            "n_layers": n_layers,
+            "first": first,
+            "last": last,
+            "dtype": dtype,
+            "hidden_size": hidden_size,
         }
 
     def _loaded(self):

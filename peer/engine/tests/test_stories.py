@@ -132,3 +132,12 @@ def test_seeded_sampling_is_reproducible_per_request(stories_dir):
         return out
 
     assert run("s1") == run("s2")
+
+
+def test_a_load_without_layers_keeps_only_the_tokenizer(stories_dir):
+    engine = load(stories_dir, 0, 0)
+    assert call(engine, "tokenize", text="Once upon a time", add_bos=True)["tokens"] == PROMPT_TOKENS
+    reply = engine.handle({"id": 9, "op": "forward", "request": "x", "offset": 0, "tokens": [1], "sample": True})
+    assert reply["error"]["code"] == "NOT_LOADED"
+    reply = engine.handle({"id": 10, "op": "load", "model": str(stories_dir), "start": 6, "end": 6})
+    assert reply["error"]["code"] == "BAD_REQUEST"
