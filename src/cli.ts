@@ -1,40 +1,36 @@
-// The CLI: one file per command under src/commands, loaded lazily; one place maps errors to exit codes.
-import { MeshError } from '../transport/errors.ts';
+// The CLI: one file per command under src/commands, loaded only when run; one place maps errors to
+// exit codes. Summaries are static so `--help` loads no command module.
+import { MeshError } from '../core/errors.ts';
+import { PACKAGE_VERSION } from '../core/paths.ts';
+import { type Command, EXIT } from './command.ts';
 
-export interface Command {
+interface Entry {
   summary: string;
-  usage: string;
-  run(argv: string[]): Promise<number>;
+  load: () => Promise<{ default: Command }>;
 }
 
-/** Exit codes (also in the README). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, unreachable: 3, checksFailed: 4 } as const;
-
-const COMMANDS: Record<string, () => Promise<{ default: Command }>> = {
-  join: () => import('./commands/join.ts'),
-  status: () => import('./commands/status.ts'),
-  generate: () => import('./commands/generate.ts'),
-  demo: () => import('./commands/demo.ts'),
-  setup: () => import('./commands/setup.ts'),
-  doctor: () => import('./commands/doctor.ts'),
-  up: () => import('./commands/up.ts'),
-  down: () => import('./commands/down.ts'),
-  logs: () => import('./commands/logs.ts'),
+export const COMMANDS: Record<string, Entry> = {
+  join: { summary: 'run a peer (the same command on every machine)', load: () => import('./commands/join.ts') },
+  status: { summary: 'show the cluster as one peer sees it', load: () => import('./commands/status.ts') },
+  generate: { summary: 'one completion through the mesh, streamed, with tok/s', load: () => import('./commands/generate.ts') },
+  demo: { summary: 'run N local peers with the default model and one generation', load: () => import('./commands/demo.ts') },
+  setup: { summary: 'create or repair the managed Python environment', load: () => import('./commands/setup.ts') },
+  doctor: { summary: 'check this machine and the peers, with a fix for each problem', load: () => import('./commands/doctor.ts') },
+  up: { summary: 'start peers on other machines over SSH', load: () => import('./commands/up.ts') },
+  down: { summary: 'stop peers started with "up"', load: () => import('./commands/down.ts') },
+  logs: { summary: "show a remote peer's log", load: () => import('./commands/logs.ts') },
+  // The one import of bench/ from src/: the CLI entry may load any command (see test/layers.test.ts).
+  bench: { summary: 'measure transport and inference speed against baselines', load: () => import('../bench/command.ts') },
 };
 
-async function help(): Promise<string> {
-  const lines: string[] = [];
-  for (const [name, load] of Object.entries(COMMANDS)) {
-    const summary = await load().then((m) => m.default.summary, () => '');
-    lines.push(`  ${name.padEnd(10)} ${summary}`);
-  }
+function help(): string {
   return [
     'mlx-mesh — run one language model across several machines',
     '',
     'Usage: mlx-mesh <command> [options]   (every command takes --help)',
     '',
     'Commands:',
-    ...lines,
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`),
     '',
   ].join('\n');
 }
@@ -42,25 +38,25 @@ async function help(): Promise<string> {
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(await help());
+    process.stdout.write(help());
     return name ? EXIT.ok : EXIT.usage;
   }
   if (name === '--version') {
-    const { version } = await import('../package.json', { with: { type: 'json' } }).then((m) => m.default);
-    process.stdout.write(`${version}\n`);
+    process.stdout.write(`${PACKAGE_VERSION}\n`);
     return EXIT.ok;
   }
-  const load = COMMANDS[name];
-  if (!load) {
-    process.stderr.write(`mlx-mesh: unknown command "${name}"\n\n${await help()}`);
+  const entry = COMMANDS[name];
+  if (!entry) {
+    process.stderr.write(`mlx-mesh: unknown command "${name}"\n\n${help()}`);
     return EXIT.usage;
   }
-  const command = (await load()).default;
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(`${command.usage.trim()}\n`);
-    return EXIT.ok;
-  }
   try {
+    const command = (await entry.load()).default;
+    // `bench <suite> --help` is the suite's help, handled by bench itself.
+    if (name !== 'bench' && (rest.includes('--help') || rest.includes('-h'))) {
+      process.stdout.write(`${command.usage.trim()}\n`);
+      return EXIT.ok;
+    }
     return await command.run(rest);
   } catch (err) {
     return reportError(err);
@@ -72,6 +68,7 @@ export function reportError(err: unknown): number {
     process.stderr.write(`mlx-mesh: ${err.message} [${err.code}]\n`);
     if (err.code === 'BAD_ARGUMENT') return EXIT.usage;
     if (err.code === 'API_UNREACHABLE' || err.code === 'PEER_UNREACHABLE') return EXIT.unreachable;
+    if (err.code === 'CHECKS_FAILED') return EXIT.checksFailed;
     return EXIT.failure;
   }
   // parseArgs throws TypeError with code ERR_PARSE_ARGS_* for unknown or malformed options.
