@@ -14,11 +14,11 @@ import { parseArgs } from 'node:util';
 import { promisify } from 'node:util';
 import { EngineSupervisor } from '../peer/supervisor.ts';
 import { resolvePython } from '../peer/python-env.ts';
-import { defaults } from '../src/config.ts';
+import { defaults } from '../core/defaults.ts';
 import { startLocalMesh, waitUntilReady } from '../src/local-mesh.ts';
 import type { MeshNode } from '../src/node.ts';
 import { streamCompletion } from '../src/commands/generate.ts';
-import { ENGINE_DIR } from '../peer/engine-client.ts';
+import { ENGINE_DIR } from '../core/paths.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 

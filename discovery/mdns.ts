@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Bonjour, type Browser, type Service } from 'bonjour-service';
-import { createLogger, type Logger } from '../transport/log.ts';
+import { createLogger, type Logger } from '../core/log.ts';
 import type { DiscoveredPeer, Discovery, IgnoredPeer, IgnoreReason } from './discovery.ts';
 import { classifyService, encodeTxt, type BrowsedService, type LocalAnnouncement } from './txt.ts';
 

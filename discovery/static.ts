@@ -2,7 +2,7 @@
 // e.g. across subnets where multicast does not reach. The peer id stays unknown until the handshake.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { meshError } from '../transport/errors.ts';
+import { meshError } from '../core/errors.ts';
 import type { DiscoveredPeer, Discovery } from './discovery.ts';
 
 export interface PeerAddress {

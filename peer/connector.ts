@@ -3,9 +3,9 @@
 import { backoffDelay } from '../transport/backoff.ts';
 import { dial } from '../transport/dialer.ts';
 import type { EndpointOptions } from '../transport/endpoint.ts';
-import { isMeshError, type MeshError } from '../transport/errors.ts';
+import { isMeshError, type MeshError } from '../core/errors.ts';
 import type { Link } from '../transport/link.ts';
-import type { Logger } from '../transport/log.ts';
+import type { Logger } from '../core/log.ts';
 
 export interface Target {
   host: string;

@@ -4,13 +4,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Encoder } from 'cbor-x';
-import { meshError, MeshError, ErrorCodes, type ErrorCode } from '../transport/errors.ts';
-import { createLogger, type Logger } from '../transport/log.ts';
+import { ENGINE_PROTOCOL } from '../core/defaults.ts';
+import { ENGINE_DIR } from '../core/paths.ts';
+import { meshError, MeshError, ErrorCodes, type ErrorCode } from '../core/errors.ts';
+import { createLogger, type Logger } from '../core/log.ts';
 import { resolvePython, type ResolvedPython } from './python-env.ts';
 
-export const ENGINE_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'engine');
 /** Same limit as the engine's framing.py: refuse garbage lengths instead of buffering them. */
 export const MAX_ENGINE_FRAME_BYTES = 1 << 30;
 const STDERR_LINES_KEPT = 50;
@@ -154,9 +154,9 @@ export class EngineClient extends EventEmitter {
       if (this.running) child.kill('SIGKILL');
       throw err;
     });
-    if (result.protocol !== 1) {
+    if (result.protocol !== ENGINE_PROTOCOL) {
       child.kill('SIGKILL');
-      throw meshError('PROTOCOL_MISMATCH', `engine speaks protocol ${result.protocol}, expected 1`);
+      throw meshError('PROTOCOL_MISMATCH', `engine speaks protocol ${result.protocol}, expected ${ENGINE_PROTOCOL}: the engine files and mlx-mesh are from different versions`);
     }
     return result;
   }

@@ -2,7 +2,7 @@
 // then feed each sampled token back in until EOS, a stop string, max_tokens or the context end.
 // Tokens come back from the last stage as ids only; text is decoded here.
 import { randomBytes } from 'node:crypto';
-import { meshError, MeshError } from '../transport/errors.ts';
+import { meshError, MeshError } from '../core/errors.ts';
 import type { Message } from '../transport/messages.ts';
 
 export interface Sampling {

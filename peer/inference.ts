@@ -6,9 +6,9 @@
 // stage reports ready. Any peer can drive a request: the last stage sends tokens to the request's origin.
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { meshError, MeshError } from '../transport/errors.ts';
+import { meshError, MeshError } from '../core/errors.ts';
 import type { Link } from '../transport/link.ts';
-import { createLogger, type Logger } from '../transport/log.ts';
+import { createLogger, type Logger } from '../core/log.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
 import { type ActivePlan, type GenerateRequest, Generation, type GenerationResult } from './generation.ts';
 import { resolveModel } from './model-source.ts';

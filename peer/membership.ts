@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { CloseCode } from '../transport/close-codes.ts';
 import type { Link, LinkClose } from '../transport/link.ts';
-import type { Logger } from '../transport/log.ts';
+import type { Logger } from '../core/log.ts';
 import type { Message, PeerInfo } from '../transport/messages.ts';
 import { keepFirst } from '../transport/tiebreak.ts';
 

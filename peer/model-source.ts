@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { meshError } from '../transport/errors.ts';
-import { createLogger, type Logger } from '../transport/log.ts';
+import { meshError } from '../core/errors.ts';
+import { createLogger, type Logger } from '../core/log.ts';
 
 export const DEFAULT_MODEL = {
   name: 'SmolLM2-135M-Instruct',

@@ -3,7 +3,7 @@
 //
 // Layers are split into contiguous ranges, in rank order, in proportion to each peer's usable
 // memory; the first stage also holds the embedding and the last the final norm and head.
-import { meshError } from '../transport/errors.ts';
+import { meshError } from '../core/errors.ts';
 import type { MessageOf, PeerInfo } from '../transport/messages.ts';
 import { byAge } from './election.ts';
 

@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { meshError } from '../transport/errors.ts';
+import { meshError } from '../core/errors.ts';
+import { ENGINE_DIR } from '../core/paths.ts';
 
 export type PythonSource = 'flag' | 'env' | 'venv' | 'path';
 
@@ -35,7 +35,7 @@ export function resolvePython(opts: { python?: string; dataDir: string; env?: No
 }
 
 export const MIN_PYTHON: [number, number] = [3, 10];
-export const REQUIREMENTS_FILE = fileURLToPath(new URL('./engine/requirements.txt', import.meta.url));
+export const REQUIREMENTS_FILE = path.join(ENGINE_DIR, 'requirements.txt');
 const STAMP = '.mlx-mesh-stamp.json';
 
 export interface PythonProbe {
@@ -157,35 +157,10 @@ export interface Verified {
   error?: string;
 }
 
-// Imports what the engine imports and runs one small computation: a venv whose wheels do not match the
-// CPU or glibc fails here rather than at the first generation.
-const VERIFY = `
-import json, sys
-from importlib import metadata
-out = {"versions": {"python": sys.version.split()[0]}}
-try:
-    import mlx.core as mx
-    import mlx_lm
-    a = mx.array([1.0, 2.0, 3.0])
-    s = (a * 2).sum().item()
-    assert s == 12.0, s
-    d = mx.default_device()
-    out["device"] = ("gpu" if d.type == mx.gpu else "cpu") + (" (Metal)" if d.type == mx.gpu and mx.metal.is_available() else "")
-    out["metal"] = bool(mx.metal.is_available())
-    for name in ("mlx", "mlx-lm", "transformers", "cbor2"):
-        try:
-            out["versions"][name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    out["ok"] = True
-except Exception as e:
-    out["ok"] = False
-    out["error"] = f"{type(e).__name__}: {e}"
-print(json.dumps(out))
-`;
-
+// `mlx_mesh_engine.verify` imports what the engine imports and runs one small MLX computation.
 export async function verifyPython(python: string, timeoutMs = 60_000): Promise<Verified> {
-  const r = await run(python, ['-c', VERIFY], timeoutMs, { ...process.env, PYTHONWARNINGS: 'ignore' });
+  const env = { ...process.env, PYTHONWARNINGS: 'ignore', PYTHONPATH: ENGINE_DIR };
+  const r = await run(python, ['-m', 'mlx_mesh_engine.verify'], timeoutMs, env);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     const v = JSON.parse(line) as Verified;
@@ -322,14 +297,14 @@ export async function ensurePythonEnv(opts: {
     ? await run(uv, ['pip', 'install', '--python', py, '-r', REQUIREMENTS_FILE], 1_800_000)
     : await run(py, ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '-r', REQUIREMENTS_FILE], 1_800_000);
   if (r.code !== 0) {
-    throw meshError('PYTHON_NOT_FOUND', `installing the requirements failed:\n${tail(r.stderr || r.stdout)}\nfix the cause above, then run "mlx-mesh setup" again`);
+    throw meshError('SETUP_FAILED', `installing the requirements failed:\n${tail(r.stderr || r.stdout)}\nfix the cause above, then run "mlx-mesh setup" again`);
   }
   step({ step: 'install', done: true });
 
   step({ step: 'verify', detail: 'importing mlx and mlx_lm, running a tiny MLX computation' });
   const v = await verifyPython(py, 180_000);
   if (!v.ok) {
-    throw meshError('PYTHON_NOT_FOUND', `the venv was built but MLX does not run: ${v.error}. MLX on Linux needs glibc ≥ 2.35; on macOS an Apple-silicon Mac`);
+    throw meshError('SETUP_FAILED', `the venv was built but MLX does not run: ${v.error}. MLX on Linux needs glibc ≥ 2.35; on macOS an Apple-silicon Mac`);
   }
   step({ step: 'verify', detail: `MLX works (${v.device})`, done: true });
 

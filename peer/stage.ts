@@ -1,7 +1,7 @@
 // One peer's part of a request: run our layers on what arrived, then pass the hidden states to the
 // next rank, or (on the last stage) send the sampled token id back to the request's origin.
 // Any failure goes back to the origin as `request-error`, so the client gets an error, not a hang.
-import { isMeshError, meshError } from '../transport/errors.ts';
+import { isMeshError, meshError } from '../core/errors.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
 import type { EngineSupervisor } from './supervisor.ts';
 

@@ -2,8 +2,8 @@
 // watch, periodic health checks, and restart after a crash within a budget (then `failed`), re-issuing
 // the last load so the peer's layers come back by themselves.
 import { EventEmitter } from 'node:events';
-import { meshError, isMeshError } from '../transport/errors.ts';
-import { createLogger, type Logger } from '../transport/log.ts';
+import { meshError, isMeshError } from '../core/errors.ts';
+import { createLogger, type Logger } from '../core/log.ts';
 import type { Tensor } from '../transport/tensor.ts';
 import { EngineClient, type EngineClientOptions, type EngineExit, type EngineHello } from './engine-client.ts';
 

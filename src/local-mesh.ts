@@ -3,8 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { StaticDiscovery } from '../discovery/static.ts';
-import { meshError } from '../transport/errors.ts';
-import { defaults } from './config.ts';
+import { meshError } from '../core/errors.ts';
+import { defaults } from '../core/defaults.ts';
 import { type MeshNode, startNode } from './node.ts';
 
 export interface LocalMeshOptions {

@@ -1,15 +1,14 @@
 // A running node: the mesh peer plus its HTTP API. `join`, `demo` and the tests all start nodes here,
 // so there is one wiring of the parts.
-import { createRequire } from 'node:module';
 import { Inference } from '../peer/inference.ts';
-import { Peer, type DiscoverySource } from '../peer/peer.ts';
+import { Peer, type DiscoverySource, type PeerTimings } from '../peer/peer.ts';
 import { deviceExtras } from './api/device-extras.ts';
 import { registerOpenAiRoutes } from './api/openai.ts';
 import { ApiServer } from './api/server.ts';
-import { defaults, PROTOCOL_VERSION, type PeerTimings } from './config.ts';
+import { defaults, PROTOCOL_VERSION } from '../core/defaults.ts';
+import { PACKAGE_VERSION } from '../core/paths.ts';
 
-const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
-export const VERSION = pkg.version;
+export const VERSION = PACKAGE_VERSION;
 
 export interface NodeOptions {
   dataDir: string;

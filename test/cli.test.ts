@@ -1,5 +1,8 @@
 // The CLI as a user meets it: help everywhere, clear errors and the documented exit codes.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createTestMesh, getJson, waitFor } from './helpers/mesh.ts';
@@ -65,6 +68,38 @@ test('status prints the cluster table, or the JSON of /distributed/gpu-info', as
   } finally {
     await mesh.stop();
   }
+});
+
+test('a busy API port is a clear PORT_IN_USE error, exit 1, no stack trace', async () => {
+  const net = await import('node:net');
+  const blocker = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => blocker.once('listening', r));
+  const apiPort = (blocker.address() as import('node:net').AddressInfo).port;
+  try {
+    const { execFile } = await import('node:child_process');
+    const r = await new Promise<{ code: number | null; err: string }>((resolve) =>
+      execFile(process.execPath, [BIN, 'join', '--no-mdns', '--port', '0', '--api-port', String(apiPort), '--data-dir', fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-cli-'))], { cwd: ROOT }, (e, _o, err) =>
+        resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, err }),
+      ),
+    );
+    assert.is(r.code, 1);
+    assert.match(r.err, new RegExp(`API port ${apiPort} is already in use.*\\[PORT_IN_USE\\]`));
+    assert.not.match(r.err, /unexpected error|\n\s+at /);
+  } finally {
+    blocker.close();
+  }
+});
+
+test('the package ships the compiled CLI and the engine, not the tests, and tsx only for development', () => {
+  const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  assert.is(r.status, 0, r.stderr);
+  const files: string[] = JSON.parse(r.stdout)[0].files.map((f: { path: string }) => f.path);
+  assert.ok(files.includes('dist/src/cli.js'), 'dist/src/cli.js is packed');
+  assert.ok(files.includes('peer/engine/mlx_mesh_engine/server.py'), 'the engine is packed');
+  assert.ok(files.includes('peer/engine/requirements.txt'));
+  assert.equal(files.filter((f) => f.startsWith('test/') || f.includes('/tests/') || f.endsWith('.ts')), []);
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  assert.not.ok('tsx' in pkg.dependencies, 'tsx is not a runtime dependency');
 });
 
 test.run();

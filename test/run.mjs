@@ -1,7 +1,12 @@
 #!/usr/bin/env node
-// The project's test command (`npm test`): every uvu file in its own process (a hang or crash stays
-// contained and is reported), then the engine's pytest suite, then one line `N passed, N failed`.
+// The project's test command (`npm test`): builds dist/ (the CLI the tests spawn), makes sure the test
+// data dir has the engine's Python environment (with the test extras), runs every uvu file in its own
+// process (a hang or crash stays contained and is reported), then the type check and the engine's
+// pytest suite, and ends with one line `N passed, N failed`.
 // Usage: node test/run.mjs [substring...]   — only files whose path contains one of the substrings.
+//
+// Tests never touch the user's ~/.mlx-mesh: MLX_MESH_DATA_DIR is set to a test data dir
+// (default ~/.cache/mlx-mesh-test) for this process and every test.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const filters = process.argv.slice(2);
 const FILE_TIMEOUT_MS = Number(process.env.MLX_MESH_TEST_TIMEOUT_MS ?? 300_000);
+const dataDir = (process.env.MLX_MESH_DATA_DIR ??= path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'mlx-mesh-test'));
+const tsc = path.join(root, 'node_modules/typescript/bin/tsc');
 
 function findTests(dir) {
   const out = [];
@@ -35,6 +42,7 @@ function run(cmd, args, opts = {}) {
         process.kill(-child.pid, 'SIGKILL');
       } catch {}
     }, FILE_TIMEOUT_MS);
+    child.on('error', (err) => (output += `\n[test runner] ${err.message}\n`));
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code: code ?? 1, signal, output, seconds: (Date.now() - started) / 1000 });
@@ -42,16 +50,45 @@ function run(cmd, args, opts = {}) {
   });
 }
 
+const venvPython = path.join(dataDir, 'venv', 'bin', 'python');
 function python() {
-  if (process.env.MLX_MESH_PYTHON) return process.env.MLX_MESH_PYTHON;
-  const dataDir = process.env.MLX_MESH_DATA_DIR ?? path.join(os.homedir(), '.mlx-mesh');
-  const venv = path.join(dataDir, 'venv', 'bin', 'python');
-  return fs.existsSync(venv) ? venv : 'python3';
+  return process.env.MLX_MESH_PYTHON ?? (fs.existsSync(venvPython) ? venvPython : 'python3');
+}
+
+/** The managed venv of the test data dir, built by the product's own `setup`, plus pytest. */
+async function ensureEngineEnv() {
+  if (process.env.MLX_MESH_PYTHON) return null;
+  const probe = await run(venvPython, ['-c', 'import mlx_lm, cbor2, pytest']);
+  if (probe.code === 0) return null;
+  process.stdout.write(`· building the engine environment in ${dataDir} (first run only)\n`);
+  const setup = await run(process.execPath, [path.join(root, 'bin/mlx-mesh.js'), 'setup', '--data-dir', dataDir]);
+  if (setup.code !== 0) return `mlx-mesh setup failed:\n${setup.output}`;
+  const extras = path.join(root, 'peer/engine/requirements-dev.txt');
+  const pip = await run(venvPython, ['-m', 'pip', 'install', '-q', '--disable-pip-version-check', '-r', extras]);
+  return pip.code === 0 ? null : `installing the test extras failed:\n${pip.output}`;
 }
 
 let passed = 0;
 let failed = 0;
 const failures = [];
+
+// dist/ is what bin/mlx-mesh.js runs, so the build comes first; a build error fails the run here.
+{
+  const r = await run(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json')]);
+  const ok = r.code === 0;
+  passed += ok ? 1 : 0;
+  failed += ok ? 0 : 1;
+  process.stdout.write(`${ok ? '✔' : '✘'} build (tsc -p tsconfig.build.json)  ${r.seconds.toFixed(1)} s\n`);
+  if (!ok) failures.push(['build', r.output]);
+}
+{
+  const problem = await ensureEngineEnv();
+  if (problem) {
+    failed += 1;
+    failures.push(['engine environment', problem]);
+    process.stdout.write('✘ engine environment\n');
+  }
+}
 
 const files = findTests(path.join(root, 'test')).filter(
   (f) => filters.length === 0 || filters.some((s) => path.relative(root, f).includes(s)),
@@ -72,7 +109,7 @@ for (const file of files) {
 
 // The type checker is a test too: a type error is a bug nobody has hit yet.
 if (filters.length === 0 || filters.includes('typecheck')) {
-  const r = await run(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', root]);
+  const r = await run(process.execPath, [tsc, '--noEmit', '-p', root]);
   const ok = r.code === 0;
   passed += ok ? 1 : 0;
   failed += ok ? 0 : 1;

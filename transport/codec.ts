@@ -1,7 +1,7 @@
 // Frames <-> messages. CBOR options chosen so a plain CBOR decoder in any language reads our frames:
 // no records extension, byte strings untagged. Every decoded frame is validated before anyone uses it.
 import { Encoder } from 'cbor-x';
-import { meshError, MeshError } from './errors.ts';
+import { meshError, MeshError } from '../core/errors.ts';
 import { MessageSchema, type Message } from './messages.ts';
 
 const cbor = new Encoder({

@@ -1,7 +1,7 @@
 // Opens a link to host:port: connect, handshake, hand back the Link (or a MeshError saying why not).
 import WebSocket from 'ws';
 import { type EndpointOptions, wsOptions } from './endpoint.ts';
-import { isMeshError, meshError } from './errors.ts';
+import { isMeshError, meshError } from '../core/errors.ts';
 import { handshake } from './handshake.ts';
 import { Link } from './link.ts';
 

@@ -5,7 +5,7 @@ import type WebSocket from 'ws';
 import { newNonce, proof, verifyProof } from './auth.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
-import { type ErrorCode, isMeshError, meshError, MeshError } from './errors.ts';
+import { type ErrorCode, isMeshError, meshError, MeshError } from '../core/errors.ts';
 import type { MessageOf, PeerInfo } from './messages.ts';
 
 export interface HandshakeOptions {

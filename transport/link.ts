@@ -5,8 +5,8 @@ import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
-import { isMeshError, meshError } from './errors.ts';
-import type { Logger } from './log.ts';
+import { isMeshError, meshError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
 import type { HandshakeResult } from './handshake.ts';
 import type { Message, PeerInfo } from './messages.ts';
 

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { type EndpointOptions, wsOptions } from './endpoint.ts';
-import { MeshError, meshError } from './errors.ts';
+import { MeshError, meshError } from '../core/errors.ts';
 import { handshake } from './handshake.ts';
 import { Link } from './link.ts';
 
@@ -37,7 +37,7 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
         this.wss = null;
         reject(
           err.code === 'EADDRINUSE'
-            ? meshError('BAD_ARGUMENT', `peer port ${this.opts.port} is already in use: stop the other process or pass --port`)
+            ? meshError('PORT_IN_USE', `peer port ${this.opts.port} is already in use: stop the other process or pass --port`)
             : err,
         );
       });

@@ -1,5 +1,5 @@
 // Tensors on the wire: {dtype, shape, data} with data the raw little-endian bytes, never cast.
-import { meshError } from './errors.ts';
+import { meshError } from '../core/errors.ts';
 
 export const DTYPE_BYTES = {
   bool: 1,

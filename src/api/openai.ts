@@ -6,7 +6,7 @@ import type { ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import type { GenerationResult } from '../../peer/generation.ts';
 import type { Inference } from '../../peer/inference.ts';
-import { isMeshError } from '../../transport/errors.ts';
+import { isMeshError } from '../../core/errors.ts';
 import { HttpError, readJson, sendJson } from './http.ts';
 import { ChatRequest, CompletionRequest } from './openai-schemas.ts';
 import type { ApiServer } from './server.ts';

@@ -2,7 +2,8 @@
 // own; every failure becomes an OpenAI-shaped error, never a dropped socket.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger } from '../../transport/log.ts';
+import { meshError } from '../../core/errors.ts';
+import { createLogger } from '../../core/log.ts';
 import { HttpError, sendError, sendJson } from './http.ts';
 import { clusterView, gpuInfoView, healthView, type ViewSource } from './views.ts';
 import { metricsText } from './metrics.ts';
@@ -53,7 +54,7 @@ export class ApiServer {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         this.server = null;
-        reject(err.code === 'EADDRINUSE' ? new Error(`API port ${this.opts.port} is already in use: pass --api-port`) : err);
+        reject(err.code === 'EADDRINUSE' ? meshError('PORT_IN_USE', `API port ${this.opts.port} is already in use: stop the other process or pass --api-port`) : err);
       });
       server.listen(this.opts.port, this.opts.host, resolve);
     });

@@ -5,9 +5,9 @@ import { parseArgs } from 'node:util';
 import { EngineSupervisor } from '../../peer/supervisor.ts';
 import { resolveModel } from '../../peer/model-source.ts';
 import { checkPythonEnv, ensurePythonEnv } from '../../peer/python-env.ts';
-import { meshError } from '../../transport/errors.ts';
-import type { Command } from '../cli.ts';
-import { defaults } from '../config.ts';
+import { meshError } from '../../core/errors.ts';
+import type { Command } from '../command.ts';
+import { defaults } from '../../core/defaults.ts';
 import { startLocalMesh, waitUntilReady } from '../local-mesh.ts';
 import type { MeshNode } from '../node.ts';
 import { streamCompletion, throughputLine } from './generate.ts';
@@ -106,5 +106,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { summary: 'run N local peers with the default model and one generation', usage, run };
+const command: Command = { usage, run };
 export default command;

@@ -3,9 +3,9 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkPythonEnv, findInterpreter } from '../../peer/python-env.ts';
-import { meshError } from '../../transport/errors.ts';
-import type { Command } from '../cli.ts';
-import { defaults, PROTOCOL_VERSION } from '../config.ts';
+import { meshError } from '../../core/errors.ts';
+import { type Command, EXIT } from '../command.ts';
+import { defaults, PROTOCOL_VERSION } from '../../core/defaults.ts';
 import { type CheckResult, formatReport, pass, skip, warn } from '../doctor/check.ts';
 import { checkDataDir, checkDevice, checkDisk, checkInterpreter, checkMemory, checkMlx, checkNode, checkPort, checkVenv, type PortOwner, probePort } from '../doctor/local.ts';
 import { checkFirewall, checkLocalNetwork, checkMdns } from '../doctor/network.ts';
@@ -161,8 +161,8 @@ async function run(argv: string[]): Promise<number> {
   const failed = results.filter((r) => r.status === 'fail');
   if (json) process.stdout.write(`${JSON.stringify({ ok: failed.length === 0, checks: results }, null, 2)}\n`);
   else process.stdout.write(`\n${failed.length ? `${failed.length} check(s) failed` : 'all checks passed'}\n`);
-  return failed.length ? 4 : 0;
+  return failed.length ? EXIT.checksFailed : EXIT.ok;
 }
 
-const command: Command = { summary: 'check this machine and the peers, with a fix for each problem', usage, run };
+const command: Command = { usage, run };
 export default command;

@@ -1,8 +1,8 @@
 // `mlx-mesh down <ssh-target...>`: stop peers started by `up` and wait until they are gone.
 import { parseArgs } from 'node:util';
-import { meshError } from '../../transport/errors.ts';
-import type { Command } from '../cli.ts';
-import { defaults } from '../config.ts';
+import { meshError } from '../../core/errors.ts';
+import type { Command } from '../command.ts';
+import { defaults } from '../../core/defaults.ts';
 import { fetchCluster, waitForPeer } from '../remote/local-view.ts';
 import { remotePeerId, stopPeer } from '../remote/service.ts';
 import { openSession, type Say, sshOptions, sshUsage } from '../remote/session.ts';
@@ -47,5 +47,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { summary: 'stop peers started with "up"', usage, run };
+const command: Command = { usage, run };
 export default command;

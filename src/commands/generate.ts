@@ -1,8 +1,8 @@
 // `mlx-mesh generate "<prompt>"`: one chat completion through the mesh, streamed to the terminal.
 import { parseArgs } from 'node:util';
-import { meshError } from '../../transport/errors.ts';
-import type { Command } from '../cli.ts';
-import { defaults } from '../config.ts';
+import { meshError } from '../../core/errors.ts';
+import type { Command } from '../command.ts';
+import { defaults } from '../../core/defaults.ts';
 
 const usage = `
 Usage: mlx-mesh generate "<prompt>" [options]
@@ -116,5 +116,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { summary: 'one completion through the mesh, streamed, with tok/s', usage, run };
+const command: Command = { usage, run };
 export default command;

@@ -5,9 +5,9 @@ import { MdnsDiscovery } from '../../discovery/mdns.ts';
 import { StaticDiscovery } from '../../discovery/static.ts';
 import type { DiscoverySource } from '../../peer/peer.ts';
 import { checkPythonEnv } from '../../peer/python-env.ts';
-import { meshError } from '../../transport/errors.ts';
-import type { Command } from '../cli.ts';
-import { defaults, PROTOCOL_VERSION } from '../config.ts';
+import { meshError } from '../../core/errors.ts';
+import type { Command } from '../command.ts';
+import { defaults, PROTOCOL_VERSION } from '../../core/defaults.ts';
 import { startNode } from '../node.ts';
 
 const usage = `
@@ -109,5 +109,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { summary: 'run a peer (the same command on every machine)', usage, run };
+const command: Command = { usage, run };
 export default command;

@@ -1,7 +1,7 @@
 // `mlx-mesh logs <ssh-target> [-f]`: show (or follow) the log of a peer started by `up`.
 import { parseArgs } from 'node:util';
-import { meshError } from '../../transport/errors.ts';
-import type { Command } from '../cli.ts';
+import { meshError } from '../../core/errors.ts';
+import type { Command } from '../command.ts';
 import { openSession, sshOptions, sshUsage } from '../remote/session.ts';
 import { sq } from '../remote/shell.ts';
 
@@ -49,5 +49,5 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-const command: Command = { summary: "show a remote peer's log", usage, run };
+const command: Command = { usage, run };
 export default command;

@@ -2,8 +2,8 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensurePythonEnv, REQUIREMENTS_FILE } from '../../peer/python-env.ts';
-import type { Command } from '../cli.ts';
-import { defaults } from '../config.ts';
+import type { Command } from '../command.ts';
+import { defaults } from '../../core/defaults.ts';
 
 const usage = `
 Usage: mlx-mesh setup [--data-dir D] [--python P] [--force] [--json]
@@ -57,5 +57,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { summary: 'create or repair the managed Python environment', usage, run };
+const command: Command = { usage, run };
 export default command;

@@ -1,8 +1,8 @@
 // `mlx-mesh status`: the cluster as one peer's API sees it, as a table or JSON.
 import { parseArgs } from 'node:util';
-import { meshError } from '../../transport/errors.ts';
-import type { Command } from '../cli.ts';
-import { defaults } from '../config.ts';
+import { meshError } from '../../core/errors.ts';
+import type { Command } from '../command.ts';
+import { defaults } from '../../core/defaults.ts';
 
 const usage = `
 Usage: mlx-mesh status [--api URL] [--json]
@@ -74,5 +74,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { summary: 'show the cluster as one peer sees it', usage, run };
+const command: Command = { usage, run };
 export default command;

@@ -1,8 +1,8 @@
 // `mlx-mesh up <ssh-target...>`: start a peer on other machines over SSH and wait until each has joined.
 import { parseArgs } from 'node:util';
-import { meshError } from '../../transport/errors.ts';
-import type { Command } from '../cli.ts';
-import { defaults } from '../config.ts';
+import { meshError } from '../../core/errors.ts';
+import type { Command } from '../command.ts';
+import { defaults } from '../../core/defaults.ts';
 import { checkRemoteNode, discardPack, installRemote, packLocal, type LocalPackage } from '../remote/install.ts';
 import { fetchCluster, waitForPeer } from '../remote/local-view.ts';
 import { peerProcess, remotePeerId, type ServiceContext, startPeer, stopPeer, tailLog } from '../remote/service.ts';
@@ -160,5 +160,5 @@ async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-const command: Command = { summary: 'start peers on other machines over SSH', usage, run };
+const command: Command = { usage, run };
 export default command;

@@ -2,7 +2,7 @@
 // against known_hosts, and commands run in the remote login shell.
 import fs from 'node:fs';
 import { NodeSSH } from 'node-ssh';
-import { meshError, MeshError } from '../../transport/errors.ts';
+import { meshError, MeshError } from '../../core/errors.ts';
 import { checkHostKey, defaultKnownHostsFiles, fingerprint, type HostKeyVerdict, hostKeyName, keyTypeOf, knownKeyTypes, loadKnownHosts } from './known-hosts.ts';
 import { loginShell, sq } from './shell.ts';
 import type { SshTarget } from './target.ts';

@@ -5,12 +5,11 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { meshError } from '../../transport/errors.ts';
+import { meshError } from '../../core/errors.ts';
+import { PACKAGE_ROOT } from '../../core/paths.ts';
 import type { RemoteHost } from './connection.ts';
 import { sq } from './shell.ts';
 
-export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const MIN_NODE_MAJOR = 20;
 
 export interface LocalPackage {

@@ -1,7 +1,7 @@
 // Starting, watching and stopping the remote `join` so that it outlives the SSH session:
 // Linux: `setsid nohup` with a pid file; macOS: a per-user LaunchAgent (see launchd.ts for why).
 import path from 'node:path';
-import { meshError } from '../../transport/errors.ts';
+import { meshError } from '../../core/errors.ts';
 import type { RemoteHost } from './connection.ts';
 import type { RemoteFacts, RemoteLayout } from './install.ts';
 import { agentLabel, agentPlist, explainBootstrapFailure } from './launchd.ts';

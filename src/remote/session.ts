@@ -1,5 +1,5 @@
 // What up, down and logs share: the SSH flags, and connecting to a target down to a ServiceContext.
-import { meshError } from '../../transport/errors.ts';
+import { meshError } from '../../core/errors.ts';
 import { RemoteHost } from './connection.ts';
 import { inspectRemote, remoteLayout } from './install.ts';
 import type { ServiceContext } from './service.ts';

@@ -2,7 +2,7 @@
 // or a ~/.ssh/config alias) resolved to where we actually connect.
 import os from 'node:os';
 import path from 'node:path';
-import { meshError } from '../../transport/errors.ts';
+import { meshError } from '../../core/errors.ts';
 import { readSshConfig, type SshHostConfig } from './ssh-config.ts';
 
 export interface SshTarget {

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parsePeerAddress, StaticDiscovery } from '../../discovery/static.ts';
 import type { DiscoveredPeer } from '../../discovery/discovery.ts';
-import { isMeshError } from '../../transport/errors.ts';
+import { isMeshError } from '../../core/errors.ts';
 
 const DEFAULT = 50051;
 

@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { resolveModel } from '../../peer/model-source.ts';
 import { EngineSupervisor } from '../../peer/supervisor.ts';
-import { defaults } from '../../src/config.ts';
+import { defaults } from '../../core/defaults.ts';
 import { createTestMesh, getJson, TEST_PYTHON, type TestMesh, waitFor } from '../helpers/mesh.ts';
 import { ROOT } from '../helpers/process.ts';
 

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { StaticDiscovery } from '../../discovery/static.ts';
 import { resolvePython } from '../../peer/python-env.ts';
-import { defaults } from '../../src/config.ts';
+import { defaults } from '../../core/defaults.ts';
 import { type MeshNode, type NodeOptions, startNode } from '../../src/node.ts';
 
 /** The engine interpreter of this machine's managed venv (set up by .ci/run or `mlx-mesh setup`). */

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EngineClient } from '../../peer/engine-client.ts';
-import { isMeshError } from '../../transport/errors.ts';
+import { isMeshError } from '../../core/errors.ts';
 import { STORIES } from '../helpers/mesh.ts';
 
 const dataDir = process.env.MLX_MESH_DATA_DIR ?? path.join(os.homedir(), '.mlx-mesh');

@@ -17,7 +17,7 @@ import {
 } from '../../peer/model-source.ts';
 import { resolvePython } from '../../peer/python-env.ts';
 import { EngineSupervisor } from '../../peer/supervisor.ts';
-import { isMeshError } from '../../transport/errors.ts';
+import { isMeshError } from '../../core/errors.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STORIES_GGUF = path.resolve(repoRoot, '../shared/models/stories260K.gguf');

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makePlan, type ModelShape, planIsCurrent, planLayers } from '../../peer/planner.ts';
 import type { PeerInfo } from '../../transport/messages.ts';
-import { isMeshError } from '../../transport/errors.ts';
+import { isMeshError } from '../../core/errors.ts';
 
 const GiB = 2 ** 30;
 const model = (layers: number, layerGiB: number, embedGiB = 0, headGiB = 0): ModelShape => ({

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EngineSupervisor, type EngineState, type EngineSupervisorOptions } from '../../peer/supervisor.ts';
-import { isMeshError } from '../../transport/errors.ts';
+import { isMeshError } from '../../core/errors.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STORIES_GGUF = path.resolve(repoRoot, '../shared/models/stories260K.gguf');

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decodeMessage, encodeMessage, encodeRaw } from '../../transport/codec.ts';
-import { isMeshError } from '../../transport/errors.ts';
+import { isMeshError } from '../../core/errors.ts';
 import { type Message, MESSAGE_TYPES, type PeerInfo } from '../../transport/messages.ts';
 import { DTYPE_BYTES, DTYPES, type Tensor } from '../../transport/tensor.ts';
 

@@ -6,9 +6,9 @@ import { encodeMessage, encodeRaw } from '../../transport/codec.ts';
 import { CloseCode } from '../../transport/close-codes.ts';
 import { dial } from '../../transport/dialer.ts';
 import type { EndpointOptions } from '../../transport/endpoint.ts';
-import type { MeshError } from '../../transport/errors.ts';
+import type { MeshError } from '../../core/errors.ts';
 import type { Link, LinkClose } from '../../transport/link.ts';
-import { createLogger } from '../../transport/log.ts';
+import { createLogger } from '../../core/log.ts';
 import type { Message, PeerInfo } from '../../transport/messages.ts';
 import { LinkServer } from '../../transport/server.ts';
 

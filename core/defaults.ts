@@ -3,7 +3,10 @@
 import os from 'node:os';
 import path from 'node:path';
 
+/** The peer-to-peer wire protocol (sent in every `hello`). */
 export const PROTOCOL_VERSION = 1;
+/** The Node ↔ Python engine protocol: must equal `PROTOCOL` in peer/engine/mlx_mesh_engine/__init__.py (tested). */
+export const ENGINE_PROTOCOL = 1;
 
 /** Timings can be tightened through the environment (tests, impatient LANs); see the README. */
 function envMs(name: string, fallback: number): number {
@@ -32,4 +35,3 @@ export const defaults = {
   settleMs: envMs('MLX_MESH_SETTLE_MS', 1500),
 } as const;
 
-export type { PeerTimings } from '../peer/peer.ts';

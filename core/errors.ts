@@ -1,5 +1,5 @@
 // One error class for the whole project, with a stable code per failure (listed in the README).
-// Lives in the lowest layer so transport, discovery, peer and src can all throw and test it.
+// Lives in core/, the ground floor, so transport, discovery, peer and src can all throw and test it.
 
 export const ErrorCodes = {
   BAD_FRAME: 'a frame was not valid CBOR, or not a map with a known type',
@@ -16,10 +16,13 @@ export const ErrorCodes = {
   PEER_UNREACHABLE: 'no link could be made to a peer',
   LINK_CLOSED: 'the link closed before the operation finished',
   BAD_ARGUMENT: 'a command-line argument or option is invalid',
+  PORT_IN_USE: 'a port this peer needs is held by another process',
+  CHECKS_FAILED: 'doctor found a problem (each failed check names its fix)',
   API_UNREACHABLE: "a peer's HTTP API could not be reached",
   ENGINE_FAILED: 'the Python engine failed to start or crashed',
   ENGINE_ERROR: 'the Python engine reported an error for a request',
   PYTHON_NOT_FOUND: 'no suitable Python interpreter was found',
+  SETUP_FAILED: 'the managed Python environment could not be built (install or verify failed)',
   MODEL_NOT_FOUND: 'the model could not be found or read',
   UNSUPPORTED_MODEL: 'the model is not a llama-family model the engine can shard',
   BAD_OFFSET: "a forward pass's offset does not match the request's KV-cache length",

@@ -1,0 +1,47 @@
+"""`python -m mlx_mesh_engine.verify`: does this interpreter run the engine?
+
+Imports what the engine imports and runs one small MLX computation, so a venv whose wheels do not
+match the CPU or glibc fails at `setup` rather than at the first generation. Prints one JSON line.
+"""
+
+import json
+import sys
+from importlib import metadata
+from typing import Any, Dict
+
+PACKAGES = ("mlx", "mlx-lm", "transformers", "cbor2")
+
+
+def versions() -> Dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def verify() -> Dict[str, Any]:
+    out: Dict[str, Any] = {"versions": versions()}
+    try:
+        import mlx.core as mx
+        import mlx_lm  # noqa: F401  (the engine needs it; importing it is the check)
+        import cbor2  # noqa: F401
+
+        total = (mx.array([1.0, 2.0, 3.0]) * 2).sum().item()
+        if total != 12.0:
+            raise RuntimeError(f"MLX computed {total} for 12.0")
+        gpu = mx.default_device().type == mx.gpu
+        metal = bool(mx.metal.is_available())
+        out["device"] = ("gpu" if gpu else "cpu") + (" (Metal)" if gpu and metal else "")
+        out["metal"] = metal
+        out["ok"] = True
+    except Exception as err:  # any failure is the answer, reported as data
+        out["ok"] = False
+        out["error"] = f"{type(err).__name__}: {err}"
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(verify()))
