@@ -52,11 +52,14 @@ test('peers of one cluster see each other; another cluster is only ignored; a go
   await b.stop(); // resolves after b printed 'stopped', i.e. after its goodbye was sent
   assert.equal(await a.waitFor((e) => e.event === 'down'), { event: 'down', id: 'b' });
   await a.stop();
-  // c had b only as ignored, so b's goodbye is not a 'down' there.
-  await new Promise((r) => setTimeout(r, 200));
+  // c had a and b only as ignored, so their goodbyes are not a 'down' there. To know c has read those
+  // goodbyes, a peer of c's own cluster announces itself after them: once c reports it, c has processed
+  // every earlier packet on the segment.
+  const d = spawnNode(0, ['--id', 'd', '--cluster', 'other', '--port', '50054']);
+  await c.waitFor((e) => e.event === 'peer' && e.peer.id === 'd');
   assert.not.ok(c.events.some((e) => e.event === 'down'), 'c reported a down for a peer it ignored');
-  await c.stop();
-  for (const n of [a, b, c]) assert.is(n.exitCode, 0, n.stderr());
+  await Promise.all([c.stop(), d.stop()]);
+  for (const n of [a, b, c, d]) assert.is(n.exitCode, 0, n.stderr());
 });
 
 test('a peer answering from a new address is reported again with that address', async () => {

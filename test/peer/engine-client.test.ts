@@ -6,10 +6,11 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EngineClient } from '../../peer/engine-client.ts';
+import { defaults } from '../../core/defaults.ts';
 import { isMeshError } from '../../core/errors.ts';
 import { STORIES } from '../helpers/mesh.ts';
 
-const dataDir = process.env.MLX_MESH_DATA_DIR ?? path.join(os.homedir(), '.mlx-mesh');
+const dataDir = defaults.dataDir;
 const started: EngineClient[] = [];
 
 function client(opts: Partial<ConstructorParameters<typeof EngineClient>[0]> = {}): EngineClient {
@@ -106,16 +107,22 @@ test('a missing interpreter is PYTHON_NOT_FOUND and names the fix', async () => 
 });
 
 test('an interpreter without mlx is ENGINE_FAILED with the setup hint and its stderr', async () => {
-  // The system python3 is outside the managed venv, so it normally has no mlx.
-  const engine = client({ python: '/usr/bin/python3', env: { ...process.env, PYTHONNOUSERSITE: '1' } });
+  // The venv's interpreter with a PYTHONPATH entry whose `mlx` package cannot be imported: the same
+  // failure as a venv built without MLX, on every machine (a system Python may or may not have MLX).
+  const broken = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-nomlx-'));
+  fs.mkdirSync(path.join(broken, 'mlx'));
+  fs.writeFileSync(path.join(broken, 'mlx', '__init__.py'), "raise ImportError('No module named mlx.core', name='mlx.core')\n");
+  const engine = client({ env: { ...process.env, PYTHONPATH: broken } });
   try {
-    const hello = await engine.start();
-    // A system-wide MLX would make this environment usable; then there is nothing to check.
-    assert.is(hello.protocol, 1);
+    await engine.start();
+    assert.unreachable('should reject');
   } catch (err) {
     assert.ok(isMeshError(err, 'ENGINE_FAILED'), String(err));
     assert.match((err as Error).message, /mlx-mesh setup/);
-    assert.match((err as Error).message, /cannot import/);
+    assert.match((err as Error).message, /cannot import mlx\.core/);
+  } finally {
+    await engine.stop();
+    fs.rmSync(broken, { recursive: true, force: true });
   }
 });
 

@@ -65,14 +65,17 @@ test('two peers dialling each other at once keep exactly one link, the same on b
     startTestNode({ name: 'b', port: ports[1], peers: [`127.0.0.1:${ports[0]}`] }),
   ]);
   try {
-    await waitFor(() => a.peer.membership.has(b.peer.id) && b.peer.membership.has(a.peer.id), 5000, 'a link');
-    await new Promise((r) => setTimeout(r, 500)); // let any duplicate sockets resolve
-    const la = a.peer.membership.all();
-    const lb = b.peer.membership.all();
-    assert.is(la.length, 1);
-    assert.is(lb.length, 1);
-    assert.is.not(la[0].direction, lb[0].direction, 'one side dialled, the other accepted: the same socket');
-    assert.ok(la[0].isOpen && lb[0].isOpen);
+    // Both dials may succeed at first; the tie-break must leave exactly one open socket, seen from both ends.
+    const oneSocket = () => {
+      const la = a.peer.membership.all();
+      const lb = b.peer.membership.all();
+      return la.length === 1 && lb.length === 1 && la[0].isOpen && lb[0].isOpen && la[0].direction !== lb[0].direction;
+    };
+    await waitFor(oneSocket, 10_000, 'one shared socket');
+    // …and it stays that way: a duplicate that survived would close this one within a few heartbeats.
+    const first = a.peer.membership.all()[0];
+    await waitFor(async () => (await gpuInfo(a)).cluster_status !== 'forming', 10_000, 'an elected coordinator');
+    assert.ok(oneSocket() && a.peer.membership.all()[0] === first, 'the same link is still the only one');
   } finally {
     await Promise.all([a.stop(), b.stop()]);
   }
@@ -138,11 +141,13 @@ test('peers of another cluster stay apart', async () => {
   const mesh = await createTestMesh(1);
   try {
     const other = await mesh.add({ cluster: 'other' });
-    await new Promise((r) => setTimeout(r, 600));
+    // The refusal is the evidence that the two met: after it, neither may count the other.
+    await waitFor(async () => {
+      const c = await getJson(`${other.api.url}/cluster`);
+      return c.refused.some((r: { code: string }) => r.code === 'CLUSTER_MISMATCH');
+    }, 10_000, 'a CLUSTER_MISMATCH refusal');
     assert.is((await gpuInfo(mesh.nodes[0])).world_size, 1);
     assert.is((await gpuInfo(other)).world_size, 1);
-    const c = await getJson(`${other.api.url}/cluster`);
-    assert.ok(c.refused.some((r: { code: string }) => r.code === 'CLUSTER_MISMATCH'));
   } finally {
     await mesh.stop();
   }
