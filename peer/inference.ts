@@ -14,6 +14,7 @@ import { type ActivePlan, type GenerateRequest, Generation, type GenerationResul
 import { resolveModel } from './model-source.ts';
 import type { Peer } from './peer.ts';
 import { makePlan, planIsCurrent } from './planner.ts';
+import { prefillChunkSize } from './prefill-chunk.ts';
 import { runStage } from './stage.ts';
 import { resolvePython } from './python-env.ts';
 import { EngineSupervisor, type InspectResult } from './supervisor.ts';
@@ -29,7 +30,8 @@ export interface InferenceOptions {
   model?: string;
   /** Memory this peer offers for layers; default 75% of RAM (unified memory is shared with the OS). */
   usableMemoryBytes?: number;
-  /** Prompt tokens per prefill message (mlx_lm's prefill_step_size). */
+  /** Prompt tokens per prefill message (mlx_lm's prefill_step_size); default from the prompt length and
+   *  the number of stages (peer/prefill-chunk.ts), so the stages overlap. */
   prefillChunk?: number;
   stepTimeoutMs?: number;
   /** Quiet time after a membership change before the coordinator re-plans (joins come in bursts). */
@@ -180,7 +182,7 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     const gen = new Generation(
       {
         selfId: this.peer.id,
-        prefillChunk: this.opts.prefillChunk ?? 2048,
+        prefillChunk: this.opts.prefillChunk ?? prefillChunkSize(req.tokens.length, plan.stages.length),
         stepTimeoutMs: this.opts.stepTimeoutMs ?? 120_000,
         deliver: (to, msg) => this.deliver(to, msg),
         decode: async (tokens) => (await this.engine.decode(tokens)).text,
