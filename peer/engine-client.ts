@@ -4,8 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { Encoder } from 'cbor-x';
 import { ENGINE_PROTOCOL } from '../core/defaults.ts';
+import { cbor } from '../transport/codec.ts';
 import { ENGINE_DIR } from '../core/paths.ts';
 import { meshError, MeshError, ErrorCodes, type ErrorCode } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -14,8 +14,6 @@ import { resolvePython, type ResolvedPython } from './python-env.ts';
 /** Same limit as the engine's framing.py: refuse garbage lengths instead of buffering them. */
 export const MAX_ENGINE_FRAME_BYTES = 1 << 30;
 const STDERR_LINES_KEPT = 50;
-
-const cbor = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: true });
 
 export interface EngineClientOptions {
   dataDir: string;

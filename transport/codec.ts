@@ -1,19 +1,140 @@
 // Frames <-> messages. CBOR options chosen so a plain CBOR decoder in any language reads our frames:
 // no records extension, byte strings untagged. Every decoded frame is validated before anyone uses it.
+// Large byte strings (tensors) skip the encoder: their CBOR header is written, then their own bytes,
+// so a 16 MiB tensor is copied once into the frame (or not at all when sent as parts).
 import { Encoder } from 'cbor-x';
 import { meshError, MeshError } from '../core/errors.ts';
 import { MessageSchema, type Message } from './messages.ts';
 
-const cbor = new Encoder({
+/** The one CBOR option set of the project: links and the engine's stdio use the same encoder. */
+export const CBOR_OPTIONS = {
   useRecords: false,
   tagUint8Array: false,
   mapsAsObjects: true,
   variableMapSize: true,
   pack: false,
-});
+} as const;
+
+/** Decoded byte strings are views into the frame they came from (cbor-x's default), never copies. */
+export const cbor = new Encoder(CBOR_OPTIONS);
+
+/** Byte strings from this size on are written as header + their own bytes. */
+const LARGE_BYTES = 1024;
+/** How deep into maps large byte strings are looked for: a message's (or an engine reply's) tensor. */
+const LARGE_DEPTH = 2;
+
+function isMap(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v);
+}
+
+function isLarge(v: unknown): v is Uint8Array {
+  return v instanceof Uint8Array && v.byteLength >= LARGE_BYTES;
+}
+
+function hasLarge(v: unknown, depth: number): boolean {
+  if (!isMap(v)) return false;
+  for (const key in v) {
+    const x = v[key];
+    if (isLarge(x) || (depth > 1 && hasLarge(x, depth - 1))) return true;
+  }
+  return false;
+}
+
+/** Small CBOR pieces accumulate here (reused across frames); large byte strings stay where they are. */
+class PartWriter {
+  private static scratch = Buffer.allocUnsafeSlow(64 * 1024);
+  private pos = 0;
+  private flushedTo = 0;
+  /** [start, end) ranges of the scratch buffer, or a large byte string. */
+  private readonly segments: Array<[number, number] | Uint8Array> = [];
+  total = 0;
+
+  private room(n: number): Buffer {
+    if (this.pos + n > PartWriter.scratch.byteLength) {
+      const bigger = Buffer.allocUnsafeSlow(Math.max(2 * PartWriter.scratch.byteLength, this.pos + n));
+      PartWriter.scratch.copy(bigger, 0, 0, this.pos);
+      PartWriter.scratch = bigger;
+    }
+    return PartWriter.scratch;
+  }
+
+  private bytes(b: Uint8Array): void {
+    this.room(b.byteLength).set(b, this.pos);
+    this.pos += b.byteLength;
+  }
+
+  /** A CBOR major type with its argument, in the shortest form (RFC 8949 §3). */
+  private head(major: number, n: number): void {
+    const buf = this.room(9);
+    const m = major << 5;
+    if (n < 24) buf[this.pos++] = m | n;
+    else if (n < 0x100) (buf[this.pos++] = m | 24), (buf[this.pos++] = n);
+    else if (n < 0x10000) (buf[this.pos++] = m | 25), buf.writeUInt16BE(n, this.pos), (this.pos += 2);
+    else if (n < 0x100000000) (buf[this.pos++] = m | 26), buf.writeUInt32BE(n, this.pos), (this.pos += 4);
+    else (buf[this.pos++] = m | 27), buf.writeBigUInt64BE(BigInt(n), this.pos), (this.pos += 8);
+  }
+
+  private flush(): void {
+    if (this.pos > this.flushedTo) this.segments.push([this.flushedTo, this.pos]);
+    this.total += this.pos - this.flushedTo;
+    this.flushedTo = this.pos;
+  }
+
+  value(v: unknown, depth: number): void {
+    if (isLarge(v)) {
+      this.head(2, v.byteLength);
+      this.flush();
+      this.segments.push(v);
+      this.total += v.byteLength;
+    } else if (depth > 0 && isMap(v) && hasLarge(v, depth)) {
+      const keys = Object.keys(v);
+      this.head(5, keys.length);
+      for (const key of keys) {
+        this.bytes(cbor.encode(key));
+        this.value(v[key], depth - 1);
+      }
+    } else {
+      this.bytes(cbor.encode(v));
+    }
+  }
+
+  /** The frame in one buffer: each large byte string is copied exactly once. */
+  join(): Uint8Array {
+    this.flush();
+    const out = Buffer.allocUnsafe(this.total);
+    let at = 0;
+    for (const s of this.segments) {
+      if (s instanceof Uint8Array) out.set(s, at), (at += s.byteLength);
+      else at += PartWriter.scratch.copy(out, at, s[0], s[1]);
+    }
+    return out;
+  }
+
+  /** The frame as parts (for writev): large byte strings are not copied at all. */
+  parts(): Uint8Array[] {
+    this.flush();
+    return this.segments.map((s) => (s instanceof Uint8Array ? s : Buffer.from(PartWriter.scratch.subarray(s[0], s[1]))));
+  }
+}
+
+/** Any value as one CBOR item, large byte strings copied once. */
+export function encodeFrame(value: unknown): Uint8Array {
+  if (!hasLarge(value, LARGE_DEPTH)) return cbor.encode(value);
+  const w = new PartWriter();
+  w.value(value, LARGE_DEPTH);
+  return w.join();
+}
+
+/** Any value as one CBOR item split in parts whose concatenation is the frame; large byte strings are not copied. */
+export function encodeFrameParts(value: unknown): Uint8Array[] {
+  if (!hasLarge(value, LARGE_DEPTH)) return [cbor.encode(value)];
+  const w = new PartWriter();
+  w.value(value, LARGE_DEPTH);
+  return w.parts();
+}
 
 export function encodeMessage(msg: Message): Uint8Array {
-  return cbor.encode(msg);
+  return encodeFrame(msg);
 }
 
 /** Raw CBOR, for tests that need frames the schema would never produce. */

@@ -1,6 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeMessage, encodeMessage, encodeRaw } from '../../transport/codec.ts';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { decodeMessage, encodeFrameParts, encodeMessage, encodeRaw } from '../../transport/codec.ts';
+import { TEST_PYTHON } from '../helpers/mesh.ts';
 import { isMeshError } from '../../core/errors.ts';
 import { type Message, MESSAGE_TYPES, type PeerInfo } from '../../transport/messages.ts';
 import { DTYPE_BYTES, DTYPES, type Tensor } from '../../transport/tensor.ts';
@@ -110,6 +113,59 @@ test('garbage, truncated, oversize and invalid frames are rejected with a code',
   const bad = { ...withTensor, hidden: { dtype: 'float32', shape: [2, 2], data: new Uint8Array(15) } };
   assert.is(codeOf(encodeRaw(bad)), 'TENSOR_SIZE');
   assert.is(codeOf(encodeRaw({ ...withTensor, hidden: { dtype: 'float8', shape: [1], data: new Uint8Array(1) } })), 'SCHEMA');
+});
+
+const MiB = 1 << 20;
+
+function forward(hidden: Tensor): Message {
+  return { type: 'forward', request: 'r', origin: 'p1', planVersion: 0, step: 3, offset: 7, hidden, sample: false, sampling };
+}
+
+test('large tensors of every dtype round-trip bit-exact, decoded as views into the frame', () => {
+  for (const dtype of DTYPES) {
+    const t = tensor(dtype, [1, 3, MiB / DTYPE_BYTES[dtype] / 2]);
+    const frame = encodeMessage(forward(t));
+    const back = decodeMessage(frame) as Extract<Message, { type: 'forward' }>;
+    assert.equal(back.hidden!.shape, t.shape, dtype);
+    assert.equal(Buffer.compare(Buffer.from(back.hidden!.data), Buffer.from(t.data)), 0, dtype);
+    assert.is(back.hidden!.data.buffer, frame.buffer, `${dtype}: no copy on decode`);
+  }
+});
+
+test('the fast path writes exactly the bytes the plain encoder writes', () => {
+  const msg = forward(tensor('bfloat16', [1, 5, 4096]));
+  const frame = encodeMessage(msg);
+  assert.equal(Buffer.compare(Buffer.from(frame), Buffer.from(encodeRaw(msg))), 0);
+  const parts = encodeFrameParts(msg);
+  assert.ok(parts.length > 1, 'the tensor travels as its own part');
+  assert.ok(parts.includes((msg as { hidden: Tensor }).hidden.data), 'the tensor bytes are not copied');
+  assert.equal(Buffer.compare(Buffer.concat(parts), Buffer.from(frame)), 0);
+});
+
+test('a plain CBOR decoder (Python cbor2) reads a fast-path frame as the same map', () => {
+  const msg = forward(tensor('float32', [1, 16, 4096]));
+  const script = `
+import cbor2, hashlib, json, sys
+def plain(v):
+    if isinstance(v, bytes): return {"bytes": len(v), "sha256": hashlib.sha256(v).hexdigest()}
+    if isinstance(v, dict): return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list): return [plain(x) for x in v]
+    return v
+print(json.dumps(plain(cbor2.loads(sys.stdin.buffer.read()))))
+`;
+  const out = execFileSync(TEST_PYTHON, ['-c', script], { input: encodeMessage(msg), maxBuffer: 1 << 20 });
+  const data = (msg as { hidden: Tensor }).hidden.data;
+  const want = {
+    ...msg,
+    hidden: { dtype: 'float32', shape: [1, 16, 4096], data: { bytes: data.byteLength, sha256: createHash('sha256').update(data).digest('hex') } },
+  };
+  assert.equal(JSON.parse(out.toString()), want);
+});
+
+test('a large byte string whose length disagrees with the shape is refused with TENSOR_SIZE', () => {
+  const t = { dtype: 'float16' as const, shape: [1, 4, 4096], data: new Uint8Array(4 * 4096 * 2 - 2) };
+  assert.is(codeOf(encodeMessage(forward(t))), 'TENSOR_SIZE');
+  assert.is(codeOf(encodeMessage(forward({ ...t, data: new Uint8Array(4 * 4096 * 2 + 2) }))), 'TENSOR_SIZE');
 });
 
 test('unknown fields are ignored', () => {

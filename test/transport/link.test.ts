@@ -190,6 +190,30 @@ test('an invalid frame closes that link with a reason; the server keeps serving'
   });
 });
 
+test('a large tensor whose bytes disagree with its shape closes only that link', async () => {
+  await withServer({}, async (_s, port, inbound) => {
+    const other = await dial('127.0.0.1', port, endpoint('other'));
+    other.start();
+    const bad = await dial('127.0.0.1', port, endpoint('bad'));
+    const closed = new Promise<LinkClose>((r) => bad.on('close', r));
+    bad.start();
+    await until(() => inbound.length === 2);
+    const sampling = { temperature: 0, topP: 1, seed: null };
+    const hidden = { dtype: 'float32' as const, shape: [1, 64, 1024], data: new Uint8Array(64 * 1024 * 4 - 4) };
+    // Senders do not validate: the receiver is the one that must refuse it.
+    await bad.send({ type: 'forward', request: 'r', origin: 'bad', planVersion: 0, step: 0, offset: 0, hidden, sample: false, sampling });
+    const c = await closed;
+    assert.is(c.code, CloseCode.POLICY);
+    assert.match(c.reason, /TENSOR_SIZE/);
+    const got: Message[] = [];
+    inbound.find((l) => l.remote.id === 'other')!.on('message', (m) => got.push(m));
+    await other.send({ type: 'release', request: 'still-here' });
+    await until(() => got.length === 1);
+    assert.ok(other.isOpen);
+    other.close();
+  });
+});
+
 test('an oversize frame closes the link with 1009', async () => {
   await withServer({ maxPayloadBytes: 1024 }, async (_s, port) => {
     const link = await dial('127.0.0.1', port, endpoint('client', { maxPayloadBytes: 1 << 20 }));
