@@ -78,11 +78,20 @@ class Shard:
 
         return make_prompt_cache(self.model)
 
-    def forward(self, cache: List[Any], tokens: Optional[List[int]], hidden: Optional[mx.array]) -> mx.array:
-        """Hidden states [1, T, H] for a middle stage, or last-position logits [1, V] for the last."""
+    def forward(self, cache: List[Any], tokens: Optional[List[Any]], hidden: Optional[mx.array]) -> mx.array:
+        """Hidden states [B, T, H] for a middle stage, or last-position logits [B, V] for the last.
+
+        One request: `tokens` is a list of ids (B = 1) and `cache` its own KV cache. A batch: `tokens` is a
+        list of B equal-length rows (or `hidden` has B rows) and `cache` a batch cache (mlx_lm's
+        BatchKVCache), whose make_mask covers each row's left padding.
+        """
         from mlx_lm.models.base import create_attention_mask
 
-        h = self.inner.embed_tokens(mx.array([tokens])) if self.first else hidden
+        if self.first:
+            rows = tokens if tokens and isinstance(tokens[0], list) else [tokens]
+            h = self.inner.embed_tokens(mx.array(rows))
+        else:
+            h = hidden
         # Masks are computed before any cache is updated, as LlamaModel does.
         window = getattr(self.inner, "sliding_window", None)
         windows = [window if getattr(layer, "use_sliding", False) else None for layer in self.inner.layers]
