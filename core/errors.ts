@@ -19,6 +19,8 @@ export const ErrorCodes = {
   PORT_IN_USE: 'a port this peer needs is held by another process',
   CHECKS_FAILED: 'doctor found a problem (each failed check names its fix)',
   API_UNREACHABLE: "a peer's HTTP API could not be reached",
+  API_KEY_REFUSED: "a peer's HTTP API refused the request: no API key, or not its key",
+  INSECURE_API: 'the HTTP API would listen beyond loopback without an API key',
   ENGINE_FAILED: 'the Python engine failed to start or crashed',
   ENGINE_ERROR: 'the Python engine reported an error for a request',
   PYTHON_NOT_FOUND: 'no suitable Python interpreter was found',

@@ -66,7 +66,7 @@ export async function main(argv: string[]): Promise<number> {
 export function reportError(err: unknown): number {
   if (err instanceof MeshError) {
     process.stderr.write(`mlx-mesh: ${err.message} [${err.code}]\n`);
-    if (err.code === 'BAD_ARGUMENT') return EXIT.usage;
+    if (err.code === 'BAD_ARGUMENT' || err.code === 'INSECURE_API') return EXIT.usage;
     if (err.code === 'API_UNREACHABLE' || err.code === 'PEER_UNREACHABLE') return EXIT.unreachable;
     if (err.code === 'CHECKS_FAILED') return EXIT.checksFailed;
     return EXIT.failure;

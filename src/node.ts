@@ -18,6 +18,12 @@ export interface NodeOptions {
   port?: number;
   apiHost?: string;
   apiPort?: number;
+  /** Bearer key the API requires on every route but /health. */
+  apiKey?: string;
+  /** Let the API listen beyond loopback without a key. */
+  insecureApi?: boolean;
+  /** Browser origins allowed to call the API (CORS). */
+  corsOrigins?: string[];
   discovery?: DiscoverySource[];
   /** Built once the peer exists (mDNS announces the peer id and bound port). */
   discoveryFor?: (peer: Peer) => Promise<DiscoverySource>;
@@ -79,6 +85,9 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
   const api = new ApiServer({
     host: opts.apiHost ?? defaults.apiHost,
     port: opts.apiPort ?? defaults.apiPort,
+    apiKey: opts.apiKey,
+    insecure: opts.insecureApi,
+    corsOrigins: opts.corsOrigins,
     source: {
       peer,
       extras: inference ? (id) => deviceExtras(inference, id) : undefined,

@@ -24,6 +24,8 @@ export function sendError(res: ServerResponse, err: HttpError): void {
     res.end();
     return;
   }
+  // RFC 6750: a 401 names the scheme the client should use.
+  if (err.status === 401) res.setHeader('www-authenticate', 'Bearer');
   sendJson(res, err.status, { error: { message: err.message, type: err.type, param: err.param, code: err.code } });
 }
 

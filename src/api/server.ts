@@ -1,30 +1,54 @@
 // The HTTP API every peer serves (contract in DESIGN.md). Routes are a table so inference can add its
-// own; every failure becomes an OpenAI-shaped error, never a dropped socket.
+// own; every request passes CORS and the API key here, in one place, before any route runs; every
+// failure becomes an OpenAI-shaped error, never a dropped socket.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { meshError } from '../../core/errors.ts';
 import { createLogger } from '../../core/log.ts';
+import { checkExposure, requireKey } from './auth.ts';
+import { Cors } from './cors.ts';
 import { HttpError, sendError, sendJson } from './http.ts';
 import { clusterView, gpuInfoView, healthView, type ViewSource } from './views.ts';
 import { metricsText } from './metrics.ts';
 
-export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void> | void;
+/** `params` holds the `:name` segments of the route's path (`/v1/models/:id` → `{ id }`), decoded. */
+export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, params: Record<string, string>) => Promise<void> | void;
+
+export interface RouteOptions {
+  /** Served without the API key (only `/health`: load balancers and `doctor` probe it). */
+  public?: boolean;
+}
 
 export interface ApiOptions {
   host: string;
   port: number;
   source: ViewSource;
+  /** Bearer key required on every route that is not public; none: the API is open (loopback only by default). */
+  apiKey?: string;
+  /** Listen beyond loopback without a key: only when the user asked for it (--insecure-api). */
+  insecure?: boolean;
+  /** Browser origins allowed to call the API (--cors-origin); none by default. */
+  corsOrigins?: string[];
+}
+
+interface Route {
+  method: string;
+  segments: string[];
+  handler: Handler;
+  public: boolean;
 }
 
 const log = createLogger('api');
 
 export class ApiServer {
   private server: http.Server | null = null;
-  private readonly routes = new Map<string, Handler>();
+  private readonly routes: Route[] = [];
+  private readonly cors: Cors;
 
   constructor(private readonly opts: ApiOptions) {
     const src = opts.source;
-    this.route('GET', '/health', (_q, res) => sendJson(res, 200, healthView(src)));
+    this.cors = new Cors(opts.corsOrigins);
+    this.route('GET', '/health', (_q, res) => sendJson(res, 200, healthView(src)), { public: true });
     this.route('GET', '/distributed/gpu-info', (_q, res) => sendJson(res, 200, gpuInfoView(src)));
     this.route('GET', '/cluster', (_q, res) => sendJson(res, 200, clusterView(src)));
     this.route('GET', '/metrics', (_q, res) => {
@@ -33,8 +57,30 @@ export class ApiServer {
     });
   }
 
-  route(method: string, path: string, handler: Handler): void {
-    this.routes.set(`${method} ${path}`, handler);
+  route(method: string, path: string, handler: Handler, opts: RouteOptions = {}): void {
+    this.routes.push({ method, segments: path.split('/'), handler, public: opts.public ?? false });
+  }
+
+  /** The routes whose path matches, with the values of their `:name` segments. */
+  private match(pathname: string): { route: Route; params: Record<string, string> }[] {
+    const parts = pathname.split('/');
+    const out: { route: Route; params: Record<string, string> }[] = [];
+    for (const route of this.routes) {
+      if (route.segments.length !== parts.length) continue;
+      const params: Record<string, string> = {};
+      const ok = route.segments.every((seg, i) => {
+        if (!seg.startsWith(':')) return seg === parts[i];
+        if (!parts[i]) return false;
+        try {
+          params[seg.slice(1)] = decodeURIComponent(parts[i]);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      if (ok) out.push({ route, params });
+    }
+    return out;
   }
 
   get port(): number {
@@ -48,6 +94,8 @@ export class ApiServer {
 
   async start(): Promise<void> {
     if (this.server) return;
+    checkExposure(this.opts.host, this.opts.apiKey, this.opts.insecure ?? false);
+    if (!this.opts.apiKey && this.opts.insecure) log.warn('the API listens without a key beyond loopback (--insecure-api)', { host: this.opts.host });
     const server = http.createServer((req, res) => void this.handle(req, res));
     server.keepAliveTimeout = 5000;
     this.server = server;
@@ -70,15 +118,20 @@ export class ApiServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const handler = this.routes.get(`${req.method} ${url.pathname}`);
     try {
-      if (!handler) {
-        const known = [...this.routes.keys()].some((k) => k.endsWith(` ${url.pathname}`));
-        throw known
+      this.cors.apply(req, res);
+      // A preflight carries no credentials by design; it only learns what the real request may do.
+      if (req.method === 'OPTIONS') return this.cors.preflight(req, res);
+      const matches = this.match(url.pathname);
+      // Unknown paths need the key too, so a stranger cannot even map the routes.
+      if (this.opts.apiKey && !(matches.length && matches.every((m) => m.route.public))) requireKey(req, this.opts.apiKey);
+      const found = matches.find((m) => m.route.method === req.method);
+      if (!found) {
+        throw matches.length
           ? new HttpError(405, `method ${req.method} is not allowed on ${url.pathname}`, 'invalid_request_error', 'method_not_allowed')
           : new HttpError(404, `no route ${req.method} ${url.pathname}`, 'invalid_request_error', 'not_found');
       }
-      await handler(req, res, url);
+      await found.route.handler(req, res, url, found.params);
     } catch (err) {
       if (err instanceof HttpError) return sendError(res, err);
       log.error('request failed', { path: url.pathname, error: (err as Error).stack ?? String(err) });

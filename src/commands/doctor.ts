@@ -4,13 +4,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkPythonEnv, findInterpreter } from '../../peer/python-env.ts';
 import { meshError } from '../../core/errors.ts';
+import { API_KEY_HELP, API_KEY_OPTION, apiKeyFrom, authHeaders } from '../api-client.ts';
 import { type Command, EXIT } from '../command.ts';
 import { defaults, PROTOCOL_VERSION } from '../../core/defaults.ts';
-import { type CheckResult, formatReport, pass, skip, warn } from '../doctor/check.ts';
+import { type CheckResult, fail, formatReport, pass, skip, warn } from '../doctor/check.ts';
 import { checkDataDir, checkDevice, checkDisk, checkInterpreter, checkMemory, checkMlx, checkNode, checkPort, checkVenv, type PortOwner, probePort } from '../doctor/local.ts';
 import { checkFirewall, checkLocalNetwork, checkMdns } from '../doctor/network.ts';
 import { checkResolve, checkTcp, engineVerdict, helloVerdict, type PeerTarget, probeHello, rttVerdict } from '../doctor/remote.ts';
-import { type ClusterView, fetchCluster } from '../remote/local-view.ts';
+import type { ClusterView } from '../remote/local-view.ts';
 import { parsePort } from './join.ts';
 
 const usage = `
@@ -26,20 +27,23 @@ Options:
   --port <n>          peer port to check (default ${defaults.port})
   --api-port <n>      API port to check (default ${defaults.apiPort})
   --api <url>         the local peer's API (default http://${defaults.apiHost}:<api-port>)
+  ${API_KEY_HELP}
   --cluster <name>    expected cluster name (default: the local peer's, else "${defaults.cluster}")
   --no-mdns           skip the mDNS check (peers found only through --peer)
   --timeout <ms>      per network check (default 3000)
   --json              print {ok, checks:[...]} as JSON
 `;
 
-async function portOwner(api: string): Promise<(PortOwner & { view: ClusterView | null }) | null> {
+/** The peer answering at `api` (/health needs no key), and its view when it accepts our key. */
+async function portOwner(api: string, key: string | undefined): Promise<(PortOwner & { view: ClusterView | null; keyRefused: boolean }) | null> {
   try {
     const res = await fetch(`${api}/health`, { signal: AbortSignal.timeout(2000) });
     if (!res.ok) return null;
     const h = (await res.json()) as { status?: string; peer_id?: string; role?: string };
     if (h.status !== 'ok' || !h.peer_id) return null;
-    const view = await fetchCluster(api);
-    return { peerId: h.peer_id, role: h.role, port: view?.self.port, apiPort: view?.self.apiPort, view };
+    const cluster = await fetch(`${api}/cluster`, { headers: authHeaders(key), signal: AbortSignal.timeout(3000) });
+    const view = cluster.ok ? ((await cluster.json()) as ClusterView) : null;
+    return { peerId: h.peer_id, role: h.role, port: view?.self.port, apiPort: view?.self.apiPort, view, keyRefused: cluster.status === 401 };
   } catch {
     return null;
   }
@@ -105,6 +109,7 @@ async function run(argv: string[]): Promise<number> {
       'no-mdns': { type: 'boolean' },
       timeout: { type: 'string' },
       json: { type: 'boolean' },
+      ...API_KEY_OPTION,
     },
     allowPositionals: true,
     strict: true,
@@ -134,7 +139,8 @@ async function run(argv: string[]): Promise<number> {
   record(checkDevice(env));
   record(checkMemory());
 
-  const owner = await portOwner(api);
+  const apiKey = apiKeyFrom(values['api-key']);
+  const owner = await portOwner(api, apiKey);
   const view = owner?.view ?? null;
   const peerOwner = owner && owner.port === port ? owner : null;
   const apiOwner = owner && (owner.apiPort === apiPort || values.api) ? owner : null;
@@ -148,7 +154,8 @@ async function run(argv: string[]): Promise<number> {
   if (view?.ignored?.length) {
     record(warn('this machine', 'ignored peers', `${view.ignored.length} peer(s) of another cluster or protocol: ${JSON.stringify(view.ignored).slice(0, 200)}`, 'start every peer with the same --cluster and mlx-mesh version'));
   }
-  if (owner) record(pass('this machine', 'local peer', `${owner.peerId} answers at ${api} (${owner.role ?? 'role unknown'})`));
+  if (owner?.keyRefused) record(fail('this machine', 'local peer', `${owner.peerId} answers at ${api} but refuses ${apiKey ? 'this API key' : 'requests without an API key'}`, 'pass --api-key <key> or set MLX_MESH_API_KEY to the key the peer was started with'));
+  else if (owner) record(pass('this machine', 'local peer', `${owner.peerId} answers at ${api} (${owner.role ?? 'role unknown'})`));
   else record(skip('this machine', 'local peer', `no peer answers at ${api}: only the hosts given are checked`));
 
   const expect = { protocol: PROTOCOL_VERSION, cluster: values.cluster ?? view?.cluster ?? defaults.cluster, mlx: env.versions.mlx };

@@ -1,6 +1,7 @@
 // `mlx-mesh generate "<prompt>"`: one chat completion through the mesh, streamed to the terminal.
 import { parseArgs } from 'node:util';
 import { meshError } from '../../core/errors.ts';
+import { API_KEY_HELP, API_KEY_OPTION, apiKeyFrom, authHeaders, keyRefused } from '../api-client.ts';
 import type { Command } from '../command.ts';
 import { defaults } from '../../core/defaults.ts';
 
@@ -11,6 +12,7 @@ Sends the prompt to a peer's API as a chat message and streams the answer, then 
 
 Options:
   --api <url>            the peer's HTTP API (default http://${defaults.apiHost}:${defaults.apiPort})
+  ${API_KEY_HELP}
   --max-tokens <n>       at most this many tokens (default 256)
   --temperature <t>      sampling temperature (default 0: greedy)
   --raw                  plain completion of the prompt text, without the chat template
@@ -29,7 +31,7 @@ export interface StreamResult {
 /** Streams one request from a peer's API; `onText` sees each piece. Throws on an error event. */
 export async function streamCompletion(
   api: string,
-  opts: { prompt: string; maxTokens: number; temperature: number; raw?: boolean },
+  opts: { prompt: string; maxTokens: number; temperature: number; raw?: boolean; apiKey?: string },
   onText: (t: string) => void,
 ): Promise<StreamResult> {
   const body = {
@@ -43,10 +45,11 @@ export async function streamCompletion(
   const started = performance.now();
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...authHeaders(opts.apiKey) }, body: JSON.stringify(body) });
   } catch (err) {
     throw meshError('API_UNREACHABLE', `cannot reach ${url}: ${(err as Error).message}. Is "mlx-mesh join" running?`);
   }
+  if (res.status === 401) throw keyRefused(url, opts.apiKey);
   if (!res.ok) {
     const err = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
     throw meshError('REQUEST_FAILED', `${res.status}: ${err.error?.message ?? res.statusText}`);
@@ -97,6 +100,7 @@ async function run(argv: string[]): Promise<number> {
       temperature: { type: 'string' },
       raw: { type: 'boolean' },
       json: { type: 'boolean' },
+      ...API_KEY_OPTION,
     },
     allowPositionals: true,
     strict: true,
@@ -108,7 +112,7 @@ async function run(argv: string[]): Promise<number> {
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw meshError('BAD_ARGUMENT', '--max-tokens must be a whole number ≥ 1');
   if (!(temperature >= 0 && temperature <= 2)) throw meshError('BAD_ARGUMENT', '--temperature must be between 0 and 2');
   const api = (values.api ?? `http://${defaults.apiHost}:${defaults.apiPort}`).replace(/\/$/, '');
-  const r = await streamCompletion(api, { prompt, maxTokens, temperature, raw: values.raw }, (t) => {
+  const r = await streamCompletion(api, { prompt, maxTokens, temperature, raw: values.raw, apiKey: apiKeyFrom(values['api-key']) }, (t) => {
     if (!values.json) process.stdout.write(t);
   });
   if (values.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);

@@ -8,6 +8,7 @@ import { checkPythonEnv } from '../../peer/python-env.ts';
 import { meshError } from '../../core/errors.ts';
 import type { Command } from '../command.ts';
 import { defaults, PROTOCOL_VERSION } from '../../core/defaults.ts';
+import { parseCorsOrigins } from '../api/cors.ts';
 import { startNode } from '../node.ts';
 
 const usage = `
@@ -21,7 +22,11 @@ Options:
   --port <n>            peer port (default ${defaults.port})
   --host <addr>         address the peer port binds (default 0.0.0.0)
   --api-port <n>        HTTP API port (default ${defaults.apiPort})
-  --api-host <addr>     HTTP API bind address (default ${defaults.apiHost})
+  --api-host <addr>     HTTP API bind address (default ${defaults.apiHost}); beyond loopback it needs --api-key
+  --api-key <key>       key every API request but /health must send as "Authorization: Bearer <key>"
+                        (or MLX_MESH_API_KEY)
+  --insecure-api        let the API listen beyond loopback without a key (anyone who reaches it can use it)
+  --cors-origin <url>   a browser origin allowed to call the API (repeatable or comma-separated; none by default)
   --peer <host:port>    a peer to link to, repeatable; works with or without mDNS
   --no-mdns             do not use mDNS (only --peer)
   --cluster <name>      cluster name; peers of other clusters are ignored (default "${defaults.cluster}")
@@ -47,6 +52,9 @@ async function run(argv: string[]): Promise<number> {
       host: { type: 'string' },
       'api-port': { type: 'string' },
       'api-host': { type: 'string' },
+      'api-key': { type: 'string' },
+      'insecure-api': { type: 'boolean' },
+      'cors-origin': { type: 'string', multiple: true },
       peer: { type: 'string', multiple: true },
       'no-mdns': { type: 'boolean' },
       cluster: { type: 'string' },
@@ -62,6 +70,9 @@ async function run(argv: string[]): Promise<number> {
   const dataDir = path.resolve(values['data-dir'] ?? defaults.dataDir);
   const cluster = values.cluster ?? defaults.cluster;
   if (!/^[\w.-]{1,63}$/.test(cluster)) throw meshError('BAD_ARGUMENT', `--cluster must be 1-63 letters, digits, ".", "_" or "-"`);
+  if (values['api-key'] === '') throw meshError('BAD_ARGUMENT', '--api-key must not be empty');
+  const apiKey = values['api-key'] ?? (process.env.MLX_MESH_API_KEY || undefined);
+  const corsOrigins = parseCorsOrigins(values['cors-origin'] ?? []);
   const discovery: DiscoverySource[] = [new StaticDiscovery({ peers: values.peer ?? [], defaultPort: defaults.port })];
   const node = await startNode({
     dataDir,
@@ -71,6 +82,9 @@ async function run(argv: string[]): Promise<number> {
     port,
     apiHost: values['api-host'] ?? defaults.apiHost,
     apiPort: parsePort(values['api-port'], '--api-port', defaults.apiPort),
+    apiKey,
+    insecureApi: values['insecure-api'],
+    corsOrigins,
     discovery,
     discoveryFor: values['no-mdns']
       ? undefined

@@ -1,16 +1,18 @@
 // `mlx-mesh status`: the cluster as one peer's API sees it, as a table or JSON.
 import { parseArgs } from 'node:util';
 import { meshError } from '../../core/errors.ts';
+import { API_KEY_HELP, API_KEY_OPTION, apiKeyFrom, authHeaders, keyRefused } from '../api-client.ts';
 import type { Command } from '../command.ts';
 import { defaults } from '../../core/defaults.ts';
 
 const usage = `
-Usage: mlx-mesh status [--api URL] [--json]
+Usage: mlx-mesh status [--api URL] [--api-key KEY] [--json]
 
 Shows every device of the cluster with its role, rank, layers and health, as seen by one peer.
 
 Options:
   --api <url>   the peer's HTTP API (default http://${defaults.apiHost}:${defaults.apiPort})
+  ${API_KEY_HELP}
   --json        print /distributed/gpu-info as JSON
 `;
 
@@ -26,13 +28,14 @@ interface Device {
   backend: string | null;
 }
 
-export async function fetchJson<T>(url: string, timeoutMs = 5000): Promise<T> {
+export async function fetchJson<T>(url: string, timeoutMs = 5000, key?: string): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    res = await fetch(url, { headers: authHeaders(key), signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     throw meshError('API_UNREACHABLE', `cannot reach ${url}: ${(err as Error).cause ?? (err as Error).message}. Is "mlx-mesh join" running there?`);
   }
+  if (res.status === 401) throw keyRefused(url, key);
   if (!res.ok) throw meshError('API_UNREACHABLE', `${url} answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as T;
 }
@@ -65,11 +68,11 @@ export function formatTable(info: { devices: Device[]; cluster_status: string; w
 async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { api: { type: 'string' }, json: { type: 'boolean' } },
+    options: { api: { type: 'string' }, json: { type: 'boolean' }, ...API_KEY_OPTION },
     strict: true,
   });
   const base = (values.api ?? `http://${defaults.apiHost}:${defaults.apiPort}`).replace(/\/$/, '');
-  const info = await fetchJson<Parameters<typeof formatTable>[0]>(`${base}/distributed/gpu-info`);
+  const info = await fetchJson<Parameters<typeof formatTable>[0]>(`${base}/distributed/gpu-info`, 5000, apiKeyFrom(values['api-key']));
   process.stdout.write(values.json ? `${JSON.stringify(info, null, 2)}\n` : formatTable(info));
   return 0;
 }

@@ -1,4 +1,6 @@
 // The local peer's view of the cluster (GET /cluster), which up and down watch for the remote peer.
+import { apiKeyFrom, authHeaders } from '../api-client.ts';
+
 export interface ClusterPeer {
   id: string;
   name?: string;
@@ -22,10 +24,10 @@ export interface ClusterView {
   refused?: unknown[];
 }
 
-/** null when no peer answers there. */
-export async function fetchCluster(api: string, timeoutMs = 3000): Promise<ClusterView | null> {
+/** null when no peer answers there (or it refuses the key, MLX_MESH_API_KEY unless given). */
+export async function fetchCluster(api: string, timeoutMs = 3000, key = apiKeyFrom(undefined)): Promise<ClusterView | null> {
   try {
-    const res = await fetch(`${api.replace(/\/$/, '')}/cluster`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(`${api.replace(/\/$/, '')}/cluster`, { headers: authHeaders(key), signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) return null;
     return (await res.json()) as ClusterView;
   } catch {

@@ -51,7 +51,7 @@ function join(ns: number, name: string, extra: string[] = []): Running {
   const { name: nsName, address } = net.namespaces[ns];
   const dataDir = mkdtempSync(path.join(os.tmpdir(), `mlx-mesh-e2e-${name}-`));
   dirs.push(dataDir);
-  const args = ['bin/mlx-mesh.js', 'join', '--port', '50051', '--api-port', String(API_PORT), '--api-host', '0.0.0.0',
+  const args = ['bin/mlx-mesh.js', 'join', '--port', '50051', '--api-port', String(API_PORT), '--api-host', '0.0.0.0', '--insecure-api',
     '--data-dir', dataDir, '--name', name, '--model', STORIES, '--python', TEST_PYTHON, ...extra];
   const child = net.run(nsName, process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
