@@ -1,17 +1,10 @@
 // `demo` and `generate` as a user runs them: real processes, the tiny model, exit codes and output.
-import { execFile } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createTestMesh, getJson, STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
-import { BIN, ROOT } from '../helpers/process.ts';
+import { runCli } from '../helpers/process.ts';
 
-function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: 180_000, env: { ...process.env, MLX_MESH_LOG: 'warn' } }, (err, out, errOut) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out, err: errOut }),
-    );
-  });
-}
+const cli = (args: string[]) => runCli(args, { env: { MLX_MESH_LOG: 'warn' }, timeoutMs: 180_000 });
 
 test('demo: 3 peers, the table, a streamed answer computed by all of them, throughput, exit 0', async () => {
   const r = await cli(['demo', '--peers', '3', '--model', STORIES, '--python', TEST_PYTHON, '--data-dir', tempDir(), '--prompt', 'Once upon a time', '--max-tokens', '30']);

@@ -3,14 +3,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { MeshNode } from '../../src/node.ts';
 import { startTestNode, tempDir, waitFor } from '../helpers/mesh.ts';
-import { freePort } from '../remote/sshd.ts';
+import { freePort, runCli } from '../helpers/process.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 // A working engine interpreter: the one the test run uses, else the default managed venv.
 const dataDirDefault = process.env.MLX_MESH_DATA_DIR ?? path.join(os.homedir(), '.mlx-mesh');
 const PYTHON = process.env.MLX_MESH_PYTHON ?? path.join(dataDirDefault, 'venv', 'bin', 'python');
@@ -27,23 +25,13 @@ interface Report {
   checks: { group: string; title: string; status: string; detail: string; fix?: string }[];
 }
 
-function doctor(args: string[]): Promise<{ code: number; report: Report; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlx-mesh.js'), 'doctor', '--json', '--no-mdns', '--timeout', '2000', ...args]);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('close', (code) => {
-      let report: Report = { ok: false, checks: [] };
-      try {
-        report = JSON.parse(out);
-      } catch {
-        err += `\nstdout: ${out}`;
-      }
-      resolve({ code: code ?? 1, report, err });
-    });
-  });
+async function doctor(args: string[]): Promise<{ code: number; report: Report; err: string }> {
+  const r = await runCli(['doctor', '--json', '--no-mdns', '--timeout', '2000', ...args]);
+  try {
+    return { code: r.code, report: JSON.parse(r.out) as Report, err: r.err };
+  } catch {
+    return { code: r.code, report: { ok: false, checks: [] }, err: `${r.err}\nstdout: ${r.out}` };
+  }
 }
 
 function common(): string[] {

@@ -1,28 +1,18 @@
 // `mlx-mesh setup` for real: a clean data dir gets a working venv (pip against PyPI), a second run
 // installs nothing and is much faster, and checkPythonEnv tells join what to run when it is missing.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkPythonEnv, findInterpreter, readStamp, versionOk } from '../../peer/python-env.ts';
+import { runCli } from '../helpers/process.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const PYTHON = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-setup-'));
 
-function cli(args: string[]): Promise<{ code: number; out: string; err: string; seconds: number }> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlx-mesh.js'), ...args]);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('close', (code) => resolve({ code: code ?? 1, out, err, seconds: (Date.now() - started) / 1000 }));
-  });
-}
+const cli = (args: string[]) => runCli(args);
 
 test.after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 

@@ -17,6 +17,32 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export interface CliResult {
+  code: number;
+  out: string;
+  err: string;
+  seconds: number;
+}
+
+/** Runs `mlx-mesh <args>` to completion without blocking this process (which may host peers). */
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      resolve({ code: code ?? (signal ? 128 : 1), out, err, seconds: (Date.now() - started) / 1000 });
+    });
+  });
+}
+
 export interface PeerProcess {
   child: ChildProcess;
   /** stdout and stderr so far. */

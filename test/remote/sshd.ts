@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../helpers/process.ts';
 
 export interface TestSshd {
   port: number;
@@ -24,16 +25,6 @@ export function sshdAvailable(): boolean {
   return fs.existsSync(SSHD) && typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function keygen(file: string): string {
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'mlx-mesh-test', '-f', file]);
@@ -103,3 +94,5 @@ export async function startSshd(): Promise<TestSshd> {
     },
   };
 }
+
+export { freePort };

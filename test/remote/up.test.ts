@@ -1,16 +1,16 @@
 // up/logs/down against a real sshd on loopback: the remote peer is installed from the packed package,
 // set up, started detached, joins the local peer, shows its log, and leaves on down. Host keys that are
 // wrong or unknown are refused with the fix.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { MeshNode } from '../../src/node.ts';
 import { getJson, startTestNode, tempDir, waitFor } from '../helpers/mesh.ts';
+import { runCli } from '../helpers/process.ts';
 import { freePort, startSshd, type TestSshd } from './sshd.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const PYTHON = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
 
 let sshd: TestSshd;
@@ -20,16 +20,7 @@ let peerPort: number;
 let apiPort: number;
 const localDir = tempDir('mlx-mesh-local-');
 
-function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mlx-mesh.js'), ...args], { env: { ...process.env, SSH_AUTH_SOCK: '' } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('close', (code) => resolve({ code: code ?? 1, out, err }));
-  });
-}
+const cli = (args: string[]) => runCli(args, { env: { SSH_AUTH_SOCK: '' } });
 
 function ssh(extra: string[] = [], knownHosts = sshd.knownHosts): string[] {
   return [`root@127.0.0.1:${sshd.port}`, '--identity', sshd.identity, '--known-hosts', knownHosts, '--remote-data-dir', remoteDir, ...extra];

@@ -4,15 +4,14 @@ The planner uses the per-layer byte counts to split layers by memory.
 """
 
 import json
-import re
 import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List
 
 from .errors import EngineError
+from .layer_files import LAYER_TENSOR
 
-_LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.")
 _DTYPES = {
     "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
     "I8": "int8", "U8": "uint8", "I16": "int16", "U16": "uint16",
@@ -69,7 +68,7 @@ def inspect_model(model: str) -> Dict[str, Any]:
     for file in files:
         for name, info in safetensors_header(file).items():
             size = info["data_offsets"][1] - info["data_offsets"][0]
-            match = _LAYER.match(name)
+            match = LAYER_TENSOR.match(name)
             if match and int(match.group(1)) < n_layers:
                 layer_bytes[int(match.group(1))] += size
                 if name.endswith(".weight"):

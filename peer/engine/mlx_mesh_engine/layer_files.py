@@ -7,11 +7,12 @@ the head is tied to it and end == n_layers), and the final norm and head when en
 import re
 from typing import Dict, Set
 
-_LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.")
+LAYER_TENSOR = re.compile(r"^(?:model\.)?layers\.(\d+)\.")
+"""A tensor of decoder layer N: `layers.N.` with or without mlx-lm's `model.` prefix."""
 
 
 def needs_tensor(name: str, start: int, end: int, n_layers: int, tied: bool) -> bool:
-    match = _LAYER.match(name)
+    match = LAYER_TENSOR.match(name)
     if match:
         return start <= int(match.group(1)) < end
     if "embed_tokens" in name:
