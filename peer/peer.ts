@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { CloseCode } from '../transport/close-codes.ts';
 import type { EndpointOptions } from '../transport/endpoint.ts';
-import type { MeshError } from '../core/errors.ts';
+import { meshError, type MeshError } from '../core/errors.ts';
 import type { Link } from '../transport/link.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Message, PeerInfo } from '../transport/messages.ts';
@@ -201,7 +201,7 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   send(id: string, msg: Message): Promise<void> {
     const link = this.membership.get(id);
-    if (!link) return Promise.reject(new Error(`no link to ${id}`));
+    if (!link) return Promise.reject(meshError('PEER_UNREACHABLE', `no link to peer ${id}`));
     return link.send(msg);
   }
 
