@@ -8,7 +8,9 @@ export interface Suite {
   run(argv: string[]): Promise<number>;
 }
 
-const SUITES: Record<string, { summary: string; load: () => Promise<Suite> }> = {};
+const SUITES: Record<string, { summary: string; load: () => Promise<Suite> }> = {
+  inference: { summary: 'mlx_lm against the mesh with N peers: tok/s, prefill, concurrent streams, memory', load: () => import('./inference.ts') },
+};
 
 const usage = `
 Usage: mlx-mesh bench <suite> [options]   (mlx-mesh bench <suite> --help for its options)
@@ -23,6 +25,10 @@ ${Object.entries(SUITES)
 
 async function run(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--help' || name === '-h') {
+    process.stdout.write(`${usage.trim()}\n`);
+    return EXIT.ok;
+  }
   const suite = name ? SUITES[name] : undefined;
   if (!suite) {
     process.stderr.write(`${name ? `mlx-mesh: unknown bench suite "${name}"\n` : ''}${usage.trim()}\n`);

@@ -1,223 +1,357 @@
-// Inference benchmark: where the time of one greedy chat generation goes, from plain mlx_lm to a
-// 3-peer mesh, on the same model, prompt and settings in one run.
-//
-//   node --import tsx bench/inference.ts [--json] [--runs N] [--max-tokens N] [--model DIR] [--blas SPEC] [--only b,c,...]
-//
-// Rows: (a) single-process mlx_lm stream_generate, (b) one engine process driven through the
-// supervisor (no mesh), (c) a 1-peer mesh through the HTTP API, (d) 2 peers, (e) 3 peers on loopback.
-// Each row: one unmeasured warm-up generation, then --runs measured ones (median reported).
-// prefill = time to the first generated token; decode = tokens/s after the first token.
+// `mlx-mesh bench inference`: single-process mlx_lm against the mesh with N peers (separate processes,
+// optionally pinned one core each), same model, same prompt, greedy, in one run; reports mlx_lm's
+// benchmark figures per row and the pipeline ratios (decode, prefill, concurrent streams, memory).
+// `--api URL` measures a running cluster as a client would instead.
 import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { promisify } from 'node:util';
-import { EngineSupervisor } from '../peer/supervisor.ts';
-import { resolvePython } from '../peer/python-env.ts';
-import { defaults } from '../core/defaults.ts';
-import { startLocalMesh, waitUntilReady } from '../src/local-mesh.ts';
-import type { MeshNode } from '../src/node.ts';
-import { streamCompletion } from '../src/commands/generate.ts';
-import { ENGINE_DIR } from '../core/paths.ts';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { defaults } from '../core/defaults.ts';
+import { meshError } from '../core/errors.ts';
+import { ENGINE_DIR, PACKAGE_ROOT, PACKAGE_VERSION } from '../core/paths.ts';
+import { classifyModelSpec, resolveModel } from '../peer/model-source.ts';
+import { resolvePython } from '../peer/python-env.ts';
+import { EngineSupervisor } from '../peer/supervisor.ts';
+import { dataDirOption, EXIT, parseCommandArgs, SHARED_OPTIONS } from '../src/command.ts';
+import { writeRatioChart } from './inference-chart.ts';
+import { enginePids, peakRssBytes, pinPrefix, startPeerProcesses, stopPeerProcesses, waitForCluster } from './peer-processes.ts';
+import { concurrentStreams, type ConcurrentRun, oneStream, type StreamRun } from './streams.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const DEFAULT_MODEL = path.join(defaults.dataDir, 'models', 'SmolLM2-135M-Instruct.Q4_1-b179c9523d0e');
-const PROMPT = 'In two sentences, why would someone run one language model across several computers?';
-const MESSAGES = [{ role: 'user', content: PROMPT }];
+export const usage = `
+Usage: mlx-mesh bench inference [options]
 
-interface Run {
-  prefillS: number;
-  decodeTps: number;
-  tokens: number;
-  text: string;
+Runs the same greedy generation on single-process mlx_lm and on a mesh of N peers on this machine
+(each peer a separate "mlx-mesh join" process on loopback), checks the texts are identical, and
+reports mlx_lm.benchmark's figures per row (prompt_tps, generation_tps, peak_memory) and the ratios:
+  decode     generation tok/s, 1 stream, mesh ÷ mlx_lm
+  prefill    time to the first token of the -p prompt, mlx_lm ÷ mesh (above 1: the mesh is faster)
+  streams    aggregate tok/s of 4 concurrent streams ÷ 1 stream (mesh)
+  memory     engine peak RSS of the largest peer ÷ the mlx_lm process's peak RSS
+
+Options:
+  -p, --prompt-tokens <n>      prompt length in tokens (default 1024)
+  -g, --generation-tokens <n>  tokens to generate, at most (default 64; EOS ends a generation earlier)
+  -n, --num-trials <n>         measured repeats per row after one warm-up (default 2; medians reported)
+  --peers <list>               mesh sizes, comma-separated (default 1,2)
+  --model <id|dir|file.gguf>   model (default: the bundled default model)
+  --random <llama-HxL>         a random-weight llama of hidden H and L layers, generated once into
+                               <data-dir>/models/random-llama-HxL (e.g. llama-1024x16, ~1.4 GB float32)
+  --pin                        Linux: each peer and its engine on its own core (taskset -c i), the
+                               mlx_lm baseline on one core, OPENBLAS_NUM_THREADS=1 everywhere. Several
+                               processes on one machine share memory bandwidth and caches, so only
+                               pinned runs stand in honestly for N machines; unpinned, the peers and
+                               the baseline compete for every core.
+  --streams <list>             concurrency levels (default 1,4 locally, 1,2,4,8 with --api)
+  --api <url>                  benchmark a running cluster as a client would: time to first token,
+                               tok/s per stream and aggregate tok/s at each concurrency level
+  --blas <spec>                MLX_MESH_BLAS for the engines and mlx_lm (auto, bundled or a library)
+  --json                       one JSON object on stdout: {meta, rows, ratios}
+  --chart <file.svg>           the ratios as a bar chart
+  --data-dir <dir>             where models live (default ${defaults.dataDir})
+  --python <path>              the engine's Python (default: the data dir's venv)
+
+Progress goes to stderr. A run on the default model with the defaults takes a few minutes.
+`;
+
+const OPTIONS = {
+  ...SHARED_OPTIONS,
+  'prompt-tokens': { type: 'string', short: 'p', default: '1024' },
+  'generation-tokens': { type: 'string', short: 'g', default: '64' },
+  'num-trials': { type: 'string', short: 'n', default: '2' },
+  peers: { type: 'string', default: '1,2' },
+  model: { type: 'string' },
+  random: { type: 'string' },
+  pin: { type: 'boolean', default: false },
+  streams: { type: 'string' },
+  api: { type: 'string' },
+  blas: { type: 'string' },
+  chart: { type: 'string' },
+} as const;
+
+export interface Row {
+  setup: string;
+  /** 0 for mlx_lm. */
+  peers: number;
+  cores: number[] | null;
+  prompt_tokens: number;
+  generation_tokens: number;
+  prompt_s: number;
+  prompt_tps: number;
+  generation_tps: number;
+  /** mlx_lm: MLX's peak memory in GB; mesh: null (see peak_rss_bytes). */
+  peak_memory: number | null;
+  /** mlx_lm: the process; mesh: each peer's engine process, by rank. */
+  peak_rss_bytes: number[];
+  same_text: boolean | null;
+  streams: Record<string, ConcurrentRun>;
+  trials: Array<Omit<StreamRun, 'text'>>;
 }
 
-interface Row {
-  key: string;
-  label: string;
-  runs: Run[];
-  prefillS: number;
-  decodeTps: number;
-  tokens: number;
-  sameText: boolean | null;
-  prefillRatio: number | null;
-  decodeRatio: number | null;
+export interface Ratios {
+  peers: number;
+  decode: number;
+  prefill: number;
+  streams: number;
+  memory: number;
 }
 
-const { values } = parseArgs({
-  options: {
-    json: { type: 'boolean' },
-    runs: { type: 'string', default: '2' },
-    'max-tokens': { type: 'string', default: '32' },
-    model: { type: 'string', default: DEFAULT_MODEL },
-    blas: { type: 'string' },
-    only: { type: 'string' },
-  },
-});
-const runs = Number(values.runs);
-const maxTokens = Number(values['max-tokens']);
-const model = path.resolve(values.model!);
-// The engines inherit this; the mlx_lm baseline loads the same library, so rows stay comparable.
-if (values.blas !== undefined) process.env.MLX_MESH_BLAS = values.blas;
-const python = resolvePython({ dataDir: defaults.dataDir }).path;
 const progress = (line: string) => process.stderr.write(`${line}\n`);
-
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-async function measure(times: number, once: () => Promise<Run>): Promise<Run[]> {
-  await once(); // warm-up: first-call costs are reported by the first row's prefill, not here
-  const out: Run[] = [];
-  for (let i = 0; i < times; i++) out.push(await once());
-  return out;
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw meshError('BAD_ARGUMENT', `${flag} must be a whole number ≥ 1, got "${value}"`);
+  return n;
 }
 
-async function mlxLm(): Promise<Run[]> {
-  const env = { ...process.env, PYTHONPATH: ENGINE_DIR };
-  const script = path.join(ROOT, 'bench', 'mlx_lm_baseline.py');
-  const { stdout } = await promisify(execFile)(python, [script, model, JSON.stringify(MESSAGES), String(maxTokens), String(runs)], {
-    env,
-    maxBuffer: 16 << 20,
-  });
-  const res = JSON.parse(stdout) as { runs: Array<{ prefill_s: number; decode_tps: number; tokens: number; text: string }> };
-  return res.runs.map((r) => ({ prefillS: r.prefill_s, decodeTps: r.decode_tps, tokens: r.tokens, text: r.text }));
+function intList(value: string, flag: string): number[] {
+  return value.split(',').map((v) => positiveInt(v.trim(), flag));
 }
 
-async function engineOnly(): Promise<Run[]> {
-  const engine = new EngineSupervisor({ dataDir: defaults.dataDir, python });
+/** The mlx-lm directory for --model / --random; a GGUF or the default model is converted once by an engine. */
+async function modelDir(spec: string | undefined, random: string | undefined, dataDir: string, python: string): Promise<string> {
+  if (classifyModelSpec(random ? undefined : spec) === 'dir') return path.resolve(spec!);
+  const engine = new EngineSupervisor({ dataDir, python });
+  let dir: string;
   try {
-    const hello = await engine.start();
-    progress(`   engine blas: ${hello.blas ?? '?'}`);
-    const loaded = await engine.load({ model, start: 0, end: Number.MAX_SAFE_INTEGER }).catch(async () => {
-      const info = await engine.inspect(model);
-      return engine.load({ model, start: 0, end: info.n_layers });
-    });
-    void loaded;
-    const info = await engine.inspect(model);
-    const { tokens: prompt } = await engine.tokenize({ messages: MESSAGES });
-    const greedy = { temperature: 0, top_p: 1 };
-    let n = 0;
-    return await measure(runs, async () => {
-      const request = `bench-${n++}`;
-      const started = performance.now();
-      await engine.forward({ request, offset: 0, tokens: prompt.slice(0, -1), sample: false, sampling: greedy });
-      let offset = prompt.length - 1;
-      let token = (await engine.forward({ request, offset, tokens: prompt.slice(-1), sample: true, sampling: greedy })).token!;
-      offset += 1;
-      const first = performance.now();
-      const out: number[] = [];
-      let last = first;
-      while (!info.eos_token_ids.includes(token)) {
-        out.push(token);
-        last = performance.now();
-        if (out.length >= maxTokens) break;
-        token = (await engine.forward({ request, offset, tokens: [token], sample: true, sampling: greedy })).token!;
-        offset += 1;
-      }
-      await engine.release(request);
-      const text = (await engine.decode(out)).text;
-      const decodeS = (last - first) / 1000;
-      return { prefillS: (first - started) / 1000, decodeTps: out.length > 1 ? (out.length - 1) / decodeS : 0, tokens: out.length, text };
-    });
+    await engine.start();
+    dir = (await resolveModel(random ? undefined : spec, { dataDir, engine, python })).path;
   } finally {
     await engine.stop();
   }
+  if (!random) return dir;
+  const out = path.join(dataDir, 'models', `random-${random}`);
+  if (!fs.existsSync(path.join(out, 'config.json'))) progress(`· generating random-weight ${random} into ${out} (once)`);
+  const { stdout } = await promisify(execFile)(python, [path.join(PACKAGE_ROOT, 'bench', 'make_random_model.py'), random, out, dir], {
+    maxBuffer: 1 << 20,
+  });
+  return (JSON.parse(stdout) as { path: string }).path;
 }
 
-async function mesh(n: number): Promise<Run[]> {
-  let nodes: MeshNode[] = [];
+interface Baseline {
+  prompt: string;
+  prompt_tokens: number;
+  blas: string;
+  versions: Record<string, string>;
+  peak_memory: number;
+  peak_rss_bytes: number;
+  runs: Array<{ prompt_s: number; prompt_tps: number; generation_tps: number; tokens: number; text: string }>;
+}
+
+async function mlxLm(model: string, python: string, env: NodeJS.ProcessEnv, core: number | null, p: number, g: number, n: number): Promise<Baseline> {
+  const cmd = [...pinPrefix(core), python, path.join(PACKAGE_ROOT, 'bench', 'mlx_lm_baseline.py'), model, String(p), String(g), String(n)];
+  const { stdout } = await promisify(execFile)(cmd[0], cmd.slice(1), { env: { ...env, PYTHONPATH: ENGINE_DIR }, maxBuffer: 64 << 20 });
+  return JSON.parse(stdout) as Baseline;
+}
+
+function baselineRow(b: Baseline, core: number | null, g: number): Row {
+  return {
+    setup: 'mlx_lm',
+    peers: 0,
+    cores: core === null ? null : [core],
+    prompt_tokens: b.prompt_tokens,
+    generation_tokens: g,
+    prompt_s: median(b.runs.map((r) => r.prompt_s)),
+    prompt_tps: median(b.runs.map((r) => r.prompt_tps)),
+    generation_tps: median(b.runs.map((r) => r.generation_tps)),
+    peak_memory: b.peak_memory,
+    peak_rss_bytes: [b.peak_rss_bytes],
+    same_text: true,
+    streams: {},
+    trials: b.runs.map((r) => ({ ttftS: r.prompt_s, seconds: 0, promptTokens: b.prompt_tokens, tokens: r.tokens, generationTps: r.generation_tps })),
+  };
+}
+
+/** k concurrent streams at each level, after which the row's figures are complete. */
+async function measureStreams(api: string, levels: number[], g: number): Promise<Record<string, ConcurrentRun>> {
+  const out: Record<string, ConcurrentRun> = {};
+  for (const k of levels) {
+    progress(`   ${k} concurrent stream${k > 1 ? 's' : ''} …`);
+    out[String(k)] = await concurrentStreams(api, k, g);
+  }
+  return out;
+}
+
+async function meshRow(
+  peers: number,
+  opts: { model: string; python: string; env: NodeJS.ProcessEnv; pin: boolean; baseline: Baseline; g: number; n: number; levels: number[] },
+): Promise<Row> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-bench-'));
+  const procs = await startPeerProcesses({ peers, model: opts.model, python: opts.python, pin: opts.pin, env: opts.env, root });
   try {
-    nodes = await startLocalMesh({ peers: n, root, namePrefix: 'bench', model, python });
-    await waitUntilReady(nodes, 120_000);
-    // Ask the last peer, as the demo does: with n > 1 its request crosses the links both ways.
-    const api = nodes[n - 1].api.url;
-    return await measure(runs, async () => {
-      const r = await streamCompletion(api, { prompt: PROMPT, maxTokens, temperature: 0 }, () => {});
-      const decodeS = r.seconds - (r.firstTokenSeconds ?? 0);
-      return {
-        prefillS: r.firstTokenSeconds ?? 0,
-        decodeTps: r.completionTokens > 1 ? (r.completionTokens - 1) / decodeS : 0,
-        tokens: r.completionTokens,
-        text: r.text,
-      };
-    });
+    progress(`   waiting for ${peers} peer${peers > 1 ? 's' : ''} to load their layers …`);
+    const stages = await waitForCluster(procs, 900_000);
+    // Ask the peer holding the last stage, as the demo does: with several peers the request crosses every link.
+    const api = procs[procs.length - 1].apiUrl;
+    await oneStream(api, opts.baseline.prompt, 4); // warm-up
+    const trials: StreamRun[] = [];
+    for (let i = 0; i < opts.n; i++) {
+      progress(`   trial ${i + 1}/${opts.n} …`);
+      trials.push(await oneStream(api, opts.baseline.prompt, opts.g));
+    }
+    const streams = await measureStreams(api, opts.levels, opts.g);
+    const ids = await Promise.all(procs.map(async (p) => [p, (await (await fetch(`${p.apiUrl}/health`)).json()).peer_id as string] as const));
+    const byRank = stages.map((s) => ids.find(([, id]) => id === s.device_id)![0]);
+    const rss = byRank.map((p) => Math.max(0, ...enginePids(p.child.pid!).map((pid) => peakRssBytes(pid) ?? 0)));
+    const expected = opts.baseline.runs[0].text;
+    return {
+      setup: 'mesh',
+      peers,
+      cores: opts.pin ? byRank.map((p) => p.core!) : null,
+      prompt_tokens: trials[0].promptTokens,
+      generation_tokens: opts.g,
+      prompt_s: median(trials.map((t) => t.ttftS)),
+      prompt_tps: median(trials.map((t) => t.promptTokens / t.ttftS)),
+      generation_tps: median(trials.map((t) => t.generationTps)),
+      peak_memory: null,
+      peak_rss_bytes: rss,
+      same_text: trials.every((t) => t.text === expected),
+      streams,
+      trials: trials.map(({ text: _t, ...t }) => t),
+    };
   } finally {
-    await Promise.all(nodes.map((x) => x.stop()));
+    await stopPeerProcesses(procs);
     fs.rmSync(root, { recursive: true, force: true });
   }
 }
 
-const plan: Array<[string, string, () => Promise<Run[]>]> = [
-  ['a', 'mlx_lm, one process', mlxLm],
-  ['b', 'engine via supervisor', engineOnly],
-  ['c', 'mesh, 1 peer (HTTP)', () => mesh(1)],
-  ['d', 'mesh, 2 peers', () => mesh(2)],
-  ['e', 'mesh, 3 peers', () => mesh(3)],
-];
-
-// --only b,d: a subset (ratios need (a), so it always runs).
-const only = values.only ? new Set(['a', ...values.only.split(',')]) : null;
-const rows: Row[] = [];
-const startedAt = Date.now();
-const load0 = os.loadavg()[0];
-for (const [key, label, fn] of plan) {
-  if (only && !only.has(key)) continue;
-  progress(`(${key}) ${label} …`);
-  const rs = await fn();
-  rows.push({
-    key,
-    label,
-    runs: rs,
-    prefillS: median(rs.map((r) => r.prefillS)),
-    decodeTps: median(rs.map((r) => r.decodeTps)),
-    tokens: rs[0].tokens,
-    sameText: null,
-    prefillRatio: null,
-    decodeRatio: null,
-  });
+export function ratiosOf(base: Row, row: Row, levels: number[]): Ratios {
+  const top = String(Math.max(...levels));
+  const one = row.streams['1'] ?? row.streams[String(Math.min(...levels))];
+  return {
+    peers: row.peers,
+    decode: row.generation_tps / base.generation_tps,
+    prefill: base.prompt_s / row.prompt_s,
+    streams: row.streams[top].aggregateTps / one.aggregateTps,
+    memory: Math.max(...row.peak_rss_bytes) / base.peak_rss_bytes[0],
+  };
 }
-const base = rows[0];
-for (const r of rows) {
-  r.sameText = r.runs.every((x) => x.text === base.runs[0].text);
-  r.prefillRatio = r.prefillS / base.prefillS;
-  r.decodeRatio = r.decodeTps / base.decodeTps;
-}
-const meta = {
-  model,
-  promptChars: PROMPT.length,
-  maxTokens,
-  runs,
-  blas: process.env.MLX_MESH_BLAS || (process.platform === 'linux' ? 'auto' : 'bundled'),
-  cpus: os.cpus().length,
-  loadavgBefore: load0,
-  loadavgAfter: os.loadavg()[0],
-  seconds: (Date.now() - startedAt) / 1000,
-};
 
-if (values.json) {
-  process.stdout.write(`${JSON.stringify({ meta, rows }, null, 2)}\n`);
-} else {
-  const head = ['', 'setup', 'prefill s', '× (a)', 'decode tok/s', '× (a)', 'tokens', 'same text'];
+function loadavg(): number[] {
+  return os.loadavg().map((x) => Math.round(x * 100) / 100);
+}
+
+function table(rows: Row[], ratios: Ratios[]): string {
+  const head = ['setup', 'cores', 'prompt tok', 'prompt_tps', 'gen tok/s', 'peak RSS MB', 'same text', ...Object.keys(rows.at(-1)?.streams ?? {}).map((k) => `${k}× agg tok/s`)];
   const body = rows.map((r) => [
-    `(${r.key})`,
-    r.label,
-    r.prefillS.toFixed(3),
-    r.prefillRatio!.toFixed(2),
-    r.decodeTps.toFixed(1),
-    r.decodeRatio!.toFixed(2),
-    String(r.tokens),
-    r.sameText ? 'yes' : 'NO',
+    r.peers ? `mesh, ${r.peers} peer${r.peers > 1 ? 's' : ''}` : 'mlx_lm, one process',
+    r.cores ? r.cores.join(',') : '-',
+    String(r.prompt_tokens),
+    r.prompt_tps.toFixed(1),
+    r.generation_tps.toFixed(2),
+    r.peak_rss_bytes.map((b) => (b / 2 ** 20).toFixed(0)).join('/'),
+    r.same_text ? 'yes' : 'NO',
+    ...Object.keys(rows.at(-1)?.streams ?? {}).map((k) => (r.streams[k] ? r.streams[k].aggregateTps.toFixed(2) : '-')),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  process.stdout.write(`${line(head)}\n${body.map(line).join('\n')}\n`);
-  process.stdout.write(
-    `\nblas ${meta.blas} · ${meta.cpus} CPUs · load ${meta.loadavgBefore.toFixed(2)} → ${meta.loadavgAfter.toFixed(2)} · ` +
-      `${runs} runs/row (median) · max ${maxTokens} tokens · ${meta.seconds.toFixed(0)} s\n`,
-  );
+  const rhead = ['ratios', 'decode', 'prefill', `streams`, 'memory'];
+  const rbody = ratios.map((x) => [`mesh, ${x.peers} peer${x.peers > 1 ? 's' : ''}`, x.decode, x.prefill, x.streams, x.memory].map((v) => (typeof v === 'number' ? v.toFixed(2) : v)));
+  return `${format([head, ...body])}\n\n${format([rhead, ...rbody])}\n`;
+}
+
+function format(lines: string[][]): string {
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => (l[i] ?? '').length)));
+  return lines.map((l) => l.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')).join('\n');
+}
+
+async function runApi(url: string, levels: number[], g: number, n: number, json: boolean, chart?: string): Promise<number> {
+  const api = url.replace(/\/$/, '');
+  const load = loadavg();
+  const started = Date.now();
+  progress(`· warm-up request to ${api}`);
+  await oneStream(api, 'Hello', 4);
+  const trials: StreamRun[] = [];
+  for (let i = 0; i < n; i++) trials.push(await oneStream(api, 'Once upon a time, in a quiet village by the sea,', g));
+  const streams = await measureStreams(api, levels, g);
+  const one = streams[String(levels[0])];
+  const ratios = Object.fromEntries(levels.map((k) => [String(k), streams[String(k)].aggregateTps / one.aggregateTps]));
+  const meta = { api, generation_tokens: g, num_trials: n, cpus: os.cpus().length, loadavg_before: load, loadavg_after: loadavg(), node: process.version, mlx_mesh: PACKAGE_VERSION, seconds: (Date.now() - started) / 1000 };
+  const single = { ttft_s: median(trials.map((t) => t.ttftS)), generation_tps: median(trials.map((t) => t.generationTps)) };
+  if (chart) writeRatioChart(chart, `aggregate tok/s ÷ 1 stream, ${api}`, Object.entries(ratios).map(([k, v]) => ({ label: `${k} streams`, value: v })));
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ meta, single, streams, ratios }, null, 2)}\n`);
+    return EXIT.ok;
+  }
+  const lines = [['streams', 'mean TTFT s', 'mean tok/s', 'aggregate tok/s', '÷ 1 stream']];
+  for (const k of levels) {
+    const s = streams[String(k)];
+    lines.push([String(k), s.meanTtftS.toFixed(3), s.meanGenerationTps.toFixed(2), s.aggregateTps.toFixed(2), ratios[String(k)].toFixed(2)]);
+  }
+  process.stdout.write(`${format(lines)}\n\nload ${meta.loadavg_before.join(' ')} → ${meta.loadavg_after.join(' ')} · ${meta.cpus} CPUs · ${meta.seconds.toFixed(0)} s\n`);
+  return EXIT.ok;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, OPTIONS);
+  const p = positiveInt(values['prompt-tokens'], '-p');
+  const g = positiveInt(values['generation-tokens'], '-g');
+  const n = positiveInt(values['num-trials'], '-n');
+  const levels = intList(values.streams ?? (values.api ? '1,2,4,8' : '1,4'), '--streams');
+  if (values.api) return runApi(values.api, levels, g, n, values.json, values.chart);
+
+  const peerCounts = intList(values.peers, '--peers');
+  if (values.pin && process.platform !== 'linux') throw meshError('BAD_ARGUMENT', '--pin needs Linux (taskset)');
+  if (values.random && values.model) throw meshError('BAD_ARGUMENT', 'give --model or --random, not both');
+  const dataDir = dataDirOption(values);
+  const python = resolvePython({ python: values.python, dataDir }).path;
+  const env: NodeJS.ProcessEnv = { ...process.env, MLX_MESH_LOG: process.env.MLX_MESH_LOG ?? 'warn' };
+  if (values.blas !== undefined) env.MLX_MESH_BLAS = values.blas;
+  if (values.pin) env.OPENBLAS_NUM_THREADS = '1';
+
+  const load = loadavg();
+  const started = Date.now();
+  const model = await modelDir(values.model, values.random, dataDir, python);
+  const baseCore = values.pin ? 0 : null;
+  progress(`· mlx_lm, one process${values.pin ? ' (core 0)' : ''}: ${model}, -p ${p} -g ${g} -n ${n}`);
+  const baseline = await mlxLm(model, python, env, baseCore, p, g, n);
+  const rows: Row[] = [baselineRow(baseline, baseCore, g)];
+  for (const peers of peerCounts) {
+    progress(`· mesh, ${peers} peer${peers > 1 ? 's' : ''}${values.pin ? ' (pinned)' : ''}`);
+    const row = await meshRow(peers, { model, python, env, pin: values.pin, baseline, g, n, levels });
+    if (!row.same_text) progress(`   ! the mesh's text differs from mlx_lm's`);
+    rows.push(row);
+  }
+  const ratios = rows.slice(1).map((r) => ratiosOf(rows[0], r, levels));
+  const meta = {
+    model,
+    random: values.random ?? null,
+    prompt_tokens: baseline.prompt_tokens,
+    generation_tokens: g,
+    num_trials: n,
+    peers: peerCounts,
+    streams: levels,
+    pin: values.pin,
+    blas: baseline.blas,
+    openblas_threads: env.OPENBLAS_NUM_THREADS ?? null,
+    cpus: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model ?? null,
+    loadavg_before: load,
+    loadavg_after: loadavg(),
+    versions: { node: process.version, mlx_mesh: PACKAGE_VERSION, ...baseline.versions },
+    seconds: (Date.now() - started) / 1000,
+  };
+  if (values.chart) {
+    writeRatioChart(
+      values.chart,
+      `mesh ÷ mlx_lm, ${path.basename(model)}${values.pin ? ', pinned' : ''}`,
+      ratios.flatMap((r) => [
+        { label: `${r.peers}p decode`, value: r.decode },
+        { label: `${r.peers}p prefill`, value: r.prefill },
+        { label: `${r.peers}p ${Math.max(...levels)} streams`, value: r.streams },
+        { label: `${r.peers}p memory`, value: r.memory },
+      ]),
+    );
+  }
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ meta, rows, ratios }, null, 2)}\n`);
+  } else {
+    process.stdout.write(table(rows, ratios));
+    process.stdout.write(
+      `\n${path.basename(model)} · blas ${meta.blas} · ${meta.cpus} CPUs · load ${load.join(' ')} → ${meta.loadavg_after.join(' ')} · ${meta.seconds.toFixed(0)} s\n`,
+    );
+  }
+  return EXIT.ok;
 }

@@ -1,26 +1,76 @@
-"""Single-process mlx_lm on the same model, prompt and greedy settings as bench/inference.ts.
+"""Single-process mlx_lm: the baseline row of `mlx-mesh bench inference`.
 
-Usage: python mlx_lm_baseline.py MODEL_DIR MESSAGES_JSON MAX_TOKENS RUNS
-Prints JSON {"prompt_tokens", "blas", "runs": [{"prefill_s", "decode_tps", "tokens", "text"}]}.
-One unmeasured warm-up generation runs first. MLX_MESH_BLAS selects the BLAS exactly as the
-engine does, so both sides of a comparison compute with the same library.
+Usage: python mlx_lm_baseline.py MODEL_DIR PROMPT_TOKENS GENERATION_TOKENS REPEATS
+Prints one JSON object on stdout:
+  {"prompt": text, "prompt_tokens", "blas", "versions", "peak_memory", "peak_rss_bytes",
+   "runs": [{"prompt_s", "prompt_tps", "generation_tps", "tokens", "text"}]}
+
+The prompt is plain text of about PROMPT_TOKENS tokens, tokenized exactly as the engine's `tokenize`
+op does for /v1/completions (with BOS), so the mesh rows can send the same text and must produce the
+same greedy text. Generation stops at EOS or GENERATION_TOKENS, as the mesh does. One unmeasured
+warm-up generation runs first. MLX_MESH_BLAS selects the BLAS exactly as the engine does, so both
+sides of a comparison compute with the same library.
 """
 
+import importlib.metadata
 import json
+import platform
+import resource
 import sys
 import time
+
+# Prose that keeps a small model talking (no EOS for a while), repeated up to the prompt length.
+PASSAGE = (
+    "The lighthouse keeper climbed the stairs every evening to light the lamp. The ships passed in the "
+    "dark, and the sailors counted the flashes to know where they were. One winter the storm broke the "
+    "glass, and the keeper carried a lantern up and down the tower all night, so that no ship would be "
+    "lost on the rocks below. In the morning the village came to thank him, and he told them the story "
+    "of the lamp, the glass and the long night."
+).split()
+
+
+def encode(tokenizer, text):
+    """What the engine's tokenize op returns for {text, add_bos: true}."""
+    tokens = list(tokenizer.encode(text, add_special_tokens=True))
+    bos = tokenizer.bos_token_id
+    if bos is not None and (not tokens or tokens[0] != bos):
+        tokens.insert(0, bos)
+    return tokens
+
+
+def prompt_of(tokenizer, n_tokens):
+    """The longest run of PASSAGE words (repeated) that tokenizes to at most n_tokens tokens."""
+
+    def text(n_words):
+        return " ".join(PASSAGE[i % len(PASSAGE)] for i in range(n_words))
+
+    lo, hi = 1, max(2, n_tokens)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(encode(tokenizer, text(mid))) <= n_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text(lo)
+
+
+def peak_rss_bytes():
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB, macOS bytes
 
 
 def main():
     from mlx_mesh_engine.blas import load_blas
 
     blas = load_blas()
+    import mlx.core as mx
     from mlx_lm import load, stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    model_dir, messages, max_tokens, runs = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    model_dir, prompt_tokens, max_tokens, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     model, tokenizer = load(model_dir)
-    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    text = prompt_of(tokenizer, prompt_tokens)
+    prompt = encode(tokenizer, text)
     sampler = make_sampler(temp=0.0)
 
     def once():
@@ -31,16 +81,27 @@ def main():
                 break
             stamps.append(time.perf_counter())
             tokens.append(int(r.token))
+        prompt_s = (stamps[0] if stamps else time.perf_counter()) - started
         decode_s = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
         return {
-            "prefill_s": stamps[0] - started,
-            "decode_tps": (len(stamps) - 1) / decode_s if decode_s > 0 else 0.0,
+            "prompt_s": prompt_s,
+            "prompt_tps": len(prompt) / prompt_s,
+            "generation_tps": (len(stamps) - 1) / decode_s if decode_s > 0 else 0.0,
             "tokens": len(tokens),
             "text": tokenizer.decode(tokens),
         }
 
     once()
-    out = {"prompt_tokens": len(prompt), "blas": blas or "bundled", "runs": [once() for _ in range(runs)]}
+    runs = [once() for _ in range(repeats)]
+    out = {
+        "prompt": text,
+        "prompt_tokens": len(prompt),
+        "blas": blas or "bundled",
+        "versions": {"python": platform.python_version(), "mlx": mx.__version__, "mlx_lm": importlib.metadata.version("mlx-lm")},
+        "peak_memory": mx.get_peak_memory() / 1e9,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "runs": runs,
+    }
     print(json.dumps(out))
 
 

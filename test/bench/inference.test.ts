@@ -1,0 +1,69 @@
+// `mlx-mesh bench inference` as a user runs it, at a tiny size: the JSON's shape, every ratio a finite
+// number, the mesh's greedy text equal to mlx_lm's. Speed is the benchmark's business, never asserted here.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createTestMesh, getJson, STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
+import { BIN, ROOT } from '../helpers/process.ts';
+
+function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: 280_000, maxBuffer: 16 << 20, env: { ...process.env, MLX_MESH_LOG: 'warn' } }, (err, out, errOut) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out, err: errOut }),
+    );
+  });
+}
+
+const finite = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+
+test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios, a chart', async () => {
+  const chart = path.join(tempDir(), 'ratios.svg');
+  const r = await cli(['bench', 'inference', '--model', STORIES, '--python', TEST_PYTHON, '-p', '16', '-g', '8', '-n', '1', '--peers', '1,2', '--json', '--chart', chart]);
+  assert.is(r.code, 0, r.err);
+  assert.match(r.err, /mesh, 2 peers/, 'progress on stderr');
+  const out = JSON.parse(r.out);
+  assert.ok(out.meta.cpus >= 1 && out.meta.loadavg_before.length === 3 && out.meta.loadavg_after.length === 3);
+  assert.type(out.meta.blas, 'string');
+  assert.type(out.meta.versions.mlx, 'string');
+  assert.equal(out.rows.map((x: { setup: string; peers: number }) => `${x.setup}:${x.peers}`), ['mlx_lm:0', 'mesh:1', 'mesh:2']);
+  for (const row of out.rows) {
+    assert.ok(row.prompt_tokens > 1 && row.prompt_tokens <= 16, `prompt tokens ${row.prompt_tokens}`);
+    for (const k of ['prompt_s', 'prompt_tps', 'generation_tps']) assert.ok(finite(row[k]) && row[k] > 0, `${row.setup} ${row.peers} ${k}`);
+    assert.is(row.same_text, true, `${row.setup} with ${row.peers} peers generates mlx_lm's text`);
+    assert.is(row.peak_rss_bytes.length, Math.max(1, row.peers));
+  }
+  assert.equal(Object.keys(out.rows[2].streams), ['1', '4']);
+  assert.equal(out.ratios.map((x: { peers: number }) => x.peers), [1, 2]);
+  for (const ratios of out.ratios) {
+    for (const k of ['decode', 'prefill', 'streams', 'memory']) assert.ok(finite(ratios[k]) && ratios[k] > 0, `${k}: ${ratios[k]}`);
+  }
+  const svg = fs.readFileSync(chart, 'utf8');
+  assert.match(svg, /^<svg /);
+  assert.match(svg, /2p decode/);
+});
+
+test('bench inference --api: a running cluster measured as a client, concurrency ratios finite', async () => {
+  const mesh = await createTestMesh(1, { inference: true, model: STORIES });
+  try {
+    const api = mesh.nodes[0].api.url;
+    await waitFor(async () => (await getJson(`${api}/distributed/gpu-info`)).cluster_status === 'healthy', 60_000);
+    const r = await cli(['bench', 'inference', '--api', api, '-g', '6', '-n', '1', '--streams', '1,2', '--json']);
+    assert.is(r.code, 0, r.err);
+    const out = JSON.parse(r.out);
+    assert.equal(Object.keys(out.streams), ['1', '2']);
+    assert.ok(finite(out.single.ttft_s) && finite(out.single.generation_tps));
+    for (const k of ['1', '2']) assert.ok(finite(out.ratios[k]) && out.streams[k].tokens > 0, k);
+  } finally {
+    await mesh.stop();
+  }
+});
+
+test('bench inference refuses bad numbers with a usage error', async () => {
+  const r = await cli(['bench', 'inference', '-p', 'x']);
+  assert.is(r.code, 2, r.err);
+  assert.match(r.err, /-p must be a whole number/);
+});
+
+test.run();
