@@ -11,6 +11,7 @@ import { defaults } from '../core/defaults.ts';
 import { meshError } from '../core/errors.ts';
 import { ENGINE_DIR, PACKAGE_ROOT, PACKAGE_VERSION } from '../core/paths.ts';
 import { classifyModelSpec, resolveModel } from '../peer/model-source.ts';
+import { prefillChunkSize } from '../peer/prefill-chunk.ts';
 import { resolvePython } from '../peer/python-env.ts';
 import { EngineSupervisor } from '../peer/supervisor.ts';
 import { dataDirOption, EXIT, parseCommandArgs, SHARED_OPTIONS } from '../src/command.ts';
@@ -142,8 +143,9 @@ interface Baseline {
   runs: Array<{ prompt_s: number; prompt_tps: number; generation_tps: number; tokens: number; text: string }>;
 }
 
-async function mlxLm(model: string, python: string, env: NodeJS.ProcessEnv, core: number | null, p: number, g: number, n: number): Promise<Baseline> {
-  const cmd = [...pinPrefix(core), python, path.join(PACKAGE_ROOT, 'bench', 'mlx_lm_baseline.py'), model, String(p), String(g), String(n)];
+async function mlxLm(model: string, python: string, env: NodeJS.ProcessEnv, core: number | null, p: number, g: number, n: number, step: number = defaults.prefillChunkMax): Promise<Baseline> {
+  const script = path.join(PACKAGE_ROOT, 'bench', 'mlx_lm_baseline.py');
+  const cmd = [...pinPrefix(core), python, script, model, String(p), String(g), String(n), String(step)];
   const { stdout } = await promisify(execFile)(cmd[0], cmd.slice(1), { env: { ...env, PYTHONPATH: ENGINE_DIR }, maxBuffer: 64 << 20 });
   return JSON.parse(stdout) as Baseline;
 }
@@ -178,7 +180,18 @@ async function measureStreams(api: string, levels: number[], g: number): Promise
 
 async function meshRow(
   peers: number,
-  opts: { model: string; python: string; env: NodeJS.ProcessEnv; pin: boolean; baseline: Baseline; g: number; n: number; levels: number[] },
+  opts: {
+    model: string;
+    python: string;
+    env: NodeJS.ProcessEnv;
+    pin: boolean;
+    baseline: Baseline;
+    g: number;
+    n: number;
+    levels: number[];
+    /** mlx_lm's greedy text with this prefill step size: what the mesh must generate. */
+    reference: (step: number) => Promise<string>;
+  },
 ): Promise<Row> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-bench-'));
   const procs = await startPeerProcesses({ peers, model: opts.model, python: opts.python, pin: opts.pin, env: opts.env, root });
@@ -197,7 +210,8 @@ async function meshRow(
     const ids = await Promise.all(procs.map(async (p) => [p, (await (await fetch(`${p.apiUrl}/health`)).json()).peer_id as string] as const));
     const byRank = stages.map((s) => ids.find(([, id]) => id === s.device_id)![0]);
     const rss = byRank.map((p) => Math.max(0, ...enginePids(p.child.pid!).map((pid) => peakRssBytes(pid) ?? 0)));
-    const expected = opts.baseline.runs[0].text;
+    // The mesh splits the prompt into chunks by its number of stages; mlx_lm with the same step is the reference.
+    const expected = await opts.reference(prefillChunkSize(trials[0].promptTokens, stages.length));
     return {
       setup: 'mesh',
       peers,
@@ -308,9 +322,19 @@ export async function run(argv: string[]): Promise<number> {
   progress(`· mlx_lm, one process${values.pin ? ' (core 0)' : ''}: ${model}, -p ${p} -g ${g} -n ${n}`);
   const baseline = await mlxLm(model, python, env, baseCore, p, g, n);
   const rows: Row[] = [baselineRow(baseline, baseCore, g)];
+  const references = new Map<number, Promise<string>>();
+  const reference = (step: number) => {
+    // A step at least the prompt's length chunks it as mlx_lm's default does.
+    if (step >= baseline.prompt_tokens - 1 || step === defaults.prefillChunkMax) return Promise.resolve(baseline.runs[0].text);
+    if (!references.has(step)) {
+      progress(`   mlx_lm reference with prefill step ${step} …`);
+      references.set(step, mlxLm(model, python, env, baseCore, p, g, 0, step).then((b) => b.runs[0].text));
+    }
+    return references.get(step)!;
+  };
   for (const peers of peerCounts) {
     progress(`· mesh, ${peers} peer${peers > 1 ? 's' : ''}${values.pin ? ' (pinned)' : ''}`);
-    const row = await meshRow(peers, { model, python, env, pin: values.pin, baseline, g, n, levels });
+    const row = await meshRow(peers, { model, python, env, pin: values.pin, baseline, g, n, levels, reference });
     if (!row.same_text) progress(`   ! the mesh's text differs from mlx_lm's`);
     rows.push(row);
   }

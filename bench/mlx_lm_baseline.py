@@ -1,6 +1,6 @@
 """Single-process mlx_lm: the baseline row of `mlx-mesh bench inference`.
 
-Usage: python mlx_lm_baseline.py MODEL_DIR PROMPT_TOKENS GENERATION_TOKENS REPEATS
+Usage: python mlx_lm_baseline.py MODEL_DIR PROMPT_TOKENS GENERATION_TOKENS REPEATS [PREFILL_STEP]
 Prints one JSON object on stdout:
   {"prompt": text, "prompt_tokens", "blas", "versions", "peak_memory", "peak_rss_bytes",
    "runs": [{"prompt_s", "prompt_tps", "generation_tps", "tokens", "text"}]}
@@ -8,7 +8,8 @@ Prints one JSON object on stdout:
 The prompt is plain text of about PROMPT_TOKENS tokens, tokenized exactly as the engine's `tokenize`
 op does for /v1/completions (with BOS), so the mesh rows can send the same text and must produce the
 same greedy text. Generation stops at EOS or GENERATION_TOKENS, as the mesh does. One unmeasured
-warm-up generation runs first. MLX_MESH_BLAS selects the BLAS exactly as the engine does, so both
+warm-up generation runs first; REPEATS 0 runs one generation without it, for its text only (the
+reference for a mesh whose prefill chunks are PREFILL_STEP tokens: mlx_lm's default is 2048). MLX_MESH_BLAS selects the BLAS exactly as the engine does, so both
 sides of a comparison compute with the same library.
 """
 
@@ -68,6 +69,7 @@ def main():
     from mlx_lm.sample_utils import make_sampler
 
     model_dir, prompt_tokens, max_tokens, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    step = int(sys.argv[5]) if len(sys.argv) > 5 else 2048
     model, tokenizer = load(model_dir)
     text = prompt_of(tokenizer, prompt_tokens)
     prompt = encode(tokenizer, text)
@@ -76,7 +78,7 @@ def main():
     def once():
         started = time.perf_counter()
         stamps, tokens = [], []
-        for r in stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler):
+        for r in stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler, prefill_step_size=step):
             if r.token in tokenizer.eos_token_ids:
                 break
             stamps.append(time.perf_counter())
@@ -91,8 +93,9 @@ def main():
             "text": tokenizer.decode(tokens),
         }
 
-    once()
-    runs = [once() for _ in range(repeats)]
+    if repeats:
+        once()
+    runs = [once() for _ in range(max(1, repeats))]
     out = {
         "prompt": text,
         "prompt_tokens": len(prompt),
