@@ -10,12 +10,13 @@ import logging
 import os
 import platform
 import time
-from typing import Any, BinaryIO, Callable, Dict, Optional
+from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 import mlx.core as mx
 
 from . import PROTOCOL, blas
 from .errors import EngineError, bad_request
+from .batch import Request, can_batch, forward_rows
 from .framing import BadFrame, FrameError, read_frame, write_frame
 from .tensors import decode_tensor, dtype_name, encode_tensor
 
@@ -35,22 +36,11 @@ def _arg(msg: Dict[str, Any], name: str, kind: type, default: Any = ..., optiona
     return value
 
 
-class _Request:
-    def __init__(self, cache, seed: Optional[int]):
-        self.cache = cache
-        self.seed = seed
-        self.sampler = None
-
-    @property
-    def offset(self) -> int:
-        return self.cache[0].offset
-
-
 class Engine:
     def __init__(self):
         self.shard = None
         self.tokenizer = None
-        self.requests: Dict[str, _Request] = {}
+        self.requests: Dict[str, Request] = {}
         self.ops: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
         }
@@ -110,7 +100,7 @@ class Engine:
         model, start, end = _arg(msg, "model", str), _arg(msg, "start", int), _arg(msg, "end", int)
         # Free the previous shard first so memory_bytes is this shard's alone.
         self.shard = self.tokenizer = None
-        self.requests.clear()
+        self._drop_all()
         gc.collect()
         mx.clear_cache()
         mx.reset_peak_memory()
@@ -145,60 +135,127 @@ class Engine:
             raise EngineError("NOT_LOADED", "no model is loaded (send load first)")
         return self.shard
 
-    def op_forward(self, msg):
+    def _forward_args(self, msg) -> Dict[str, Any]:
+        """A forward's arguments, checked: tokens on the first stage, hidden states after it."""
         shard = self._loaded()
-        request = _arg(msg, "request", str)
-        offset = _arg(msg, "offset", int)
-        sample = _arg(msg, "sample", bool, default=False)
-        sampling = _arg(msg, "sampling", dict, default={})
-        want_logits = _arg(msg, "logits", bool, default=False)
-        tokens = hidden = None
+        args = {
+            "request": _arg(msg, "request", str),
+            "offset": _arg(msg, "offset", int),
+            "sample": _arg(msg, "sample", bool, default=False),
+            "logits": _arg(msg, "logits", bool, default=False),
+            "tokens": None,
+            "hidden": None,
+        }
         if shard.first:
-            tokens = _arg(msg, "tokens", list)
+            tokens = args["tokens"] = _arg(msg, "tokens", list)
             if not tokens or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
                 raise bad_request("tokens must be a non-empty list of ints")
             if max(tokens) >= shard.model.args.vocab_size or min(tokens) < 0:
                 raise bad_request("a token id is outside the vocabulary")
         else:
-            hidden = decode_tensor(_arg(msg, "hidden", dict))
+            hidden = args["hidden"] = decode_tensor(_arg(msg, "hidden", dict))
             if hidden.ndim != 3 or hidden.shape[0] != 1 or hidden.shape[2] != shard.hidden_size or hidden.shape[1] == 0:
                 raise bad_request(f"hidden must be [1, T, {shard.hidden_size}], got {list(hidden.shape)}")
-        temperature = _arg(sampling, "temperature", float, default=0.0)
-        top_p = _arg(sampling, "top_p", float, default=1.0)
-        seed = _arg(sampling, "seed", int, optional=True)
-        if temperature < 0 or not (0 < top_p <= 1):
+        sampling = _arg(msg, "sampling", dict, default={})
+        args["temperature"] = _arg(sampling, "temperature", float, default=0.0)
+        args["top_p"] = _arg(sampling, "top_p", float, default=1.0)
+        args["seed"] = _arg(sampling, "seed", int, optional=True)
+        if args["temperature"] < 0 or not (0 < args["top_p"] <= 1):
             raise bad_request("sampling needs temperature >= 0 and 0 < top_p <= 1")
-
-        state = self.requests.get(request)
+        state = self.requests.get(args["request"])
         expected = state.offset if state else 0
-        if offset != expected:
-            raise EngineError("BAD_OFFSET", f"request {request!r} is at offset {expected}, not {offset}")
-        if state is None:
-            state = self.requests[request] = _Request(shard.make_cache(), seed)
+        if args["offset"] != expected:
+            raise EngineError("BAD_OFFSET", f"request {args['request']!r} is at offset {expected}, not {args['offset']}")
+        return args
 
-        try:
-            out = shard.forward(state.cache, tokens, hidden)
-            mx.eval(out)
-        except Exception:
-            # The cache may be half-updated: drop the request rather than continue from a wrong state.
-            self.requests.pop(request, None)
-            raise
-        if not shard.last:
+    def _state(self, args) -> Request:
+        state = self.requests.get(args["request"])
+        if state is None:
+            state = self.requests[args["request"]] = Request(self.shard.make_cache(), args["seed"])
+        return state
+
+    def _forward_reply(self, state: Request, args, out) -> Dict[str, Any]:
+        if not self.shard.last:
             return {"hidden": encode_tensor(out)}
-        if not sample:
+        if not args["sample"]:
             return {}
         if state.sampler is None:
             from .sampling import RequestSampler
 
             state.sampler = RequestSampler(state.seed)
-        reply: Dict[str, Any] = {"token": state.sampler.sample(out, temperature, top_p)}
-        if want_logits:
+        reply: Dict[str, Any] = {"token": state.sampler.sample(out, args["temperature"], args["top_p"])}
+        if args["logits"]:
             reply["logits"] = encode_tensor(out)
         return reply
 
+    def op_forward(self, msg):
+        shard = self._loaded()
+        args = self._forward_args(msg)
+        state = self._state(args)
+        try:
+            out = shard.forward(state.own_cache(), args["tokens"], args["hidden"])
+            mx.eval(out)
+        except Exception:
+            # The cache may be half-updated: drop the request rather than continue from a wrong state.
+            self._drop(args["request"])
+            raise
+        state.offset += len(args["tokens"]) if args["tokens"] is not None else args["hidden"].shape[1]
+        return self._forward_reply(state, args, out)
+
+    def op_forward_batch(self, msg):
+        """One-token steps of several requests as one batched forward. Each item is a forward's
+        arguments; each result is that forward's reply or {"error": ...}: a bad item fails alone."""
+        shard = self._loaded()
+        items = _arg(msg, "items", list)
+        results: List[Dict[str, Any]] = [{} for _ in items]
+        batch = []
+        for i, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise bad_request("each item must be a map of forward arguments")
+                args = self._forward_args(item)
+                steps = len(args["tokens"]) if args["tokens"] is not None else args["hidden"].shape[1]
+                if steps != 1 or any(a["request"] == args["request"] for _, a in batch):
+                    raise bad_request("a batched forward takes one token per request, each request once")
+                batch.append((i, args))
+            except EngineError as err:
+                results[i] = {"error": {"code": err.code, "message": err.message}}
+        states = [self._state(args) for _, args in batch]
+        if len(batch) > 1 and can_batch(shard.make_cache()):
+            tokens = [args["tokens"][0] for _, args in batch] if shard.first else None
+            hidden = None if shard.first else [args["hidden"] for _, args in batch]
+            try:
+                outs = forward_rows(shard, states, tokens, hidden)
+            except Exception:
+                # The batch cache may be half-updated: drop these requests, as op_forward does one.
+                for state in states:
+                    if state.group is not None:
+                        state.group.discard()
+                for _, args in batch:
+                    self._drop(args["request"])
+                raise
+            for (i, args), state, out in zip(batch, states, outs):
+                results[i] = self._forward_reply(state, args, out)
+        else:
+            for i, args in batch:
+                try:
+                    results[i] = self.op_forward(items[i])
+                except EngineError as err:
+                    results[i] = {"error": {"code": err.code, "message": err.message}}
+        return {"results": results}
+
+    def _drop(self, request: str) -> bool:
+        state = self.requests.pop(request, None)
+        if state is not None:
+            state.release()
+        return state is not None
+
+    def _drop_all(self) -> None:
+        for request in list(self.requests):
+            self._drop(request)
+
     def op_release(self, msg):
-        released = self.requests.pop(_arg(msg, "request", str), None) is not None
-        return {"released": released}
+        return {"released": self._drop(_arg(msg, "request", str))}
 
     def _tokenizer(self):
         if self.tokenizer is None:
