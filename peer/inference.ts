@@ -13,9 +13,11 @@ import type { Message, MessageOf } from '../transport/messages.ts';
 import { type ActivePlan, type GenerateRequest, Generation, type GenerationResult } from './generation.ts';
 import { resolveModel } from './model-source.ts';
 import type { Peer } from './peer.ts';
+import { LoadMeter } from './load-meter.ts';
 import { makePlan, planIsCurrent } from './planner.ts';
 import { prefillChunkSize } from './prefill-chunk.ts';
-import { runStage } from './stage.ts';
+import { type RequestRecord, RequestTrace, TraceRing, wallMs } from './request-trace.ts';
+import { runStage, type StageHop } from './stage.ts';
 import { resolvePython } from './python-env.ts';
 import { EngineSupervisor, type InspectResult } from './supervisor.ts';
 
@@ -36,6 +38,26 @@ export interface InferenceOptions {
   stepTimeoutMs?: number;
   /** Quiet time after a membership change before the coordinator re-plans (joins come in bursts). */
   replanDelayMs?: number;
+  /** Requests whose trace is kept for /debug/requests (default 100). */
+  traceLimit?: number;
+}
+
+/** Who asked for a generation: the API's response id and endpoint name it in traces and metrics. */
+export interface RequestMeta {
+  id?: string;
+  endpoint?: string;
+}
+
+/** What inference tells observers (metrics, dashboard); emitting never changes what inference does. */
+export interface InferenceEvents {
+  plan: [PlanMessage];
+  status: [string, DeviceState];
+  /** One step through this peer's stage. */
+  hop: [StageHop];
+  /** A token of a request this peer drives arrived: the time since the previous one (or since the start). */
+  token: [{ first: boolean; latencyMs: number }];
+  /** A request this peer drove ended (done or failed). */
+  request: [RequestRecord];
 }
 
 export interface DeviceState {
@@ -47,9 +69,10 @@ export interface DeviceState {
   backend?: string;
   mlxVersion?: string;
   error?: string;
+  load?: { tokensPerSec: number; inFlight: number };
 }
 
-export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [string, DeviceState] }> {
+export class Inference extends EventEmitter<InferenceEvents> {
   readonly engine: EngineSupervisor;
   plan: PlanMessage | null = null;
   planError: string | null = null;
@@ -68,12 +91,18 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
   private markEngineStarted!: () => void;
   /** The plan whose layers the engine holds (survives an engine restart, which re-loads them). */
   private loadedPlan: PlanMessage | null = null;
+  /** The last requests this peer drove, by response id. */
+  readonly traces: TraceRing;
+  private readonly tracing = new Map<string, RequestTrace>();
+  private readonly meter = new LoadMeter();
+  private loadTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: InferenceOptions) {
     super();
     this.opts = opts;
     this.peer = opts.peer;
     this.log = createLogger('inference', `[${opts.peer.identity.name}] `);
+    this.traces = new TraceRing(opts.traceLimit ?? 100);
     this.engine = new EngineSupervisor({ dataDir: opts.dataDir, python: opts.python, logger: createLogger('engine', `[${opts.peer.identity.name}] `) });
     const usable = opts.usableMemoryBytes ?? Math.floor(os.totalmem() * 0.75);
     this.peer.extraCapabilities.usableMemory = usable;
@@ -121,6 +150,8 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     }
     this.markEngineStarted();
     this.scheduleReplan();
+    this.loadTimer = setInterval(() => this.reportLoad(), 1000);
+    this.loadTimer.unref();
   }
 
   async stop(): Promise<void> {
@@ -128,6 +159,7 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     if (!this.running) return;
     this.running = false;
     if (this.replanTimer) clearTimeout(this.replanTimer);
+    if (this.loadTimer) clearInterval(this.loadTimer);
     for (const g of this.generations.values()) g.fail(meshError('REQUEST_FAILED', 'the peer is stopping'));
     await this.engine.stop();
   }
@@ -168,8 +200,13 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     return res.tokens;
   }
 
+  /** Requests this peer is driving right now. */
+  get inFlight(): number {
+    return this.generations.size;
+  }
+
   /** Runs one request through the pipeline; `onText` receives text as it becomes final. */
-  async generate(req: GenerateRequest, onText: (t: string) => void): Promise<GenerationResult> {
+  async generate(req: GenerateRequest, onText: (t: string) => void, meta: RequestMeta = {}): Promise<GenerationResult> {
     const reason = this.notReadyReason();
     if (reason) throw meshError('PLAN_FAILED', reason);
     const plan = this.plan!;
@@ -190,9 +227,18 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
       active,
     );
     this.generations.set(gen.id, gen);
+    const trace = new RequestTrace({ id: meta.id ?? gen.id, endpoint: meta.endpoint ?? 'internal', generation: gen.id, origin: this.peer.id, promptTokens: req.tokens.length });
+    this.traces.add(trace.record);
+    this.tracing.set(gen.id, trace);
     try {
-      return await gen.run(req, onText);
+      const result = await gen.run(req, onText);
+      this.emit('request', trace.finish(result));
+      return result;
+    } catch (err) {
+      this.emit('request', trace.finish({ error: (err as Error).message, aborted: req.signal?.aborted ?? false }));
+      throw err;
     } finally {
+      this.tracing.delete(gen.id);
       this.generations.delete(gen.id);
       for (const s of plan.stages) this.deliver(s.id, { type: 'release', request: gen.id }).catch(() => {});
     }
@@ -311,6 +357,7 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
       backend: s.backend,
       mlxVersion: s.mlxVersion,
       error: s.error,
+      load: s.load,
     };
   }
 
@@ -346,13 +393,20 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
           plan: this.plan,
           engine: this.engine,
           deliver: (to, m) => this.deliver(to, m),
+          onHop: (hop) => {
+            this.meter.add(hop.tokens, performance.now());
+            this.emit('hop', hop);
+          },
         });
       case 'release':
         this.engine.release(msg.request).catch(() => {});
         return;
-      case 'token':
+      case 'token': {
+        const timing = this.tracing.get(msg.request)?.onToken(msg.step, msg.trace, msg.sentAt);
+        if (timing) this.emit('token', timing);
         this.generations.get(msg.request)?.onToken(msg.step, msg.token);
         return;
+      }
       case 'request-error':
         this.generations.get(msg.request)?.fail(new MeshError(isErrorCode(msg.code) ? msg.code : 'REQUEST_FAILED', msg.message));
         return;
@@ -360,8 +414,18 @@ export class Inference extends EventEmitter<{ plan: [PlanMessage]; status: [stri
     }
   }
 
+  /** Tokens/s through our layers and requests we drive, told to every peer when they change. */
+  private reportLoad(): void {
+    const load = { tokensPerSec: this.meter.rate(performance.now()), inFlight: this.inFlight };
+    const prev = this.selfState.load;
+    if (prev?.tokensPerSec === load.tokensPerSec && prev.inFlight === load.inFlight) return;
+    this.setSelf({ load });
+  }
+
   /** Sends to a peer, or hands the message to ourselves without touching the network. */
-  private deliver(to: string, msg: Message): Promise<void> {
+  private deliver(to: string, message: Message): Promise<void> {
+    // Stamped as late as possible, so the receiver's transfer time is the time on the way.
+    const msg = message.type === 'forward' || message.type === 'token' ? { ...message, sentAt: wallMs() } : message;
     if (to === this.peer.id) {
       queueMicrotask(() => this.onMessage(msg, null));
       return Promise.resolve();

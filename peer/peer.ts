@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { CloseCode } from '../transport/close-codes.ts';
 import type { EndpointOptions } from '../transport/endpoint.ts';
 import { meshError, type MeshError } from '../core/errors.ts';
-import type { Link } from '../transport/link.ts';
+import type { Link, LinkClose } from '../transport/link.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Message, PeerInfo } from '../transport/messages.ts';
 import { LinkServer } from '../transport/server.ts';
@@ -59,8 +59,11 @@ export interface Refusal {
 export interface PeerEvents {
   leadership: [Leadership];
   up: [Link];
-  down: [Link];
+  /** The link's close code and reason say why the peer left (heartbeats, a refused frame, a clean leave). */
+  down: [Link, LinkClose];
   message: [Message, Link];
+  /** A handshake was refused (every time, including repeats the log keeps quiet about). */
+  refused: [Refusal];
 }
 
 export class Peer extends EventEmitter<PeerEvents> {
@@ -161,9 +164,9 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.emit('up', link);
       this.evaluate();
     });
-    this.membership.on('down', (link) => {
+    this.membership.on('down', (link, info) => {
       this.connector?.poke(link.remote.id);
-      this.emit('down', link);
+      this.emit('down', link, info);
       this.evaluate();
     });
     this.membership.on('message', (msg, link) => this.onMessage(msg, link));
@@ -237,12 +240,15 @@ export class Peer extends EventEmitter<PeerEvents> {
       // Redials of the same wrong peer would flood the log: say it once, count the rest.
       known.count++;
       known.at = Date.now();
+      this.emit('refused', known);
       return;
     }
     const level = err.code === 'DUPLICATE_ID' ? 'error' : 'warn';
     this.log[level]('handshake refused', { code: err.code, from, reason: err.message });
-    this.refusals.unshift({ from, code: err.code, message: err.message, at: Date.now(), count: 1 });
+    const refusal = { from, code: err.code, message: err.message, at: Date.now(), count: 1 };
+    this.refusals.unshift(refusal);
     this.refusals.splice(20);
+    this.emit('refused', refusal);
   }
 
   private onIgnored(x: { peer: { id?: string; host: string; port: number }; reason: string }): void {

@@ -3,6 +3,7 @@
 import { Inference } from '../peer/inference.ts';
 import { Peer, type DiscoverySource, type PeerTimings } from '../peer/peer.ts';
 import { deviceExtras } from './api/device-extras.ts';
+import { MeshMetrics } from './api/metrics.ts';
 import { registerOpenAiRoutes } from './api/openai.ts';
 import { ApiServer } from './api/server.ts';
 import { defaults, PROTOCOL_VERSION } from '../core/defaults.ts';
@@ -82,19 +83,27 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
           usableMemoryBytes: opts.usableMemoryBytes ?? (Number(process.env.MLX_MESH_MEMORY_BYTES) || undefined),
           prefillChunk: opts.prefillChunk,
         });
+  const source = {
+    peer,
+    extras: inference ? (id: string) => deviceExtras(inference, id) : undefined,
+    model: () => inference?.plan?.meta.name ?? null,
+    plan: () => inference?.plan ?? null,
+    notReady: inference ? () => inference.notReadyReason() : undefined,
+  };
+  const metrics = new MeshMetrics(source, inference);
   const api = new ApiServer({
     host: opts.apiHost ?? defaults.apiHost,
     port: opts.apiPort ?? defaults.apiPort,
     apiKey: opts.apiKey,
     insecure: opts.insecureApi,
     corsOrigins: opts.corsOrigins,
-    source: {
-      peer,
-      extras: inference ? (id) => deviceExtras(inference, id) : undefined,
-      model: () => inference?.plan?.meta.name ?? null,
-      plan: () => inference?.plan ?? null,
-      notReady: inference ? () => inference.notReadyReason() : undefined,
-    },
+    source,
+    onResponse: (endpoint, status) => metrics.observeHttp(endpoint, status),
+  });
+  api.route('GET', '/metrics', async (_q, res) => {
+    const text = await metrics.text();
+    res.writeHead(200, { 'content-type': metrics.contentType });
+    res.end(text);
   });
   if (inference) registerOpenAiRoutes(api, inference);
   // The API binds first so that a busy API port fails before we announce ourselves to anyone.

@@ -117,7 +117,21 @@ export const StatusSchema = z.object({
   backend: z.string().optional(),
   mlxVersion: z.string().optional(),
   error: z.string().optional(),
+  /** What the peer's stage is doing right now (sent about once a second while it changes). */
+  load: z.object({ tokensPerSec: z.number().nonnegative(), inFlight: z.number().int().nonnegative() }).optional(),
 });
+
+/** One stage's part of one step, carried down the pipeline and back to the origin for its request trace. */
+export const HopSchema = z.object({
+  peer: z.string(),
+  /** Time the stage's engine took for this step (queueing for the engine included). */
+  computeMs: z.number().nonnegative(),
+  /** From the sender's `sentAt` to this stage receiving it, by the two peers' wall clocks. */
+  transferMs: z.number().nonnegative(),
+  /** Activation bytes that arrived at this stage (0 for token ids). */
+  bytes: z.number().int().nonnegative(),
+});
+export type Hop = z.infer<typeof HopSchema>;
 
 const SamplingSchema = z.object({
   temperature: z.number().min(0),
@@ -140,6 +154,9 @@ export const ForwardSchema = z.object({
   /** Whether the last stage should sample (false for all but the final prefill chunk). */
   sample: z.boolean(),
   sampling: SamplingSchema,
+  /** Sender's wall clock (ms) when it sent this, and the hops so far: the request's trace. */
+  sentAt: z.number().optional(),
+  trace: z.array(HopSchema).max(64).optional(),
 });
 
 /** The last stage sends back only the sampled token id, never the logits. */
@@ -148,6 +165,8 @@ export const TokenSchema = z.object({
   request: z.string(),
   step: z.number().int().nonnegative(),
   token: z.number().int().nonnegative(),
+  sentAt: z.number().optional(),
+  trace: z.array(HopSchema).max(64).optional(),
 });
 
 export const ReleaseSchema = z.object({ type: z.literal('release'), request: z.string() });

@@ -72,6 +72,8 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
       throw new HttpError(400, `the prompt has ${promptTokens.length} tokens; the model's context is ${context}`, 'invalid_request_error', 'context_length_exceeded', 'messages');
     }
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(12).toString('hex')}`;
+    res.setHeader('x-request-id', id); // GET /debug/requests/{id} shows its trace
+    const meta = { id, endpoint: kind === 'chat' ? '/v1/chat/completions' : '/v1/completions' };
     const created = Math.floor(Date.now() / 1000);
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
     const stops = body.stop === undefined || body.stop === null ? [] : Array.isArray(body.stop) ? body.stop : [body.stop];
@@ -95,7 +97,7 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
     if (!body.stream) {
       let result: GenerationResult;
       try {
-        result = await inference.generate(request, () => {});
+        result = await inference.generate(request, () => {}, meta);
       } catch (err) {
         throw toHttpError(err);
       }
@@ -115,7 +117,7 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
         : { id, object: chunkObject, created, model, choices: [{ index: 0, text: delta ?? '', finish_reason: finish, logprobs: null }] };
     if (kind === 'chat') send(chunk(null, null, true));
     try {
-      const result = await inference.generate(request, (text) => send(chunk(text, null)));
+      const result = await inference.generate(request, (text) => send(chunk(text, null)), meta);
       send(chunk(null, result.finishReason));
       if (body.stream_options?.include_usage) send({ id, object: chunkObject, created, model, choices: [], usage: usage(result) });
     } catch (err) {

@@ -1,6 +1,7 @@
 // The HTTP API every peer serves (contract in DESIGN.md). Routes are a table so inference can add its
 // own; every request passes CORS and the API key here, in one place, before any route runs; every
 // failure becomes an OpenAI-shaped error, never a dropped socket.
+import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { meshError } from '../../core/errors.ts';
@@ -9,7 +10,6 @@ import { checkExposure, requireKey } from './auth.ts';
 import { Cors } from './cors.ts';
 import { HttpError, sendError, sendJson } from './http.ts';
 import { clusterView, gpuInfoView, healthView, type ViewSource } from './views.ts';
-import { metricsText } from './metrics.ts';
 
 /** `params` holds the `:name` segments of the route's path (`/v1/models/:id` → `{ id }`), decoded. */
 export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, params: Record<string, string>) => Promise<void> | void;
@@ -29,6 +29,8 @@ export interface ApiOptions {
   insecure?: boolean;
   /** Browser origins allowed to call the API (--cors-origin); none by default. */
   corsOrigins?: string[];
+  /** Told about every answered request: the route's path (or `unmatched`) and the status code. */
+  onResponse?: (endpoint: string, status: number) => void;
 }
 
 interface Route {
@@ -51,10 +53,6 @@ export class ApiServer {
     this.route('GET', '/health', (_q, res) => sendJson(res, 200, healthView(src)), { public: true });
     this.route('GET', '/distributed/gpu-info', (_q, res) => sendJson(res, 200, gpuInfoView(src)));
     this.route('GET', '/cluster', (_q, res) => sendJson(res, 200, clusterView(src)));
-    this.route('GET', '/metrics', (_q, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(metricsText(src));
-    });
   }
 
   route(method: string, path: string, handler: Handler, opts: RouteOptions = {}): void {
@@ -118,6 +116,10 @@ export class ApiServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    let endpoint = 'unmatched';
+    // Every response carries an id; generations replace it with theirs (the one /debug/requests knows).
+    res.setHeader('x-request-id', `req-${randomBytes(12).toString('hex')}`);
+    res.once('close', () => this.opts.onResponse?.(endpoint, res.writableFinished ? res.statusCode : 499));
     try {
       this.cors.apply(req, res);
       // A preflight carries no credentials by design; it only learns what the real request may do.
@@ -131,6 +133,7 @@ export class ApiServer {
           ? new HttpError(405, `method ${req.method} is not allowed on ${url.pathname}`, 'invalid_request_error', 'method_not_allowed')
           : new HttpError(404, `no route ${req.method} ${url.pathname}`, 'invalid_request_error', 'not_found');
       }
+      endpoint = found.route.segments.join('/');
       await found.route.handler(req, res, url, found.params);
     } catch (err) {
       if (err instanceof HttpError) return sendError(res, err);
