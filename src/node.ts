@@ -3,6 +3,7 @@
 import { Inference } from '../peer/inference.ts';
 import { Peer, type DiscoverySource, type PeerTimings } from '../peer/peer.ts';
 import { deviceExtras } from './api/device-extras.ts';
+import { registerDebugRoutes } from './api/debug.ts';
 import { MeshMetrics } from './api/metrics.ts';
 import { registerOpenAiRoutes } from './api/openai.ts';
 import { ApiServer } from './api/server.ts';
@@ -105,7 +106,10 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
     res.writeHead(200, { 'content-type': metrics.contentType });
     res.end(text);
   });
-  if (inference) registerOpenAiRoutes(api, inference);
+  if (inference) {
+    registerOpenAiRoutes(api, inference);
+    registerDebugRoutes(api, peer, inference);
+  }
   // The API binds first so that a busy API port fails before we announce ourselves to anyone.
   await api.start();
   peer.setApiPort(api.port);

@@ -1,15 +1,23 @@
-// /metrics on a 2-peer mesh with the tiny model: it parses as Prometheus text, and serving one known
-// request moves the request, token and per-hop counters by exactly what that request did.
+// /metrics and /debug/requests on a 2-peer mesh with the tiny model: /metrics parses as Prometheus
+// text, serving one known request moves the request, token and per-hop counters by exactly what that
+// request did, and its trace shows the hops it took.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createTestMesh, getJson, STORIES, waitFor } from '../helpers/mesh.ts';
+import { createTestMesh, getJson, STORIES, type TestMesh, waitFor } from '../helpers/mesh.ts';
 import { count, has, scrape, value } from '../helpers/prometheus.ts';
 
+let mesh: TestMesh;
+let requestId = '';
+
+test.before(async () => {
+  mesh = await createTestMesh(2, { inference: true, model: STORIES });
+  await waitFor(async () => (await getJson(`${mesh.nodes[0].api.url}/distributed/gpu-info`)).cluster_status === 'healthy', 60_000, 'a healthy cluster');
+});
+test.after(() => mesh.stop());
+
 test('serving a known request moves the request, token and per-hop counters by the right amounts', async () => {
-  const mesh = await createTestMesh(2, { inference: true, model: STORIES });
-  try {
+  {
     const [a, b] = mesh.nodes;
-    await waitFor(async () => (await getJson(`${a.api.url}/distributed/gpu-info`)).cluster_status === 'healthy', 60_000, 'a healthy cluster');
     const [beforeA, beforeB] = await Promise.all([scrape(a.api.url), scrape(b.api.url)]);
 
     // 5 prompt tokens + 60 generated: 64 positions go through both stages (the last token is never fed back).
@@ -22,6 +30,7 @@ test('serving a known request moves the request, token and per-hop counters by t
     const body = await res.json();
     assert.equal(body.usage, { prompt_tokens: 5, completion_tokens: 60, total_tokens: 65 });
     assert.is(res.headers.get('x-request-id'), body.id, 'the header names the same request as the body');
+    requestId = body.id;
 
     const [afterA, afterB] = await Promise.all([scrape(a.api.url), scrape(b.api.url)]);
     const delta = (after: typeof afterA, before: typeof afterA, name: string, labels: Record<string, string> = {}) =>
@@ -58,9 +67,31 @@ test('serving a known request moves the request, token and per-hop counters by t
     assert.ok(value(afterA, 'process_resident_memory_bytes') > 0);
     assert.ok(has(afterA, 'mlx_mesh_handshake_refusals_total') && has(afterA, 'mlx_mesh_frames_refused_total'));
     assert.is(value(afterA, 'mlx_mesh_peer_info', { peer: b.peer.id, name: 'p1' }), 1);
-  } finally {
-    await mesh.stop();
   }
+});
+
+test('GET /debug/requests/{id} shows the hops of that request with compute and transfer time per stage', async () => {
+  const [a, b] = mesh.nodes;
+  const trace = await getJson(`${a.api.url}/debug/requests/${requestId}`);
+  assert.is(trace.id, requestId);
+  assert.is(trace.outcome, 'length');
+  assert.is(trace.completion_tokens, 60);
+  assert.ok(trace.ttft_ms > 0 && trace.duration_ms >= trace.ttft_ms);
+  assert.equal(trace.hops.map((h: { name: string }) => h.name), ['p0', 'p1', 'p0'], 'stage 0, stage 1, back to the origin');
+  const [s0, s1, back] = trace.hops;
+  assert.equal([s0.peer, s1.peer, back.peer], [a.peer.id, b.peer.id, a.peer.id]);
+  assert.equal([s0.layers[0], s1.layers[1]], [0, 5]);
+  assert.is(s0.steps, 60, 'every sampled step went through stage 0');
+  assert.is(s1.steps, 60);
+  assert.ok(s0.compute_ms > 0 && s1.compute_ms > 0);
+  assert.ok(s1.transfer_ms >= 0 && back.transfer_ms >= 0);
+  assert.ok(s1.bytes_in >= 59 * 64 * 4, 'stage 1 received the activations of every decode step');
+  assert.is(trace.steps.length, 60);
+  const listed = await getJson(`${a.api.url}/debug/requests`);
+  assert.is(listed.requests[0].id, requestId);
+  const missing = await fetch(`${a.api.url}/debug/requests/nope`);
+  assert.is(missing.status, 404);
+  assert.is((await missing.json()).error.code, 'not_found');
 });
 
 test.run();
