@@ -26,7 +26,7 @@ export const ErrorCodes = {
   PYTHON_NOT_FOUND: 'no suitable Python interpreter was found',
   SETUP_FAILED: 'the managed Python environment could not be built (install or verify failed)',
   MODEL_NOT_FOUND: 'the model could not be found or read',
-  UNSUPPORTED_MODEL: 'the model is not a llama-family model the engine can shard',
+  UNSUPPORTED_MODEL: "the model's architecture is not one a stage runs exactly (the message lists the supported ones)",
   BAD_OFFSET: "a forward pass's offset does not match the request's KV-cache length",
   MODEL_TOO_LARGE: 'the cluster does not have enough memory for the model',
   PLAN_FAILED: 'the layer plan could not be loaded on every peer',

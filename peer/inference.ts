@@ -6,7 +6,7 @@
 // stage reports ready. Any peer can drive a request: the last stage sends tokens to the request's origin.
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
-import { meshError, MeshError } from '../core/errors.ts';
+import { isMeshError, meshError, MeshError } from '../core/errors.ts';
 import type { Link } from '../transport/link.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
@@ -252,7 +252,8 @@ export class Inference extends EventEmitter<InferenceEvents> {
     this.replanTimer = setTimeout(() => {
       this.replanTimer = null;
       this.replan().catch((err) => {
-        this.planError = (err as Error).message;
+        // The code leads, so a client's 503 says which failure it is (UNSUPPORTED_MODEL, MODEL_TOO_LARGE).
+        this.planError = isMeshError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
         this.log.error('could not make a plan', { error: this.planError });
       });
     }, this.opts.replanDelayMs ?? 300);

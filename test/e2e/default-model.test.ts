@@ -1,14 +1,9 @@
 // The default model (SmolLM2-135M-Instruct, fetched from PyPI once) split over 2 peers: chat
 // completions, streamed and not, are token-identical to single-process mlx_lm and read as English.
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { resolveModel } from '../../peer/model-source.ts';
-import { EngineSupervisor } from '../../peer/supervisor.ts';
-import { defaults } from '../../core/defaults.ts';
-import { createTestMesh, getJson, TEST_PYTHON, type TestMesh, waitFor } from '../helpers/mesh.ts';
-import { ROOT } from '../helpers/process.ts';
+import { createTestMesh, getJson, type TestMesh, waitFor } from '../helpers/mesh.ts';
+import { defaultModelDir, mlxReference } from '../helpers/models.ts';
 
 const messages = [{ role: 'user', content: 'What is the capital of France? Answer in one sentence.' }];
 const MAX = 24;
@@ -17,13 +12,7 @@ let mesh: TestMesh | null = null;
 
 test.before(async () => {
   // The shared data dir keeps the download and conversion across runs.
-  const engine = new EngineSupervisor({ dataDir: defaults.dataDir, python: TEST_PYTHON });
-  try {
-    await engine.start();
-    modelDir = (await resolveModel(undefined, { dataDir: defaults.dataDir, engine, python: TEST_PYTHON })).path;
-  } finally {
-    await engine.stop();
-  }
+  modelDir = await defaultModelDir();
   mesh = await createTestMesh(2, { inference: true, model: modelDir });
   await waitFor(async () => (await getJson(`${mesh!.nodes[0].api.url}/distributed/gpu-info`)).cluster_status === 'healthy', 120_000, 'a healthy cluster');
 });
@@ -32,12 +21,7 @@ test.after(async () => {
   await mesh?.stop();
 });
 
-function reference() {
-  const out = execFileSync(TEST_PYTHON, [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify({ messages }), String(MAX)], {
-    encoding: 'utf8',
-  });
-  return JSON.parse(out) as { prompt: number[]; tokens: number[]; text: string };
-}
+const reference = () => mlxReference(modelDir, { messages }, MAX);
 
 test('the layers are split across both peers', async () => {
   const info = await getJson(`${mesh!.nodes[1].api.url}/distributed/gpu-info`);

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import EngineError
+from .inspect_model import layer_count, text_config
 from .layer_files import files_for_range
 
 _METADATA = [
@@ -42,8 +43,7 @@ def download(repo: str, out_dir: str, start: Optional[int], end: Optional[int], 
     if not (out / "config.json").is_file():
         raise EngineError("MODEL_NOT_FOUND", f"{repo} has no config.json: not a Hugging Face model repo")
     config = json.loads((out / "config.json").read_text())
-    text = config.get("text_config", config)
-    n_layers = int(text["num_hidden_layers"])
+    text, n_layers = text_config(config), layer_count(config)
     lo, hi = (0, n_layers) if start is None or end is None else (start, end)
     index = out / "model.safetensors.index.json"
     if index.is_file():

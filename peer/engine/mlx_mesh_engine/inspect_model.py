@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from .errors import EngineError
+from .families import family_of
 from .layer_files import LAYER_TENSOR
 
 _DTYPES = {
@@ -24,6 +25,15 @@ def read_config(model_dir: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise EngineError("MODEL_NOT_FOUND", f"{model_dir} has no config.json (not an mlx-lm/Hugging Face model directory)")
     return json.loads(path.read_text())
+
+
+def text_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The language model's part of a config (multimodal configs nest it under text_config)."""
+    return config.get("text_config", config)
+
+
+def layer_count(config: Dict[str, Any]) -> int:
+    return int(text_config(config)["num_hidden_layers"])
 
 
 def safetensors_header(path: Path) -> Dict[str, Any]:
@@ -56,8 +66,9 @@ def eos_ids(model_dir: Path, config: Dict[str, Any]) -> List[int]:
 def inspect_model(model: str) -> Dict[str, Any]:
     model_dir = Path(model)
     config = read_config(model_dir)
-    text = config.get("text_config", config)
-    n_layers = int(text["num_hidden_layers"])
+    family_of(config)  # refuse an architecture a stage cannot run exactly, before any plan is made
+    text = text_config(config)
+    n_layers = layer_count(config)
     files = sorted(model_dir.glob("model*.safetensors"))
     if not files:
         raise EngineError("MODEL_NOT_FOUND", f"{model_dir} has no model*.safetensors files")

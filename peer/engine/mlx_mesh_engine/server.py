@@ -107,11 +107,11 @@ class Engine:
         if start == end:
             # No layers (a peer left out of the plan): only the tokenizer, so it can still serve its
             # own API clients by driving requests through the other peers.
-            from .inspect_model import read_config
+            from .inspect_model import layer_count, read_config, text_config
 
-            text = read_config(Path(model))
-            text = text.get("text_config", text)
-            n_layers, hidden_size = int(text["num_hidden_layers"]), int(text["hidden_size"])
+            config = read_config(Path(model))
+            text, n_layers = text_config(config), layer_count(config)
+            hidden_size = int(text["hidden_size"])
             if not 0 <= start <= n_layers:
                 raise bad_request(f"layer range [{start}, {end}) is not within [0, {n_layers})")
             first = last = False

@@ -1,20 +1,23 @@
-"""One peer's share of a model: layers [start, end) of an mlx-lm llama-family model.
+"""One peer's share of a model: layers [start, end) of an mlx-lm model of a supported family.
 
 The model is built lazily by mlx_lm, the parts this peer does not run are dropped, and only then
 are the weights evaluated, so a peer's memory holds its layers (plus the embedding on the first
-stage and the norm and head on the last). The forward pass mirrors mlx_lm's LlamaModel.__call__
-with mlx_lm's own mask and cache helpers, so the numerics equal single-process mlx_lm.
+stage and the norm and head on the last). A stage runs mlx-lm's own layers, caches, masks, norm and
+head; what the family's model adds around the layers (embedding scale, which mask each layer uses)
+comes from families.py, so the numerics equal single-process mlx_lm.
 """
 
+import copy
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence, Union
 
 import mlx.core as mx
 
 from .errors import EngineError
+from .families import check_module, family_of
+from .inspect_model import layer_count, read_config, text_config
 from .layer_files import files_for_range
-from .inspect_model import read_config
 
 
 def _missing_files(model_dir: Path, start: int, end: int, n_layers: int, tied: bool) -> List[str]:
@@ -26,14 +29,23 @@ def _missing_files(model_dir: Path, start: int, end: int, n_layers: int, tied: b
     return sorted(f for f in needed if not (model_dir / f).is_file())
 
 
+def _token_rows(tokens: Union[Sequence[int], Sequence[Sequence[int]], mx.array]) -> mx.array:
+    """[B, T] token ids: a flat list is one row."""
+    if isinstance(tokens, mx.array):
+        return tokens if tokens.ndim == 2 else tokens[None]
+    return mx.array([tokens] if tokens and isinstance(tokens[0], int) else tokens)
+
+
 class Shard:
     def __init__(self, model: str, start: int, end: int):
+        from mlx_lm.models.cache import make_prompt_cache
         from mlx_lm.utils import load_model
 
         model_dir = Path(model)
         config = read_config(model_dir)
-        text = config.get("text_config", config)
-        n_layers = int(text["num_hidden_layers"])
+        self.family = family_of(config)
+        text = text_config(config)
+        n_layers = layer_count(config)
         if not (0 <= start < end <= n_layers):
             raise EngineError("BAD_REQUEST", f"layer range [{start}, {end}) is not within [0, {n_layers})")
         tied = bool(text.get("tie_word_embeddings", False))
@@ -47,10 +59,12 @@ class Shard:
             model_obj, _ = load_model(model_dir, lazy=True, strict=not partial)
         except (ValueError, FileNotFoundError) as err:
             raise EngineError("UNSUPPORTED_MODEL", f"mlx_lm cannot load {model_dir}: {err}") from err
+        check_module(self.family, model_obj)
 
-        inner = getattr(model_obj, "model", None)
-        if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "embed_tokens"):
-            raise EngineError("UNSUPPORTED_MODEL", f"{config.get('model_type')} models are not llama-shaped")
+        inner = model_obj.model
+        # The caches the whole model would make, taken for this range's layer indices: a family that
+        # mixes sliding and global layers gives each index its own kind (empty, so this is cheap).
+        self._cache_templates = make_prompt_cache(model_obj)[start:end]
         self.tied = not hasattr(model_obj, "lm_head")
         self.first = start == 0
         self.last = end == n_layers
@@ -67,37 +81,36 @@ class Shard:
         self.inner = inner
         self.start, self.end, self.n_layers = start, end, n_layers
         self.hidden_size = int(text["hidden_size"])
-        self.dtype = self._dtype()
-
-    def _dtype(self) -> mx.Dtype:
-        norm = self.inner.layers[0].input_layernorm.weight
-        return norm.dtype
+        self.dtype = inner.layers[0].input_layernorm.weight.dtype
+        self._windows = [self.family.window(inner, layer) for layer in inner.layers]
 
     def make_cache(self) -> List[Any]:
-        from mlx_lm.models.cache import make_prompt_cache
+        """One fresh cache per layer of the range (one sequence; mlx-lm's merge batches them)."""
+        return [copy.deepcopy(t) for t in self._cache_templates]
 
-        return make_prompt_cache(self.model)
-
-    def forward(self, cache: List[Any], tokens: Optional[List[Any]], hidden: Optional[mx.array]) -> mx.array:
+    def forward(self, cache: List[Any], tokens: Optional[Any], hidden: Optional[mx.array]) -> mx.array:
         """Hidden states [B, T, H] for a middle stage, or last-position logits [B, V] for the last.
 
-        One request: `tokens` is a list of ids (B = 1) and `cache` its own KV cache. A batch: `tokens` is a
-        list of B equal-length rows (or `hidden` has B rows) and `cache` a batch cache (mlx_lm's
-        BatchKVCache), whose make_mask covers each row's left padding.
+        One request: `tokens` is a list of ids (B = 1) and `cache` its own caches. A batch: `tokens` is B
+        equal-length rows (or `hidden` has B rows) and `cache` mlx_lm's batch caches (BatchKVCache, or
+        BatchRotatingKVCache for sliding layers), whose masks cover each row's left padding.
         """
         from mlx_lm.models.base import create_attention_mask
 
         if self.first:
-            rows = tokens if tokens and isinstance(tokens[0], list) else [tokens]
-            h = self.inner.embed_tokens(mx.array(rows))
+            h = self.inner.embed_tokens(_token_rows(tokens))
+            if self.family.embed is not None:
+                h = self.family.embed(self.inner, h)
         else:
             h = hidden
-        # Masks are computed before any cache is updated, as LlamaModel does.
-        window = getattr(self.inner, "sliding_window", None)
-        windows = [window if getattr(layer, "use_sliding", False) else None for layer in self.inner.layers]
-        masks = {w: create_attention_mask(h, cache[windows.index(w)], window_size=w) for w in set(windows)}
-        for layer, c, w in zip(self.inner.layers, cache, windows):
-            h = layer(h, masks[w], cache=c)
+        # Masks are computed before any cache is updated, each from a cache of a layer that uses it,
+        # as the family's model does.
+        masks = {}
+        for c, w in zip(cache, self._windows):
+            if w not in masks:
+                masks[w] = create_attention_mask(h, c, window_size=w)
+        for layer, c, w in zip(self.inner.layers, cache, self._windows):
+            h = layer(h, masks[w], c)
         if not self.last:
             return h
         h = self.inner.norm(h[:, -1:, :])

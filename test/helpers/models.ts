@@ -1,0 +1,37 @@
+// Models for tests: the default model's directory (fetched and converted once into the test data
+// dir), and small random-weight checkpoints of any supported family built by mlx-lm's own classes.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { defaults } from '../../core/defaults.ts';
+import { resolveModel } from '../../peer/model-source.ts';
+import { EngineSupervisor } from '../../peer/supervisor.ts';
+import { TEST_PYTHON, tempDir } from './mesh.ts';
+import { ROOT } from './process.ts';
+
+/** The default model converted in the shared test data dir (kept across runs). */
+export async function defaultModelDir(): Promise<string> {
+  const engine = new EngineSupervisor({ dataDir: defaults.dataDir, python: TEST_PYTHON });
+  try {
+    await engine.start();
+    return (await resolveModel(undefined, { dataDir: defaults.dataDir, engine, python: TEST_PYTHON })).path;
+  } finally {
+    await engine.stop();
+  }
+}
+
+/** A fresh random-weight checkpoint of `arch` (peer/engine/tests/tiny_models.py), optionally quantized by mlx-lm. */
+export async function tinyModel(arch: string, quant?: { bits: number; groupSize?: number }): Promise<string> {
+  const out = path.join(tempDir(`mlx-mesh-${arch}-`), 'model');
+  const args = [path.join(ROOT, 'peer/engine/tests/tiny_models.py'), arch, out, await defaultModelDir()];
+  if (quant) args.push(String(quant.bits), String(quant.groupSize ?? 64));
+  execFileSync(TEST_PYTHON, args, { encoding: 'utf8' });
+  return out;
+}
+
+/** Single-process mlx_lm greedy generation (test/helpers/mlx_reference.py). */
+export function mlxReference(modelDir: string, spec: { prompt: string } | { messages: unknown[] }, maxTokens: number) {
+  const out = execFileSync(TEST_PYTHON, [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify(spec), String(maxTokens)], {
+    encoding: 'utf8',
+  });
+  return JSON.parse(out) as { prompt: number[]; tokens: number[]; text: string };
+}
