@@ -14,6 +14,26 @@ function envMs(name: string, fallback: number): number {
   return Number.isFinite(v) && v > 0 ? v : fallback;
 }
 
+/**
+ * How long the engine may take over one call, counted from when the call reaches the head of the
+ * engine's queue (it serves one frame at a time). Quick ops get seconds, model work gets minutes;
+ * an op not listed gets `other`.
+ */
+const engineTimeoutsMs: Readonly<Record<string, number>> = {
+  hello: 60_000, // importing MLX on a busy machine
+  tokenize: 30_000,
+  decode: 30_000,
+  stats: 30_000,
+  release: 30_000,
+  shutdown: 30_000,
+  inspect: 60_000,
+  forward: 120_000, // one prefill chunk of a large model on a slow CPU
+  load: 10 * 60_000,
+  convert: 30 * 60_000,
+  download: 2 * 60 * 60_000,
+  other: 60_000,
+};
+
 export const defaults = {
   port: 50051,
   apiPort: 8100,
@@ -38,5 +58,6 @@ export const defaults = {
   prefillChunksPerStage: 2,
   prefillChunkMin: 32,
   prefillChunkMax: 2048,
+  engineTimeoutsMs,
 } as const;
 

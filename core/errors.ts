@@ -23,6 +23,7 @@ export const ErrorCodes = {
   INSECURE_API: 'the HTTP API would listen beyond loopback without an API key',
   ENGINE_FAILED: 'the Python engine failed to start or crashed',
   ENGINE_ERROR: 'the Python engine reported an error for a request',
+  ENGINE_TIMEOUT: 'the Python engine did not answer a call within its deadline',
   PYTHON_NOT_FOUND: 'no suitable Python interpreter was found',
   SETUP_FAILED: 'the managed Python environment could not be built (install or verify failed)',
   MODEL_NOT_FOUND: 'the model could not be found or read',

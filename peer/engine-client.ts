@@ -1,10 +1,11 @@
 // One running Python engine (`python -m mlx_mesh_engine`): spawn, length-prefixed CBOR frames on its
-// stdio, request ids and one promise per request. Every pending request rejects with ENGINE_FAILED
-// when the process exits, so a caller never waits on a dead engine.
+// stdio, request ids and one promise per request. Every call ends: with its reply, with ENGINE_FAILED
+// when the process exits, with ENGINE_TIMEOUT past its deadline, or with the engine's error when it
+// answers a frame it could not decode (`id: null`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { ENGINE_PROTOCOL } from '../core/defaults.ts';
+import { defaults, ENGINE_PROTOCOL } from '../core/defaults.ts';
 import { cbor } from '../transport/codec.ts';
 import { ENGINE_DIR } from '../core/paths.ts';
 import { meshError, MeshError, ErrorCodes, type ErrorCode } from '../core/errors.ts';
@@ -23,6 +24,8 @@ export interface EngineClientOptions {
   logger?: Logger;
   /** How long start() waits for the engine's hello. */
   startTimeoutMs?: number;
+  /** Per-op deadlines overriding defaults.engineTimeoutsMs (tests, slow machines). */
+  timeouts?: Partial<Record<string, number>>;
   /** How long stop() waits after `shutdown` before SIGTERM, and again before SIGKILL. */
   stopGraceMs?: number;
 }
@@ -47,6 +50,7 @@ interface Pending {
   op: string;
   resolve: (value: any) => void;
   reject: (err: Error) => void;
+  timeoutMs: number;
   timer?: NodeJS.Timeout;
 }
 
@@ -55,13 +59,15 @@ function setupHint(dataDir: string): string {
   return `Run \`mlx-mesh setup --data-dir ${dataDir}\` to create the managed Python environment (or pass --python).`;
 }
 
-/** Events: 'exit' (EngineExit) exactly once per started process. */
+/** Events: 'exit' (EngineExit) exactly once per started process; 'timeout' (op) when a call expires. */
 export class EngineClient extends EventEmitter {
   readonly python: ResolvedPython;
   private readonly log: Logger;
   private readonly opts: EngineClientOptions;
   private child?: ChildProcess;
   private pending = new Map<number, Pending>();
+  /** Ids sent and not answered yet, in send order, abandoned (timed-out) calls included. */
+  private unanswered: number[] = [];
   private nextId = 1;
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;
@@ -147,7 +153,7 @@ export class EngineClient extends EventEmitter {
     // A write to a dead engine's stdin fails with EPIPE; the exit handler reports it.
     child.stdin!.on('error', () => {});
 
-    const hello = this.request<EngineHello>('hello', {}, { timeoutMs: this.opts.startTimeoutMs ?? 60_000 });
+    const hello = this.request<EngineHello>('hello', {}, { timeoutMs: this.opts.startTimeoutMs });
     const result = await Promise.race([hello, spawnError]).catch((err: Error) => {
       if (this.running) child.kill('SIGKILL');
       throw err;
@@ -186,18 +192,48 @@ export class EngineClient extends EventEmitter {
     const payload = cbor.encode({ ...fields, id, op });
     const header = Buffer.alloc(4);
     header.writeUInt32BE(payload.byteLength, 0);
+    const timeoutMs =
+      opts.timeoutMs ?? this.opts.timeouts?.[op] ?? defaults.engineTimeoutsMs[op] ?? defaults.engineTimeoutsMs.other;
     return new Promise<T>((resolve, reject) => {
-      const entry: Pending = { op, resolve, reject };
-      if (opts.timeoutMs !== undefined) {
-        entry.timer = setTimeout(() => {
-          this.pending.delete(id);
-          reject(meshError('ENGINE_FAILED', `the engine did not answer ${op} within ${opts.timeoutMs} ms`));
-        }, opts.timeoutMs);
-      }
-      this.pending.set(id, entry);
+      this.pending.set(id, { op, resolve, reject, timeoutMs });
+      this.unanswered.push(id);
+      this.armDeadline();
       this.child!.stdin!.write(header);
       this.child!.stdin!.write(payload);
     });
+  }
+
+  // The engine serves one frame at a time in arrival order, so a call's clock starts when it is the
+  // oldest one still waiting: a quick op queued behind a long load is not charged for the load.
+  private armDeadline(): void {
+    for (const id of this.unanswered) {
+      const entry = this.pending.get(id);
+      if (!entry) continue; // abandoned: the engine may still be busy with it, the next call's clock runs
+      entry.timer ??= setTimeout(() => this.expire(id), entry.timeoutMs);
+      return;
+    }
+  }
+
+  private expire(id: number): void {
+    const entry = this.pending.get(id);
+    if (!entry) return;
+    // The id stays in `unanswered`: a late reply must not be taken for the next call's.
+    this.pending.delete(id);
+    entry.reject(meshError('ENGINE_TIMEOUT', `the engine did not answer ${entry.op} within ${entry.timeoutMs} ms`, { op: entry.op }));
+    this.emit('timeout', entry.op);
+    this.armDeadline();
+  }
+
+  /** Removes one answered id (the oldest when the reply names none) and returns its call, if still waiting. */
+  private settle(id: number | undefined): Pending | undefined {
+    const at = id === undefined ? 0 : this.unanswered.indexOf(id);
+    if (at < 0 || at >= this.unanswered.length) return undefined;
+    const [answered] = this.unanswered.splice(at, 1);
+    const entry = this.pending.get(answered);
+    this.pending.delete(answered);
+    if (entry?.timer) clearTimeout(entry.timer);
+    this.armDeadline();
+    return entry;
   }
 
   private onStdout(chunk: Buffer): void {
@@ -235,15 +271,16 @@ export class EngineClient extends EventEmitter {
       msg = cbor.decode(frame);
     } catch (err) {
       this.log.error('engine sent an undecodable frame', { error: (err as Error).message });
-      return;
+      msg = { id: null, ok: false, error: { code: 'BAD_FRAME', message: `its reply could not be decoded: ${(err as Error).message}` } };
     }
-    const entry = typeof msg?.id === 'number' ? this.pending.get(msg.id) : undefined;
+    // A reply without an id answers a frame the engine could not decode. Replies come in the order
+    // the frames were sent, so it belongs to the oldest unanswered call.
+    const id = typeof msg?.id === 'number' ? msg.id : undefined;
+    const entry = this.settle(id);
     if (!entry) {
-      this.log.warn('engine reply matches no request', { id: msg?.id, error: msg?.error?.message });
+      this.log.warn('engine reply matches no waiting call', { id: msg?.id, error: msg?.error?.message });
       return;
     }
-    this.pending.delete(msg.id);
-    if (entry.timer) clearTimeout(entry.timer);
     if (msg.ok) {
       const { id: _id, ok: _ok, ...result } = msg;
       entry.resolve(result);
@@ -266,6 +303,7 @@ export class EngineClient extends EventEmitter {
   private failAll(err: MeshError): void {
     const pending = [...this.pending.values()];
     this.pending.clear();
+    this.unanswered = [];
     for (const entry of pending) {
       if (entry.timer) clearTimeout(entry.timer);
       entry.reject(err);

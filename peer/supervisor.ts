@@ -174,6 +174,12 @@ export class EngineSupervisor extends EventEmitter {
     const client = new EngineClient(this.opts);
     this.client = client;
     client.once('exit', (exit: EngineExit) => this.onExit(client, exit));
+    // A call past its deadline means a hung engine (the health check skips a busy one): replace it.
+    client.on('timeout', (op: string) => {
+      if (client !== this.client || !client.running || this.stopRequested) return;
+      this.log.warn('engine missed a deadline; restarting it', { op });
+      client.kill('SIGKILL');
+    });
     this._hello = await client.start();
     return this._hello;
   }

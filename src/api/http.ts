@@ -39,9 +39,46 @@ export async function readJson(req: IncomingMessage, limitBytes: number): Promis
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (!text.trim()) throw new HttpError(400, 'request body is empty: send a JSON object', 'invalid_request_error', 'invalid_json');
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch (err) {
     throw new HttpError(400, `request body is not valid JSON: ${(err as Error).message}`, 'invalid_request_error', 'invalid_json');
   }
+  const lone = findLoneSurrogate(body);
+  if (lone) {
+    const param = lone.path || null;
+    throw new HttpError(
+      400,
+      `${param ?? 'body'}: character ${lone.index} is a lone UTF-16 surrogate (\\u${lone.unit.toString(16)}), which cannot be encoded as text; send well-formed Unicode`,
+      'invalid_request_error',
+      'invalid_unicode',
+      param,
+    );
+  }
+  return body;
+}
+
+// JSON's \uXXXX escapes can spell half of a surrogate pair: a valid JS string that no UTF-8 encoder
+// (nor the engine's tokenizer) can carry.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** The first string in a parsed JSON value holding a lone surrogate: its path and code-unit index. */
+export function findLoneSurrogate(value: unknown, path = ''): { path: string; index: number; unit: number } | undefined {
+  if (typeof value === 'string') {
+    const m = LONE_SURROGATE.exec(value);
+    return m ? { path, index: m.index, unit: value.charCodeAt(m.index) } : undefined;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findLoneSurrogate(value[i], `${path}[${i}]`);
+      if (found) return found;
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const [key, v] of Object.entries(value)) {
+      const found = findLoneSurrogate(v, path ? `${path}.${key}` : key);
+      if (found) return found;
+    }
+  }
+  return undefined;
 }

@@ -95,6 +95,61 @@ test('stop() escalates to SIGKILL when the engine does not answer shutdown', asy
   assert.equal(await engine.waitExit(), { code: null, signal: 'SIGKILL' });
 });
 
+/** Rejects with a clear failure instead of hanging the test run when a call never ends. */
+function settleWithin<T>(p: Promise<T>, ms: number, what: string): Promise<PromiseSettledResult<T>> {
+  let timer: NodeJS.Timeout;
+  const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} never ended`)), ms)));
+  return Promise.race([Promise.allSettled([p]).then(([r]) => r), hang]).finally(() => clearTimeout(timer));
+}
+
+test('a frame the engine cannot decode fails the call it belongs to; the calls around it are answered', async () => {
+  const engine = client();
+  await engine.start();
+  // A lone UTF-16 surrogate is valid JSON and a valid JS string, but not UTF-8: the engine cannot
+  // decode the frame and answers with `id: null`.
+  const calls = [engine.request('stats'), engine.request('tokenize', { text: 'Once upon \ud800 a time' }), engine.request('stats')];
+  const [before, bad, after] = await Promise.all(calls.map((c, i) => settleWithin(c, 30_000, `call ${i}`)));
+  assert.is(before.status, 'fulfilled');
+  assert.is(after.status, 'fulfilled');
+  assert.is(bad.status, 'rejected');
+  const err = (bad as PromiseRejectedResult).reason;
+  assert.ok(isMeshError(err, 'BAD_FRAME'), String(err));
+  assert.match(err.message, /tokenize/);
+  assert.is(engine.pendingCount, 0);
+  await engine.stop();
+});
+
+test('a call the engine does not answer times out with an error naming the op and the limit', async () => {
+  const engine = client({ timeouts: { stats: 400 } });
+  await engine.start();
+  const timeouts: string[] = [];
+  engine.on('timeout', (op: string) => timeouts.push(op));
+  process.kill(engine.pid!, 'SIGSTOP');
+  try {
+    const r = await settleWithin(engine.request('stats'), 30_000, 'stats');
+    assert.is(r.status, 'rejected');
+    const err = (r as PromiseRejectedResult).reason;
+    assert.ok(isMeshError(err, 'ENGINE_TIMEOUT'), String(err));
+    assert.match(err.message, /stats/);
+    assert.match(err.message, /400 ms/);
+    assert.equal(timeouts, ['stats']);
+    assert.is(engine.pendingCount, 0);
+  } finally {
+    process.kill(engine.pid!, 'SIGCONT');
+  }
+  // Once it runs again, its late reply to the abandoned call is dropped and new calls are answered.
+  assert.is((await engine.request<{ requests: number }>('stats', {}, { timeoutMs: 30_000 })).requests, 0);
+  await engine.stop();
+});
+
+test('every op the client sends has a default deadline: seconds for quick ops, minutes for loads', () => {
+  for (const op of ['hello', 'tokenize', 'decode', 'stats', 'release', 'shutdown', 'inspect']) {
+    assert.ok(defaults.engineTimeoutsMs[op] >= 5_000 && defaults.engineTimeoutsMs[op] <= 120_000, op);
+  }
+  for (const op of ['load', 'convert', 'download']) assert.ok(defaults.engineTimeoutsMs[op] >= 5 * 60_000, op);
+  assert.ok(defaults.engineTimeoutsMs.forward > 0);
+});
+
 test('a missing interpreter is PYTHON_NOT_FOUND and names the fix', async () => {
   const engine = client({ python: '/nonexistent/bin/python3' });
   try {

@@ -136,6 +136,27 @@ test('a hung engine fails its health check and is replaced', async () => {
   await s.stop();
 });
 
+test('a busy engine that misses a call\'s deadline fails that call and is replaced', async () => {
+  // The health check only probes an idle engine; a hung one with calls waiting is caught by their deadlines.
+  const s = supervisor({ healthIntervalMs: 60_000, timeouts: { tokenize: 500 } });
+  await s.start();
+  await s.load({ model: modelDir, start: 0, end: 5 });
+  const oldPid = s.pid!;
+  const restarted = until(s, 'restart');
+  process.kill(oldPid, 'SIGSTOP');
+  try {
+    await s.tokenize({ text: 'Once upon a time' });
+    assert.unreachable('should reject');
+  } catch (err) {
+    assert.ok(isMeshError(err, 'ENGINE_TIMEOUT'), String(err));
+  }
+  await restarted;
+  await until(s, 'state', (st) => st === 'ready');
+  assert.is.not(s.pid, oldPid);
+  assert.equal((await s.tokenize({ text: 'Once upon a time', addBos: true })).tokens, PROMPT_TOKENS);
+  await s.stop();
+});
+
 test('after the restart budget is spent the supervisor gives up', async () => {
   const s = supervisor({ restartBudget: { maxRestarts: 2, windowMs: 60_000 } });
   await s.start();
