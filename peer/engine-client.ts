@@ -6,7 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { defaults, ENGINE_PROTOCOL } from '../core/defaults.ts';
-import { cbor } from '../transport/codec.ts';
+import { cbor, encodeFrameParts } from '../transport/codec.ts';
+import { FrameReader } from './frame-reader.ts';
 import { ENGINE_DIR } from '../core/paths.ts';
 import { meshError, MeshError, ErrorCodes, type ErrorCode } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -69,9 +70,7 @@ export class EngineClient extends EventEmitter {
   /** Ids sent and not answered yet, in send order, abandoned (timed-out) calls included. */
   private unanswered: number[] = [];
   private nextId = 1;
-  private buffered: Buffer[] = [];
-  private bufferedBytes = 0;
-  private frameLength?: number;
+  private readonly frames = new FrameReader(MAX_ENGINE_FRAME_BYTES, (frame) => this.onFrame(frame));
   private stderrTail: string[] = [];
   private stderrPartial = '';
   private exitInfo?: EngineExit;
@@ -189,17 +188,21 @@ export class EngineClient extends EventEmitter {
     const id = this.nextId++;
     // Absent optional arguments are left out: CBOR `undefined` is not Python's None.
     const fields = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
-    const payload = cbor.encode({ ...fields, id, op });
+    // A tensor argument goes to the pipe from its own memory: header, small fields, then its bytes.
+    const parts = encodeFrameParts({ ...fields, id, op });
     const header = Buffer.alloc(4);
-    header.writeUInt32BE(payload.byteLength, 0);
+    header.writeUInt32BE(parts.reduce((n, p) => n + p.byteLength, 0), 0);
     const timeoutMs =
       opts.timeoutMs ?? this.opts.timeouts?.[op] ?? defaults.engineTimeoutsMs[op] ?? defaults.engineTimeoutsMs.other;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { op, resolve, reject, timeoutMs });
       this.unanswered.push(id);
       this.armDeadline();
-      this.child!.stdin!.write(header);
-      this.child!.stdin!.write(payload);
+      const stdin = this.child!.stdin!;
+      stdin.cork();
+      stdin.write(header);
+      for (const part of parts) stdin.write(part);
+      stdin.uncork();
     });
   }
 
@@ -237,32 +240,14 @@ export class EngineClient extends EventEmitter {
   }
 
   private onStdout(chunk: Buffer): void {
-    this.buffered.push(chunk);
-    this.bufferedBytes += chunk.length;
-    for (;;) {
-      if (this.frameLength === undefined) {
-        if (this.bufferedBytes < 4) return;
-        this.frameLength = this.take(4).readUInt32BE(0);
-        if (this.frameLength > MAX_ENGINE_FRAME_BYTES) {
-          this.log.error('engine sent an oversize frame; killing it', { length: this.frameLength });
-          this.child?.kill('SIGKILL');
-          return;
-        }
-      }
-      // Wait for the whole frame before joining chunks, so a large tensor is copied once.
-      if (this.bufferedBytes < this.frameLength) return;
-      const frame = this.take(this.frameLength);
-      this.frameLength = undefined;
-      this.onFrame(frame);
+    try {
+      this.frames.push(chunk);
+    } catch (err) {
+      // The stream is out of sync: nothing after this can be trusted.
+      this.log.error('engine sent an oversize frame; killing it', { error: (err as Error).message });
+      this.child?.stdout?.removeAllListeners('data');
+      this.child?.kill('SIGKILL');
     }
-  }
-
-  private take(n: number): Buffer {
-    const all = this.buffered.length === 1 ? this.buffered[0] : Buffer.concat(this.buffered, this.bufferedBytes);
-    const rest = all.subarray(n);
-    this.buffered = rest.length ? [rest] : [];
-    this.bufferedBytes = rest.length;
-    return all.subarray(0, n);
   }
 
   private onFrame(frame: Uint8Array): void {

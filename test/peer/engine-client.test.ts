@@ -56,6 +56,24 @@ test('a bad op gets an error reply and the engine keeps serving', async () => {
   await engine.stop();
 });
 
+test('tensors of every size cross the engine and come back bit-exact, several in flight', async () => {
+  const engine = client();
+  await engine.start();
+  const sizes = [16, 8 << 10, 1 << 20, 16 << 20];
+  const sent = sizes.map((n) => {
+    const data = new Uint8Array(n);
+    for (let i = 0; i < n; i += 4096) data[i] = (i >> 12) & 0xff;
+    data[n - 1] = 0x5a;
+    return { dtype: 'uint8', shape: [1, n], data };
+  });
+  const back = await Promise.all(sent.map((hidden) => engine.request<{ hidden: typeof hidden }>('echo', { hidden })));
+  for (const [i, { hidden }] of back.entries()) {
+    assert.equal(hidden.shape, sent[i].shape);
+    assert.equal(Buffer.compare(Buffer.from(hidden.data), Buffer.from(sent[i].data)), 0, `${sizes[i]} bytes`);
+  }
+  await engine.stop();
+});
+
 test('killing the engine rejects every pending request with ENGINE_FAILED', async () => {
   const engine = client();
   await engine.start();

@@ -4,10 +4,27 @@ The real stdout is kept for frames only and fd 1 is pointed at stderr, so a stra
 library can never corrupt the frame stream.
 """
 
+import fcntl
 import logging
 import os
 import signal
 import sys
+
+
+# Linux pipes hold 64 KiB: a 16 MiB tensor would cross in 256 wake-ups of each side. 1 MiB is the
+# most an unprivileged process may ask for (/proc/sys/fs/pipe-max-size).
+_PIPE_BYTES = 1 << 20
+
+
+def _widen_pipes(*fds: int) -> None:
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only; macOS pipes grow on their own
+    if setsize is None:
+        return
+    for fd in fds:
+        try:
+            fcntl.fcntl(fd, setsize, _PIPE_BYTES)
+        except OSError:
+            pass  # not a pipe (a file or a terminal in a manual run), or a lower limit on this system
 
 
 def main() -> int:
@@ -27,6 +44,8 @@ def main() -> int:
         return 3
 
     from .server import serve
+
+    _widen_pipes(0, frames_out.fileno())
 
     stdin = sys.stdin.buffer
     return serve(stdin, frames_out)

@@ -289,6 +289,12 @@ class Engine:
         skip = _arg(msg, "skip_special", bool, default=False)
         return {"text": self._tokenizer().decode(tokens, skip_special_tokens=skip)}
 
+    def op_echo(self, msg):
+        """The engine hop's benchmark: a tensor in and back out through forward's decode and encode."""
+        hidden = decode_tensor(_arg(msg, "hidden", dict))
+        mx.eval(hidden)
+        return {"hidden": encode_tensor(hidden)}
+
     def op_stats(self, msg):
         return {
             "active_memory": mx.get_active_memory(),

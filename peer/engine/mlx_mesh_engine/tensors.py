@@ -43,7 +43,8 @@ def encode_tensor(array: mx.array) -> dict:
     name = dtype_name(array.dtype)
     carrier = _CARRIER.get(name)
     view = array.view(mx.uint16 if carrier is np.uint16 else mx.uint8) if carrier else array
-    data = np.array(view, copy=False).tobytes()
+    # A view of the array's own memory (copied only if it is not contiguous): the framing writes it as is.
+    data = memoryview(np.ascontiguousarray(np.array(view, copy=False))).cast("B")
     return {"dtype": name, "shape": list(array.shape), "data": data}
 
 
@@ -55,12 +56,12 @@ def decode_tensor(value: object) -> mx.array:
         raise bad_request(f"unknown tensor dtype {name!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise bad_request("tensor shape must be a list of non-negative ints")
-    if not isinstance(data, (bytes, bytearray)):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         raise bad_request("tensor data must be a byte string")
     dtype = _MX[name]
     count = int(np.prod(shape)) if shape else 1
-    if len(data) != count * dtype.size:
-        raise bad_request(f"tensor {name}{shape} needs {count * dtype.size} bytes, got {len(data)}")
+    if memoryview(data).nbytes != count * dtype.size:
+        raise bad_request(f"tensor {name}{shape} needs {count * dtype.size} bytes, got {memoryview(data).nbytes}")
     carrier = _CARRIER.get(name)
     if carrier is not None:
         raw = mx.array(np.frombuffer(data, dtype=carrier).reshape(shape))

@@ -81,3 +81,27 @@ def test_serve_exits_non_zero_on_truncated_input_and_zero_after_shutdown():
     out = io.BytesIO()
     assert serve(frames({"id": 1, "op": "shutdown"}, {"id": 2, "op": "stats"}), out) == 0
     assert replies(out) == [{"id": 1, "ok": True}]
+
+
+def test_a_16_mib_tensor_round_trips_through_the_frame_stream():
+    import mlx.core as mx
+    import numpy as np
+
+    from mlx_mesh_engine.tensors import decode_tensor, encode_tensor
+
+    array = mx.array(np.random.default_rng(3).standard_normal((1, 2048, 2048), dtype=np.float32))
+    buf = io.BytesIO()
+    write_frame(buf, {"id": 7, "ok": True, "hidden": encode_tensor(array)})
+    buf.seek(0)
+    msg = read_frame(buf)
+    assert msg["id"] == 7 and len(msg["hidden"]["data"]) == 16 << 20
+    assert mx.array_equal(decode_tensor(msg["hidden"]), array).item()
+    assert read_frame(buf) is None
+
+
+def test_large_and_view_byte_strings_are_written_as_cbor2_writes_bytes():
+    value = {"id": 1, "hidden": {"dtype": "uint8", "shape": [3000], "data": memoryview(bytes(range(256)) * 12)[:3000]}}
+    plain = {"id": 1, "hidden": {"dtype": "uint8", "shape": [3000], "data": (bytes(range(256)) * 12)[:3000]}}
+    assert encode_frame(value)[4:] == cbor2.dumps(plain)
+    small = {"logits": {"data": memoryview(b"\x01\x02")}}
+    assert cbor2.loads(encode_frame(small)[4:]) == {"logits": {"data": b"\x01\x02"}}
