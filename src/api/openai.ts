@@ -10,21 +10,43 @@ import { isMeshError } from '../../core/errors.ts';
 import { HttpError, readJson, sendJson } from './http.ts';
 import { ChatRequest, CompletionRequest } from './openai-schemas.ts';
 import type { ApiServer } from './server.ts';
+import { type Endpoint, refuseUnsupported } from './unsupported.ts';
 
 const BODY_LIMIT = 4 * 1024 * 1024;
 const DEFAULT_MAX_TOKENS = 256;
 
-function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
+/** `messages[1].content`, the way the parameter appears in the request. */
+function paramName(path: readonly PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i ? `.${String(p)}` : String(p))).join('');
+}
+
+function issueError(issue: z.core.$ZodIssue): HttpError {
+  if (issue.code === 'unrecognized_keys') {
+    const at = paramName(issue.path);
+    const [name, ...more] = issue.keys.map((k) => (at ? `${at}.${k}` : k));
+    const others = more.length ? ` (and ${more.map((k) => `"${k}"`).join(', ')})` : '';
+    return new HttpError(
+      400,
+      `unknown parameter "${name}"${others}: this API does not implement it, and refuses what it does not implement rather than ignore it; remove it`,
+      'invalid_request_error',
+      'unknown_parameter',
+      name,
+    );
+  }
+  const param = paramName(issue.path) || null;
+  return new HttpError(400, `${param ? `${param}: ` : ''}${issue.message}`, 'invalid_request_error', 'invalid_value', param);
+}
+
+function parse<S extends typeof ChatRequest | typeof CompletionRequest>(schema: S, endpoint: Endpoint, body: unknown): z.infer<S> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new HttpError(400, 'request body must be a JSON object', 'invalid_request_error', 'invalid_json');
   }
-  const r = schema.safeParse(body);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const param = issue.path.join('.') || null;
-    throw new HttpError(400, `${param ? `${param}: ` : ''}${issue.message}`, 'invalid_request_error', 'invalid_value', param);
+  const r = schema.safeParse(refuseUnsupported(body as Record<string, unknown>, endpoint));
+  if (!r.success) throw issueError(r.error.issues[0]);
+  if (r.data.stream_options && !r.data.stream) {
+    throw new HttpError(400, 'stream_options is only allowed when stream is true: set "stream": true or remove stream_options', 'invalid_request_error', 'invalid_value', 'stream_options');
   }
-  return r.data;
+  return r.data as z.infer<S>;
 }
 
 interface Common {
@@ -34,7 +56,7 @@ interface Common {
   seed?: number | null;
   stop?: string | string[] | null;
   stream?: boolean | null;
-  stream_options?: { include_usage?: boolean } | null;
+  stream_options?: { include_usage?: boolean | null } | null;
 }
 
 export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void {
@@ -51,12 +73,28 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
     return served;
   };
 
+  // `created`: when this peer started serving the model (the cluster decides the model, not a vendor).
+  const servedSince = new Map<string, number>();
+  const since = (name: string) => {
+    if (!servedSince.has(name)) servedSince.set(name, Math.floor(Date.now() / 1000));
+    return servedSince.get(name)!;
+  };
+  inference.on('plan', (plan) => since(plan.meta.name));
+  const modelObject = (id: string) => ({ id, object: 'model', created: since(id), owned_by: 'mlx-mesh', ready: inference.isReady() });
+
   api.route('GET', '/v1/models', (_req, res) => {
     const id = modelId();
-    sendJson(res, 200, {
-      object: 'list',
-      data: id ? [{ id, object: 'model', created: 0, owned_by: 'mlx-mesh', ready: inference.isReady() }] : [],
-    });
+    sendJson(res, 200, { object: 'list', data: id ? [modelObject(id)] : [] });
+  });
+
+  // Model ids may hold slashes (Hugging Face repo ids), sent raw or %2F-encoded: the rest of the path is the id.
+  api.route('GET', '/v1/models/*id', (_req, res, _url, { id }) => {
+    const served = modelId();
+    if (!served || (id !== served && id !== inference.plan?.model)) {
+      const why = served ? `this cluster serves "${served}"` : 'this cluster has no model loaded yet';
+      throw new HttpError(404, `model "${id}" is not served here: ${why} (GET /v1/models lists it)`, 'invalid_request_error', 'model_not_found', 'model');
+    }
+    sendJson(res, 200, modelObject(served));
   });
 
   async function serve(
@@ -84,7 +122,8 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
     const request = {
       tokens: promptTokens,
       maxTokens,
-      sampling: { temperature: body.temperature ?? 1, topP: body.top_p ?? 1, seed: body.seed ?? null },
+      // top_p 0 keeps only the most likely token, which is greedy decoding.
+      sampling: body.top_p === 0 ? { temperature: 0, topP: 1, seed: body.seed ?? null } : { temperature: body.temperature ?? 1, topP: body.top_p ?? 1, seed: body.seed ?? null },
       stop: stops,
       signal: abort.signal,
     };
@@ -128,7 +167,7 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
   }
 
   api.route('POST', '/v1/completions', async (req, res) => {
-    const body = parse(CompletionRequest, await readJson(req, BODY_LIMIT));
+    const body = parse(CompletionRequest, 'completion', await readJson(req, BODY_LIMIT));
     checkModel(body.model);
     const prompt = Array.isArray(body.prompt) ? body.prompt[0] : body.prompt;
     const tokens = await inference.tokenize({ text: prompt }).catch((e) => Promise.reject(toHttpError(e)));
@@ -136,7 +175,7 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
   });
 
   api.route('POST', '/v1/chat/completions', async (req, res) => {
-    const body = parse(ChatRequest, await readJson(req, BODY_LIMIT));
+    const body = parse(ChatRequest, 'chat', await readJson(req, BODY_LIMIT));
     checkModel(body.model);
     const messages = body.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,

@@ -11,7 +11,10 @@ import { Cors } from './cors.ts';
 import { HttpError, sendError, sendJson } from './http.ts';
 import { clusterView, gpuInfoView, healthView, type ViewSource } from './views.ts';
 
-/** `params` holds the `:name` segments of the route's path (`/v1/models/:id` → `{ id }`), decoded. */
+/**
+ * `params` holds the route path's `:name` segments (`/debug/requests/:id` → `{ id }`) and a final
+ * `*name` segment, which takes the rest of the path, slashes included; all decoded.
+ */
 export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, params: Record<string, string>) => Promise<void> | void;
 
 export interface RouteOptions {
@@ -42,6 +45,15 @@ interface Route {
 
 const log = createLogger('api');
 
+/** A path parameter's value, or null when it is empty or not valid percent-encoding. */
+function decodeSegment(raw: string): string | null {
+  try {
+    return decodeURIComponent(raw) || null;
+  } catch {
+    return null;
+  }
+}
+
 export class ApiServer {
   private server: http.Server | null = null;
   private readonly routes: Route[] = [];
@@ -59,22 +71,20 @@ export class ApiServer {
     this.routes.push({ method, segments: path.split('/'), handler, public: opts.public ?? false });
   }
 
-  /** The routes whose path matches, with the values of their `:name` segments. */
+  /** The routes whose path matches, with the values of their `:name` and `*name` segments. */
   private match(pathname: string): { route: Route; params: Record<string, string> }[] {
     const parts = pathname.split('/');
     const out: { route: Route; params: Record<string, string> }[] = [];
     for (const route of this.routes) {
-      if (route.segments.length !== parts.length) continue;
+      const rest = route.segments.at(-1)!.startsWith('*');
+      if (rest ? parts.length < route.segments.length : route.segments.length !== parts.length) continue;
       const params: Record<string, string> = {};
       const ok = route.segments.every((seg, i) => {
-        if (!seg.startsWith(':')) return seg === parts[i];
-        if (!parts[i]) return false;
-        try {
-          params[seg.slice(1)] = decodeURIComponent(parts[i]);
-          return true;
-        } catch {
-          return false;
-        }
+        if (!seg.startsWith(':') && !seg.startsWith('*')) return seg === parts[i];
+        const value = decodeSegment(seg.startsWith('*') ? parts.slice(i).join('/') : parts[i]);
+        if (!value) return false;
+        params[seg.slice(1)] = value;
+        return true;
       });
       if (ok) out.push({ route, params });
     }
