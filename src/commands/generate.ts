@@ -28,7 +28,7 @@ export interface StreamResult {
   finishReason: string | null;
 }
 
-/** Streams one request from a peer's API; `onText` sees each piece. Throws on an error event. */
+/** Streams one request from a peer's API (with `apiKey`, else MLX_MESH_API_KEY); `onText` sees each piece. Throws on an error event. */
 export async function streamCompletion(
   api: string,
   opts: { prompt: string; maxTokens: number; temperature: number; raw?: boolean; apiKey?: string },
@@ -45,7 +45,7 @@ export async function streamCompletion(
   const started = performance.now();
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...authHeaders(opts.apiKey) }, body: JSON.stringify(body) });
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...authHeaders(opts.apiKey ?? apiKeyFrom(undefined)) }, body: JSON.stringify(body) });
   } catch (err) {
     throw meshError('API_UNREACHABLE', `cannot reach ${url}: ${(err as Error).message}. Is "mlx-mesh join" running?`);
   }
