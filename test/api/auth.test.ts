@@ -18,6 +18,9 @@ const ROUTES: [string, string, unknown, number][] = [
   ['GET', '/cluster', undefined, 200],
   ['GET', '/metrics', undefined, 200],
   ['GET', '/v1/models', undefined, 200],
+  ['GET', '/v1/models/stories260K', undefined, 200],
+  ['GET', '/debug/requests', undefined, 200],
+  ['GET', '/debug/requests/req-unknown', undefined, 404],
   ['POST', '/v1/completions', { prompt: 'Once upon a time', max_tokens: 2, temperature: 0 }, 200],
   ['POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }, 400],
 ];
