@@ -16,6 +16,7 @@ import { resolvePython } from '../peer/python-env.ts';
 import { EngineSupervisor } from '../peer/supervisor.ts';
 import { dataDirOption, EXIT, parseCommandArgs, SHARED_OPTIONS } from '../src/command.ts';
 import { writeRatioChart } from './inference-chart.ts';
+import { hopDelta, type HopFigures, otherMs, snapshot, type StageTotals } from './hops.ts';
 import { enginePids, peakRssBytes, pinPrefix, startPeerProcesses, stopPeerProcesses, waitForCluster } from './peer-processes.ts';
 import { concurrentStreams, type ConcurrentRun, oneStream, type StreamRun } from './streams.ts';
 
@@ -86,7 +87,20 @@ export interface Row {
   peak_rss_bytes: number[];
   same_text: boolean | null;
   streams: Record<string, ConcurrentRun>;
+  /** Mesh: per stage, compute inside the engine vs transfer, for the prompt and per decoded token. */
+  hops?: Hops;
   trials: Array<Omit<StreamRun, 'text'>>;
+}
+
+/** The last trial, split at its first token. */
+interface Hops {
+  stages: Array<{ rank: number; layers: [number, number] | null }>;
+  /** Overlapped prefill: stages compute at once (their compute can add up to more than the wall time), and an
+   *  op's round trip includes waiting behind the chunk before it; so nothing is "left over" here. */
+  prefill: { wall_ms: number; stages: HopFigures[] };
+  /** One token's step is sequential through the stages: wall = engine round trips + link transfers + other
+   *  (HTTP, the origin's work, the token's way back). */
+  decode_per_token: { wall_ms: number; other_ms: number; stages: HopFigures[] };
 }
 
 export interface Ratios {
@@ -201,14 +215,29 @@ async function meshRow(
     // Ask the peer holding the last stage, as the demo does: with several peers the request crosses every link.
     const api = procs[procs.length - 1].apiUrl;
     await oneStream(api, opts.baseline.prompt, 4); // warm-up
-    const trials: StreamRun[] = [];
-    for (let i = 0; i < opts.n; i++) {
-      progress(`   trial ${i + 1}/${opts.n} …`);
-      trials.push(await oneStream(api, opts.baseline.prompt, opts.g));
-    }
-    const streams = await measureStreams(api, opts.levels, opts.g);
     const ids = await Promise.all(procs.map(async (p) => [p, (await (await fetch(`${p.apiUrl}/health`)).json()).peer_id as string] as const));
     const byRank = stages.map((s) => ids.find(([, id]) => id === s.device_id)![0]);
+    const apis = byRank.map((p) => p.apiUrl);
+    const trials: StreamRun[] = [];
+    let hops: Hops | undefined;
+    for (let i = 0; i < opts.n; i++) {
+      progress(`   trial ${i + 1}/${opts.n} …`);
+      // Engine totals before, at the first token (the prompt is through) and after: prefill vs decode per stage.
+      const before = await snapshot(apis);
+      let atFirst: Promise<StageTotals[]> | undefined;
+      const t = await oneStream(api, opts.baseline.prompt, opts.g, () => (atFirst = snapshot(apis)));
+      const [mid, after] = await Promise.all([atFirst ?? snapshot(apis), snapshot(apis)]);
+      trials.push(t);
+      const steps = Math.max(1, t.tokens - 1);
+      const decodeWallMs = ((t.seconds - t.ttftS) * 1000) / steps;
+      const decodeHops = hopDelta(mid, after, steps);
+      hops = {
+        stages: stages.map((s) => ({ rank: s.rank, layers: s.layers })),
+        prefill: { wall_ms: t.ttftS * 1000, stages: hopDelta(before, mid) },
+        decode_per_token: { wall_ms: decodeWallMs, other_ms: otherMs(decodeWallMs, decodeHops), stages: decodeHops },
+      };
+    }
+    const streams = await measureStreams(api, opts.levels, opts.g);
     const rss = byRank.map((p) => Math.max(0, ...enginePids(p.child.pid!).map((pid) => peakRssBytes(pid) ?? 0)));
     // The mesh splits the prompt into chunks by its number of stages; mlx_lm with the same step is the reference.
     const expected = await opts.reference(prefillChunkSize(trials[0].promptTokens, stages.length));
@@ -225,6 +254,7 @@ async function meshRow(
       peak_rss_bytes: rss,
       same_text: trials.every((t) => t.text === expected),
       streams,
+      hops,
       trials: trials.map(({ text: _t, ...t }) => t),
     };
   } finally {
@@ -263,7 +293,28 @@ function table(rows: Row[], ratios: Ratios[]): string {
   ]);
   const rhead = ['ratios', 'decode', 'prefill', `streams`, 'memory'];
   const rbody = ratios.map((x) => [`mesh, ${x.peers} peer${x.peers > 1 ? 's' : ''}`, x.decode, x.prefill, x.streams, x.memory].map((v) => (typeof v === 'number' ? v.toFixed(2) : v)));
-  return `${format([head, ...body])}\n\n${format([rhead, ...rbody])}\n`;
+  return `${format([head, ...body])}\n\n${format([rhead, ...rbody])}\n${rows.map(hopTable).join('')}`;
+}
+
+/** Per stage: prefill and per-token decode compute vs engine I/O, bytes out of the engine; the rest is links. */
+function hopTable(r: Row): string {
+  if (!r.hops) return '';
+  const { prefill, decode_per_token: dec } = r.hops;
+  const head = ['stage', 'layers', 'prefill compute ms', 'KB in', 'decode compute ms/tok', 'engine I/O ms/tok', 'link ms/tok', 'KB in/tok'];
+  const body = r.hops.stages.map((s, i) => [
+    String(s.rank),
+    s.layers ? s.layers.join('-') : '-',
+    prefill.stages[i].compute_ms.toFixed(1),
+    (prefill.stages[i].bytes_in / 1024).toFixed(1),
+    dec.stages[i].compute_ms.toFixed(2),
+    dec.stages[i].engine_io_ms.toFixed(2),
+    dec.stages[i].transfer_ms.toFixed(2),
+    (dec.stages[i].bytes_in / 1024).toFixed(2),
+  ]);
+  const rest =
+    `prefill ${prefill.wall_ms.toFixed(1)} ms to the first token; decode ${dec.wall_ms.toFixed(2)} ms per token, ` +
+    `${dec.other_ms.toFixed(2)} of it outside engines and links (HTTP, the origin, the token's way back)`;
+  return `\nmesh, ${r.peers} peer${r.peers > 1 ? 's' : ''}: where the time goes\n${format([head, ...body])}\n${rest}\n`;
 }
 
 function format(lines: string[][]): string {

@@ -36,9 +36,13 @@ export const SHORT_PROMPTS = [
   'When the snow melted, the river carried a letter to the town.',
 ];
 
-/** One greedy plain completion (no chat template), streamed. */
-export async function oneStream(api: string, prompt: string, maxTokens: number): Promise<StreamRun> {
-  const r = await streamCompletion(api, { prompt, maxTokens, temperature: 0, raw: true }, () => {});
+/** One greedy plain completion (no chat template), streamed; `onFirstText` runs when the first text arrives. */
+export async function oneStream(api: string, prompt: string, maxTokens: number, onFirstText?: () => void): Promise<StreamRun> {
+  let first = true;
+  const r = await streamCompletion(api, { prompt, maxTokens, temperature: 0, raw: true }, () => {
+    if (first) onFirstText?.();
+    first = false;
+  });
   const ttftS = r.firstTokenSeconds ?? r.seconds;
   const after = r.seconds - ttftS;
   return {

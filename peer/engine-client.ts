@@ -11,6 +11,7 @@ import { FrameReader } from './frame-reader.ts';
 import { ENGINE_DIR } from '../core/paths.ts';
 import { meshError, MeshError, ErrorCodes, type ErrorCode } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
+import { EngineOpStats } from './engine-op-stats.ts';
 import { resolvePython, type ResolvedPython } from './python-env.ts';
 
 /** Same limit as the engine's framing.py: refuse garbage lengths instead of buffering them. */
@@ -49,6 +50,8 @@ export interface EngineExit {
 
 interface Pending {
   op: string;
+  sentAt: number;
+  bytesOut: number;
   resolve: (value: any) => void;
   reject: (err: Error) => void;
   timeoutMs: number;
@@ -69,6 +72,8 @@ export class EngineClient extends EventEmitter {
   private pending = new Map<number, Pending>();
   /** Ids sent and not answered yet, in send order, abandoned (timed-out) calls included. */
   private unanswered: number[] = [];
+  /** Per-op totals of this engine process (a restarted engine starts from zero). */
+  readonly opStats = new EngineOpStats();
   private nextId = 1;
   private readonly frames = new FrameReader(MAX_ENGINE_FRAME_BYTES, (frame) => this.onFrame(frame));
   private stderrTail: string[] = [];
@@ -195,7 +200,7 @@ export class EngineClient extends EventEmitter {
     const timeoutMs =
       opts.timeoutMs ?? this.opts.timeouts?.[op] ?? defaults.engineTimeoutsMs[op] ?? defaults.engineTimeoutsMs.other;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { op, resolve, reject, timeoutMs });
+      this.pending.set(id, { op, resolve, reject, timeoutMs, sentAt: performance.now(), bytesOut: 4 + header.readUInt32BE(0) });
       this.unanswered.push(id);
       this.armDeadline();
       const stdin = this.child!.stdin!;
@@ -266,8 +271,15 @@ export class EngineClient extends EventEmitter {
       this.log.warn('engine reply matches no waiting call', { id: msg?.id, error: msg?.error?.message });
       return;
     }
+    this.opStats.record(entry.op, {
+      count: 1,
+      computeMs: typeof msg.compute_ms === 'number' ? msg.compute_ms : 0,
+      roundTripMs: performance.now() - entry.sentAt,
+      bytesToEngine: entry.bytesOut,
+      bytesFromEngine: 4 + frame.byteLength,
+    });
     if (msg.ok) {
-      const { id: _id, ok: _ok, ...result } = msg;
+      const { id: _id, ok: _ok, compute_ms: _c, ...result } = msg;
       entry.resolve(result);
     } else {
       entry.reject(engineReplyError(entry.op, msg.error));

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { meshError, isMeshError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Tensor } from '../transport/tensor.ts';
+import type { OpTotals } from './engine-op-stats.ts';
 import { EngineClient, type EngineClientOptions, type EngineExit, type EngineHello } from './engine-client.ts';
 
 export type EngineState = 'stopped' | 'starting' | 'idle' | 'loading' | 'ready' | 'restarting' | 'failed';
@@ -134,6 +135,11 @@ export class EngineSupervisor extends EventEmitter {
 
   get pid(): number | undefined {
     return this.client?.pid;
+  }
+
+  /** Per-op totals of the running engine process (count, compute and round-trip ms, bytes each way). */
+  opStats(): Record<string, OpTotals> {
+    return this.client?.opStats.snapshot() ?? {};
   }
 
   /** The running engine's last stderr lines. */

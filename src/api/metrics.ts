@@ -2,6 +2,7 @@
 // the events peer/ emits (links, elections, refusals, plans, engine, hops, tokens, requests) and by
 // gauges read from the peer's state when Prometheus scrapes.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { OpTotals } from '../../peer/engine-op-stats.ts';
 import type { Inference } from '../../peer/inference.ts';
 import type { EngineState } from '../../peer/supervisor.ts';
 import { CloseCode } from '../../transport/close-codes.ts';
@@ -72,6 +73,20 @@ export class MeshMetrics {
     const restarts = counter('mlx_mesh_engine_restarts_total', 'Engine restarts after a crash.');
     inference.engine.on('restart', () => restarts.inc());
     gauge('mlx_mesh_engine_memory_bytes', "Memory the engine's loaded layers take.", (g) => g.set(inference.selfState.memoryBytes ?? 0));
+    // Per engine op since the engine process started (a restarted engine starts again from zero): the time
+    // inside the engine (each reply says), the round trip seen from here (adds framing, pipes, queueing), bytes.
+    const perOp = (read: (t: OpTotals) => number) => (g: Gauge) => {
+      for (const [op, t] of Object.entries(inference.engine.opStats())) g.set({ op }, read(t));
+    };
+    gauge('mlx_mesh_engine_ops', 'Engine ops answered, by op.', perOp((t) => t.count), ['op']);
+    gauge('mlx_mesh_engine_op_compute_seconds', 'Time inside the engine, by op.', perOp((t) => t.computeMs / 1000), ['op']);
+    gauge('mlx_mesh_engine_op_roundtrip_seconds', 'From sending an op to the engine to its reply, by op.', perOp((t) => t.roundTripMs / 1000), ['op']);
+    gauge('mlx_mesh_engine_op_bytes', "Bytes over the engine's stdio, by op and direction (to_engine, from_engine).", (g) => {
+      for (const [op, t] of Object.entries(inference.engine.opStats())) {
+        g.set({ op, direction: 'to_engine' }, t.bytesToEngine);
+        g.set({ op, direction: 'from_engine' }, t.bytesFromEngine);
+      }
+    }, ['op', 'direction']);
 
     gauge('mlx_mesh_requests_in_flight', 'Generations this peer is driving now.', (g) => g.set(inference.inFlight));
     const requests = counter('mlx_mesh_requests_total', 'Generations this peer drove, by endpoint and outcome (stop, length, error, aborted).', ['endpoint', 'outcome']);

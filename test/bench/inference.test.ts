@@ -35,6 +35,16 @@ test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios
     assert.is(row.peak_rss_bytes.length, Math.max(1, row.peers));
   }
   assert.equal(Object.keys(out.rows[2].streams), ['1', '4']);
+  // Per stage, from each peer's /metrics: the engines computed, and hidden states left stage 0 for stage 1.
+  const hops = out.rows[2].hops;
+  assert.is(hops.stages.length, 2);
+  for (const phase of [hops.prefill, hops.decode_per_token]) {
+    assert.ok(finite(phase.wall_ms) && phase.wall_ms > 0);
+    for (const st of phase.stages) assert.ok(st.forwards > 0 && st.compute_ms > 0 && st.bytes_to_engine > 0, JSON.stringify(st));
+  }
+  assert.ok(hops.prefill.stages[0].bytes_from_engine > hops.prefill.stages[1].bytes_from_engine, 'stage 0 sends hidden states, the last stage a token');
+  assert.ok(hops.decode_per_token.stages[1].bytes_in > 0 && hops.decode_per_token.stages[1].hops_in > 0, 'stage 1 receives a step over its link');
+  assert.ok(finite(hops.decode_per_token.other_ms));
   assert.equal(out.ratios.map((x: { peers: number }) => x.peers), [1, 2]);
   for (const ratios of out.ratios) {
     for (const k of ['decode', 'prefill', 'streams', 'memory']) assert.ok(finite(ratios[k]) && ratios[k] > 0, `${k}: ${ratios[k]}`);

@@ -322,8 +322,9 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, engine: Optional[Engine] = None) ->
             return 0
         started = time.perf_counter()
         reply = engine.handle(msg)
-        # MLX_MESH_ENGINE_LOG=DEBUG: per-op time inside the engine, to tell compute from framing and transport.
-        log.debug("op %s %.2f ms", msg.get("op"), (time.perf_counter() - started) * 1000)
+        # Time inside the engine, so the peer can tell compute from framing and transport (/metrics, bench).
+        reply["compute_ms"] = (time.perf_counter() - started) * 1000
+        log.debug("op %s %.2f ms", msg.get("op"), reply["compute_ms"])
         write_frame(stdout, reply)
         if msg.get("op") == "shutdown":
             return 0

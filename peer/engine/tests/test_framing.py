@@ -69,7 +69,8 @@ def test_serve_answers_bad_requests_and_keeps_going():
     assert r1["id"] == 1 and not r1["ok"] and r1["error"]["code"] == "BAD_REQUEST"
     assert r2["id"] is None and r2["error"]["code"] == "BAD_FRAME"
     assert r3["id"] == 2 and r3["error"]["code"] == "NOT_LOADED"
-    assert r4 == {"id": 3, "ok": True, "active_memory": r4["active_memory"], "peak_memory": r4["peak_memory"], "requests": 0}
+    assert r4 == {"id": 3, "ok": True, "active_memory": r4["active_memory"], "peak_memory": r4["peak_memory"], "requests": 0, "compute_ms": r4["compute_ms"]}
+    assert all(r["compute_ms"] >= 0 for r in (r1, r3, r4)), "every answered op says how long it took inside the engine"
 
 
 def test_serve_exits_non_zero_on_truncated_input_and_zero_after_shutdown():
@@ -80,7 +81,7 @@ def test_serve_exits_non_zero_on_truncated_input_and_zero_after_shutdown():
 
     out = io.BytesIO()
     assert serve(frames({"id": 1, "op": "shutdown"}, {"id": 2, "op": "stats"}), out) == 0
-    assert replies(out) == [{"id": 1, "ok": True}]
+    assert [{k: v for k, v in r.items() if k != "compute_ms"} for r in replies(out)] == [{"id": 1, "ok": True}]
 
 
 def test_a_16_mib_tensor_round_trips_through_the_frame_stream():
