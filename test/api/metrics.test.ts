@@ -56,6 +56,13 @@ test('serving a known request moves the request, token and per-hop counters by t
     const computeSteps = count(afterB, 'mlx_mesh_hop_compute_seconds') - count(beforeB, 'mlx_mesh_hop_compute_seconds');
     assert.ok(computeSteps >= 60, `stage 1 ran every step (${computeSteps})`);
     assert.ok(has(afterB, 'mlx_mesh_hop_transfer_seconds'));
+    // The engine's own view of the same steps: one forward op per step, its time inside the engine within
+    // the round trip the peer saw, and a's engine handing out every position's activations.
+    const fwd = { op: 'forward' };
+    assert.is(delta(afterB, beforeB, 'mlx_mesh_engine_ops', fwd), computeSteps);
+    const inside = delta(afterB, beforeB, 'mlx_mesh_engine_op_compute_seconds', fwd);
+    assert.ok(inside > 0 && inside <= delta(afterB, beforeB, 'mlx_mesh_engine_op_roundtrip_seconds', fwd), `compute ${inside} s`);
+    assert.ok(delta(afterA, beforeA, 'mlx_mesh_engine_op_bytes', { ...fwd, direction: 'from_engine' }) > hiddenBytes);
 
     // The cluster's shape and the engine.
     assert.is(value(afterA, 'mlx_mesh_world_size'), 2);
