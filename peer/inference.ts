@@ -69,7 +69,7 @@ export interface DeviceState {
   backend?: string;
   mlxVersion?: string;
   error?: string;
-  load?: { tokensPerSec: number; inFlight: number };
+  load?: { tokensPerSec: number; inFlight: number; rttMs?: Record<string, number> };
 }
 
 export class Inference extends EventEmitter<InferenceEvents> {
@@ -415,11 +415,12 @@ export class Inference extends EventEmitter<InferenceEvents> {
     }
   }
 
-  /** Tokens/s through our layers and requests we drive, told to every peer when they change. */
+  /** Tokens/s through our layers, requests we drive and link RTTs, told to every peer when they change. */
   private reportLoad(): void {
-    const load = { tokensPerSec: this.meter.rate(performance.now()), inFlight: this.inFlight };
-    const prev = this.selfState.load;
-    if (prev?.tokensPerSec === load.tokensPerSec && prev.inFlight === load.inFlight) return;
+    const rttMs: Record<string, number> = {};
+    for (const l of this.peer.membership.all()) if (l.rttMs !== null) rttMs[l.remote.id] = Math.round(l.rttMs * 10) / 10;
+    const load = { tokensPerSec: this.meter.rate(performance.now()), inFlight: this.inFlight, rttMs };
+    if (JSON.stringify(load) === JSON.stringify(this.selfState.load)) return;
     this.setSelf({ load });
   }
 

@@ -3,7 +3,9 @@
 import { Inference } from '../peer/inference.ts';
 import { Peer, type DiscoverySource, type PeerTimings } from '../peer/peer.ts';
 import { deviceExtras } from './api/device-extras.ts';
+import { registerDashboard } from './api/dashboard.ts';
 import { registerDebugRoutes } from './api/debug.ts';
+import { EventLog } from './api/event-log.ts';
 import { MeshMetrics } from './api/metrics.ts';
 import { registerOpenAiRoutes } from './api/openai.ts';
 import { ApiServer } from './api/server.ts';
@@ -92,6 +94,7 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
     notReady: inference ? () => inference.notReadyReason() : undefined,
   };
   const metrics = new MeshMetrics(source, inference);
+  const events = new EventLog(peer, inference);
   const api = new ApiServer({
     host: opts.apiHost ?? defaults.apiHost,
     port: opts.apiPort ?? defaults.apiPort,
@@ -110,6 +113,7 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
     registerOpenAiRoutes(api, inference);
     registerDebugRoutes(api, peer, inference);
   }
+  registerDashboard(api, source, inference, events);
   // The API binds first so that a busy API port fails before we announce ourselves to anyone.
   await api.start();
   peer.setApiPort(api.port);

@@ -118,7 +118,14 @@ export const StatusSchema = z.object({
   mlxVersion: z.string().optional(),
   error: z.string().optional(),
   /** What the peer's stage is doing right now (sent about once a second while it changes). */
-  load: z.object({ tokensPerSec: z.number().nonnegative(), inFlight: z.number().int().nonnegative() }).optional(),
+  load: z
+    .object({
+      tokensPerSec: z.number().nonnegative(),
+      inFlight: z.number().int().nonnegative(),
+      /** Heartbeat RTT (ms) of the sender's links, by peer id: the edges of the dashboard's topology. */
+      rttMs: z.record(z.string(), z.number().nonnegative()).optional(),
+    })
+    .optional(),
 });
 
 /** One stage's part of one step, carried down the pipeline and back to the origin for its request trace. */

@@ -25,5 +25,6 @@ export function deviceExtras(inference: Inference, id: string): DeviceExtras {
     memoryBytes: st?.memoryBytes,
     backend: st?.backend,
     mlxVersion: st?.mlxVersion,
+    load: st?.load,
   };
 }

@@ -14,6 +14,7 @@ export interface DeviceExtras {
   backend?: string;
   mlxVersion?: string;
   rank?: number;
+  load?: { tokensPerSec: number; inFlight: number; rttMs?: Record<string, number> };
 }
 
 export interface ViewSource {
@@ -70,6 +71,8 @@ export function gpuInfoView(src: ViewSource) {
       memory_bytes: x?.memoryBytes ?? p.capabilities.totalMemory,
       backend: x?.backend ?? p.capabilities.backend ?? null,
       engine: x?.engine ?? p.capabilities.engine ?? null,
+      tokens_per_sec: x?.load?.tokensPerSec ?? 0,
+      requests_in_flight: x?.load?.inFlight ?? 0,
     };
   });
   return {

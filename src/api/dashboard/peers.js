@@ -1,0 +1,41 @@
+// One card per peer: name, role, status, host, backend, memory, engine, live tok/s and requests in
+// flight, and its layer range drawn over all the model's layers. Cards have a fixed size.
+import { esc, fmtBytes, fmtTps } from './api.js';
+
+function layerBar(layers, total) {
+  if (!total) return '<div class="layerbar" style="grid-template-columns:1fr"><span class="cell"></span></div>';
+  const cells = Array.from({ length: total }, (_, i) => `<span class="cell${layers && i >= layers[0] && i < layers[1] ? ' on' : ''}"></span>`);
+  return `<div class="layerbar" style="grid-template-columns:repeat(${total},1fr)" aria-hidden="true">${cells.join('')}</div>`;
+}
+
+function layerText(layers, total, status) {
+  if (status === 'excluded') return 'left out of the plan';
+  if (!layers) return total ? 'no layers yet' : 'waiting for a plan';
+  const n = layers[1] - layers[0];
+  return `layers ${layers[0]}–${layers[1] - 1} · ${n} of ${total}`;
+}
+
+export function renderPeers(container, view) {
+  container.innerHTML = view.peers
+    .map((p) => {
+      const gone = p.status === 'gone';
+      const memory = p.ram_bytes ? `${fmtBytes(p.ram_bytes)} RAM` : null;
+      const loaded = p.layers && p.memory_bytes !== p.ram_bytes ? `${fmtBytes(p.memory_bytes)} in layers` : null;
+      const meta = [p.hostname, p.backend, memory, loaded, p.engine && `engine ${p.engine}`].filter(Boolean).join(' · ');
+      return `<article class="peer${p.role === 'coordinator' && !gone ? ' coordinator' : ''}" data-peer="${esc(p.device_id)}" data-status="${esc(p.status)}" data-layers="${p.layers ? `${p.layers[0]}-${p.layers[1]}` : ''}">
+        <div class="head">
+          <span class="name" title="${esc(p.device_id)}">${esc(p.name || p.device_id)}</span>
+          ${p.role === 'coordinator' && !gone ? '<span class="badge role">coordinator</span>' : `<span class="badge">rank ${p.rank}</span>`}
+          ${p.device_id === view.self ? '<span class="badge">this peer</span>' : ''}
+          <span class="badge status" data-status="${esc(p.status)}">${esc(p.status)}</span>
+        </div>
+        <div class="meta">${esc(meta)}</div>
+        <div>${layerBar(p.layers, view.nLayers)}<div class="layers">${esc(layerText(p.layers, view.nLayers, p.status))}</div></div>
+        <div class="stats">
+          <div class="stat"><span class="v">${gone ? '–' : fmtTps(p.tokens_per_sec)}</span><span class="k">tok/s</span></div>
+          <div class="stat"><span class="v">${gone ? '–' : p.requests_in_flight}</span><span class="k">in flight</span></div>
+        </div>
+      </article>`;
+    })
+    .join('');
+}
