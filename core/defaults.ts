@@ -43,6 +43,11 @@ export const defaults = {
   mdnsServiceType: 'mlx-mesh',
   /** Largest WebSocket frame accepted: big enough for a long prefill chunk of a large model's activations. */
   maxPayloadBytes: 256 * 1024 * 1024,
+  /** What a socket may send before its handshake completes (a hello is about a kilobyte): a stranger
+   *  cannot make a peer buffer a large frame. The large limit above is for linked peers only. */
+  preHandshakeMaxBytes: 64 * 1024,
+  /** Sockets one remote address may hold open while they have not completed the handshake. */
+  maxUnauthenticatedPerAddress: 16,
   /** Sends in flight on one link before send() waits for the socket to drain. */
   sendWindow: 8,
   heartbeatMs: envMs('MLX_MESH_HEARTBEAT_MS', 1000),

@@ -10,6 +10,7 @@ export const ErrorCodes = {
   CLUSTER_MISMATCH: 'the other side belongs to another cluster',
   HANDSHAKE_TIMEOUT: 'the other side did not complete the handshake in time',
   HANDSHAKE_REQUIRED: 'a message arrived before the handshake',
+  TOO_MANY_HANDSHAKES: 'one address holds too many sockets that have not completed the handshake',
   AUTH_FAILED: 'the other side does not know the cluster secret, or one side has none',
   DUPLICATE_ID: 'two live peers report the same peer id (a cloned data dir?)',
   SELF_CONNECTION: 'a peer dialled itself',

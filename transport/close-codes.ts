@@ -4,6 +4,7 @@ export const CloseCode = {
   GOING_AWAY: 1001,
   POLICY: 1008, // a frame failed validation
   TOO_BIG: 1009,
+  TRY_AGAIN: 1013, // too many sockets from one address still in their handshake
   PROTOCOL_MISMATCH: 4001,
   CLUSTER_MISMATCH: 4002,
   DUPLICATE_LINK: 4003, // a second link to the same peer lost the tie-break

@@ -1,7 +1,10 @@
 // The first exchange on every socket: both sides send `hello` at once and check the other's
 // protocol version and cluster name; with a cluster secret, both then prove they know it (`auth`).
 // Nothing else is accepted before that.
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
+import { defaults } from '../core/defaults.ts';
 import { newNonce, proof, verifyProof } from './auth.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
@@ -15,6 +18,8 @@ export interface HandshakeOptions {
   self: () => PeerInfo;
   timeoutMs: number;
   maxPayloadBytes: number;
+  /** Bytes a socket may send before its handshake completes (defaults.preHandshakeMaxBytes). */
+  preHandshakeMaxBytes?: number;
   /** The cluster secret (--secret); peers without it are refused, and so are peers with another. */
   secret?: string;
 }
@@ -33,6 +38,8 @@ const CLOSE_FOR: Partial<Record<ErrorCode, number>> = {
   DUPLICATE_ID: CloseCode.DUPLICATE_ID,
   HANDSHAKE_TIMEOUT: CloseCode.HANDSHAKE_TIMEOUT,
   AUTH_FAILED: CloseCode.AUTH_FAILED,
+  FRAME_TOO_LARGE: CloseCode.TOO_BIG,
+  TOO_MANY_HANDSHAKES: CloseCode.TRY_AGAIN,
 };
 
 /** Checks a hello against our own settings; throws the MeshError to refuse it with. */
@@ -64,13 +71,37 @@ function checkHello(msg: MessageOf<'hello'>, opts: HandshakeOptions, self: PeerI
   if (msg.secured && msg.nonce?.byteLength !== 16) throw meshError('AUTH_FAILED', `peer ${msg.peer.id} sent no valid challenge`);
 }
 
-export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<HandshakeResult> {
+/**
+ * Runs the handshake on `ws`. `socket` is its TCP socket when already known (an accepted socket);
+ * a dialled one is found at the upgrade.
+ */
+export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex): Promise<HandshakeResult> {
   return new Promise((resolve, reject) => {
     const self = opts.self();
     const nonce = opts.secret ? newNonce() : undefined;
     let hello: MessageOf<'hello'> | null = null;
     let done = false;
     const pending: Buffer[] = [];
+    // Until the handshake completes the other side is a stranger: its bytes are counted as they arrive
+    // on the TCP socket, so an oversize frame is refused before ws has buffered it.
+    const maxBytes = opts.preHandshakeMaxBytes ?? defaults.preHandshakeMaxBytes;
+    let received = 0;
+    let raw: Duplex | undefined;
+    const onBytes = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received <= maxBytes || done) return;
+      raw?.pause();
+      fail(meshError('FRAME_TOO_LARGE', `sent over ${maxBytes} bytes before completing the handshake`), false);
+    };
+    const watch = (s: Duplex) => {
+      raw = s;
+      s.on('data', onBytes);
+    };
+    // A dialled socket is known at the upgrade, but a 'data' listener added before ws attaches its own
+    // would take the first frames from it: count from 'open' on (ws has the upgrade's leftover bytes).
+    let upgraded: Duplex | undefined;
+    const onUpgrade = (res: IncomingMessage) => (upgraded = res.socket);
+    const onOpen = () => upgraded && watch(upgraded);
 
     // A dialler calls this before the socket opens: the other side's hello can arrive in the same
     // TCP read as the upgrade response, so the listener must already be in place.
@@ -89,6 +120,8 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<Handsh
 
     const fail = (err: MeshError, tellRemote: boolean) => {
       cleanup();
+      // The socket is being discarded: whatever it still reports must not surface as an unhandled error.
+      ws.on('error', () => {});
       if (tellRemote && ws.readyState === ws.OPEN) {
         ws.send(encodeMessage({ type: 'reject', code: err.code, message: err.message }));
       }
@@ -175,6 +208,14 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions): Promise<Handsh
       ws.off('close', onClose);
       ws.off('error', onError);
       ws.off('open', sayHello);
+      ws.off('upgrade', onUpgrade);
+      ws.off('open', onOpen);
+      raw?.off('data', onBytes);
+    }
+    if (socket) watch(socket);
+    else {
+      ws.once('upgrade', onUpgrade);
+      ws.once('open', onOpen);
     }
     ws.on('message', onMessage);
     ws.on('close', onClose);

@@ -3,7 +3,10 @@ import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { type EndpointOptions, wsOptions } from './endpoint.ts';
+import type { Duplex } from 'node:stream';
+import { defaults } from '../core/defaults.ts';
 import { MeshError, meshError } from '../core/errors.ts';
+import { CloseCode } from './close-codes.ts';
 import { handshake } from './handshake.ts';
 import { Link } from './link.ts';
 
@@ -17,8 +20,11 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
   private wss: WebSocketServer | null = null;
   private readonly sockets = new Set<WebSocket>();
 
+  /** Sockets per remote address that have not completed the handshake. */
+  private readonly strangers = new Map<string, number>();
+
   constructor(
-    private readonly opts: EndpointOptions & { host?: string; port: number },
+    private readonly opts: EndpointOptions & { host?: string; port: number; maxUnauthenticatedPerAddress?: number },
   ) {
     super();
   }
@@ -42,7 +48,7 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
         );
       });
     });
-    wss.on('connection', (ws, req) => this.accept(ws, unmapIPv4(req.socket.remoteAddress ?? '')));
+    wss.on('connection', (ws, req) => this.accept(ws, unmapIPv4(req.socket.remoteAddress ?? ''), req.socket));
   }
 
   async stop(): Promise<void> {
@@ -53,14 +59,28 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
     await new Promise<void>((resolve) => wss.close(() => resolve()));
   }
 
-  private async accept(ws: WebSocket, from: string): Promise<void> {
+  private async accept(ws: WebSocket, from: string, socket: Duplex): Promise<void> {
     this.sockets.add(ws);
     ws.once('close', () => this.sockets.delete(ws));
+    const cap = this.opts.maxUnauthenticatedPerAddress ?? defaults.maxUnauthenticatedPerAddress;
+    const waiting = this.strangers.get(from) ?? 0;
+    if (waiting >= cap) {
+      ws.close(CloseCode.TRY_AGAIN, 'too many sockets from this address in their handshake');
+      setTimeout(() => ws.terminate(), 500).unref();
+      const err = meshError('TOO_MANY_HANDSHAKES', `${from} already holds ${waiting} sockets that have not completed the handshake`);
+      this.emit('refused', err, from);
+      return;
+    }
+    this.strangers.set(from, waiting + 1);
     try {
-      const hs = await handshake(ws, this.opts);
+      const hs = await handshake(ws, this.opts, socket);
       this.emit('link', new Link(ws, hs, 'in', from, this.opts));
     } catch (err) {
       this.emit('refused', err instanceof MeshError ? err : meshError('BAD_FRAME', String(err)), from);
+    } finally {
+      const left = (this.strangers.get(from) ?? 1) - 1;
+      if (left > 0) this.strangers.set(from, left);
+      else this.strangers.delete(from);
     }
   }
 }
