@@ -58,6 +58,8 @@ export const defaults = {
   dialBackoffMaxMs: 5000,
   /** How long a new peer listens for an existing coordinator before electing one itself. */
   settleMs: envMs('MLX_MESH_SETTLE_MS', 1500),
+  /** Share of RAM a peer offers for layers unless `--memory` says (unified memory is shared with the OS). */
+  memoryFraction: 0.75,
   /** Overlapped prefill: about this many prompt chunks per stage, so stage k+1 works on chunk i−1 while
    *  stage k works on chunk i; chunks stay within [min, max] tokens (max = mlx_lm's prefill_step_size). */
   prefillChunksPerStage: 2,

@@ -15,6 +15,8 @@ export interface MdnsDiscoveryOptions {
   port: number;
   cluster: string;
   protocol: number;
+  /** Bytes this peer offers for layers, announced as `mem` in TXT. */
+  memory?: number;
   /** Service type without underscores, e.g. 'mlx-mesh' for `_mlx-mesh._tcp`. */
   serviceType: string;
   /** Human label put in front of the id in the service instance name (e.g. --name). */

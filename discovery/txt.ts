@@ -10,6 +10,8 @@ export interface LocalAnnouncement {
   port: number;
   /** Random per process: tells our own echo apart from another process that copied our peer id. */
   instance: string;
+  /** Bytes this peer offers for layers (its `--memory`), for tools that read TXT alone. */
+  memory?: number;
 }
 
 /** The subset of a bonjour-service browsed service this module reads. */
@@ -32,6 +34,7 @@ export function encodeTxt(self: LocalAnnouncement): Record<string, string> {
     proto: String(self.protocol),
     port: String(self.port),
     inst: self.instance,
+    ...(self.memory ? { mem: String(self.memory) } : {}),
   };
 }
 

@@ -6,6 +6,7 @@
 // stage reports ready. Any peer can drive a request: the last stage sends tokens to the request's origin.
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
+import { defaults } from '../core/defaults.ts';
 import { isMeshError, meshError, MeshError } from '../core/errors.ts';
 import type { Link } from '../transport/link.ts';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -66,6 +67,9 @@ export interface DeviceState {
   planTerm: number | null;
   planVersion: number | null;
   memoryBytes?: number;
+  /** The engine's peak resident memory after loading its layers, and its resident memory just before. */
+  peakRssBytes?: number;
+  rssBeforeLoadBytes?: number;
   backend?: string;
   mlxVersion?: string;
   error?: string;
@@ -104,7 +108,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
     this.log = createLogger('inference', `[${opts.peer.identity.name}] `);
     this.traces = new TraceRing(opts.traceLimit ?? 100);
     this.engine = new EngineSupervisor({ dataDir: opts.dataDir, python: opts.python, logger: createLogger('engine', `[${opts.peer.identity.name}] `) });
-    const usable = opts.usableMemoryBytes ?? Math.floor(os.totalmem() * 0.75);
+    const usable = opts.usableMemoryBytes ?? Math.floor(os.totalmem() * defaults.memoryFraction);
     this.peer.extraCapabilities.usableMemory = usable;
     this.states.set(this.peer.id, { engine: 'stopped', ready: false, planTerm: null, planVersion: null });
     this.engineStarted = new Promise((resolve) => (this.markEngineStarted = resolve));
@@ -332,8 +336,14 @@ export class Inference extends EventEmitter<InferenceEvents> {
       const loaded = await this.engine.load({ model: path, start, end });
       if (this.plan !== plan) return;
       this.loadedPlan = plan;
-      this.setSelf({ ready: true, memoryBytes: loaded.memory_bytes });
-      this.log.info('layers loaded', { layers: `${start}-${end}`, memory_mb: Math.round(loaded.memory_bytes / 2 ** 20) });
+      this.setSelf({ ready: true, memoryBytes: loaded.memory_bytes, peakRssBytes: loaded.peak_rss_bytes, rssBeforeLoadBytes: loaded.rss_before_bytes });
+      const mb = (n?: number) => (n === undefined ? undefined : Math.round(n / 2 ** 20));
+      this.log.info('layers loaded', {
+        layers: `${start}-${end}`,
+        memory_mb: mb(loaded.memory_bytes),
+        peak_rss_mb: mb(loaded.peak_rss_bytes),
+        rss_before_mb: mb(loaded.rss_before_bytes),
+      });
     } catch (err) {
       if (this.plan !== plan) return;
       this.log.error('could not load layers', { error: (err as Error).message });
@@ -355,6 +365,8 @@ export class Inference extends EventEmitter<InferenceEvents> {
       planVersion: s.planVersion,
       ready: s.ready,
       memoryBytes: s.memoryBytes,
+      peakRssBytes: s.peakRssBytes,
+      rssBeforeLoadBytes: s.rssBeforeLoadBytes,
       backend: s.backend,
       mlxVersion: s.mlxVersion,
       error: s.error,

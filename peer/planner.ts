@@ -3,7 +3,9 @@
 //
 // Layers are split into contiguous ranges, in rank order, in proportion to each peer's usable
 // memory; the first stage also holds the embedding and the last the final norm and head.
+import { defaults } from '../core/defaults.ts';
 import { meshError } from '../core/errors.ts';
+import { formatBytes } from '../core/size.ts';
 import type { MessageOf, PeerInfo } from '../transport/messages.ts';
 import { byAge } from './election.ts';
 
@@ -28,8 +30,6 @@ export interface Plan {
   stages: Stage[];
   excluded: Array<{ id: string; reason: string }>;
 }
-
-const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 
 function stageBytes(model: ModelShape, start: number, end: number): number {
   let total = 0;
@@ -62,7 +62,7 @@ export function planLayers(model: ModelShape, peers: readonly Capacity[]): Plan 
   const biggestLayer = Math.max(...model.layerBytes);
   let members = peers.filter((p) => {
     if (p.usableBytes >= biggestLayer) return true;
-    excluded.push({ id: p.id, reason: `${gib(p.usableBytes)} usable, less than one layer (${gib(biggestLayer)})` });
+    excluded.push({ id: p.id, reason: `${formatBytes(p.usableBytes)} usable, less than one layer (${formatBytes(biggestLayer)})` });
     return false;
   });
   if (members.length > n) {
@@ -76,7 +76,7 @@ export function planLayers(model: ModelShape, peers: readonly Capacity[]): Plan 
   if (members.length === 0 || have < need) {
     throw meshError(
       'MODEL_TOO_LARGE',
-      `the model needs ${gib(need)} but the cluster has ${gib(have)} usable across ${members.length} peer(s): add a machine or use a smaller (or more quantized) model`,
+      `the model needs ${formatBytes(need)} but the cluster has ${formatBytes(have)} usable across ${members.length} peer(s): add a machine or use a smaller (or more quantized) model`,
       { needBytes: need, haveBytes: have },
     );
   }
@@ -103,7 +103,7 @@ export function planLayers(model: ModelShape, peers: readonly Capacity[]): Plan 
     const p = members[overfull];
     throw meshError(
       'MODEL_TOO_LARGE',
-      `no split fits: peer ${p.id} would need ${gib(stageBytes(model, start(overfull), bounds[overfull]))} but has ${gib(p.usableBytes)} usable`,
+      `no split fits: peer ${p.id} would need ${formatBytes(stageBytes(model, start(overfull), bounds[overfull]))} but has ${formatBytes(p.usableBytes)} usable`,
     );
   }
   return {
@@ -133,9 +133,9 @@ export interface PlanRequest {
   live: PeerInfo[];
 }
 
-/** Usable memory a peer offers: what it reported, else 75% of its RAM. */
+/** Usable memory a peer offers: what it reported (its `--memory`), else the default share of its RAM. */
 export function usableBytes(p: PeerInfo): number {
-  return Number(p.capabilities.usableMemory ?? p.capabilities.totalMemory * 0.75);
+  return Number(p.capabilities.usableMemory ?? p.capabilities.totalMemory * defaults.memoryFraction);
 }
 
 /** Whether the current plan still fits: same term, same model, and the same set of peers. */

@@ -32,6 +32,9 @@ export interface LoadArgs {
 
 export interface LoadResult {
   memory_bytes: number;
+  /** Absent for a tokenizer-only load (no layers). */
+  peak_rss_bytes?: number;
+  rss_before_bytes?: number;
   n_layers: number;
   first: boolean;
   last: boolean;

@@ -38,7 +38,7 @@ export interface NodeOptions {
   protocol?: number;
   /** Run an engine and take part in inference (default). Mesh-only tests turn it off. */
   inference?: boolean;
-  /** Memory this peer offers for layers (default 75% of RAM; MLX_MESH_MEMORY_BYTES overrides). */
+  /** Memory this peer offers for layers (`--memory`; else MLX_MESH_MEMORY_BYTES; else defaults.memoryFraction of RAM). */
   usableMemoryBytes?: number;
   prefillChunk?: number;
 }

@@ -114,6 +114,8 @@ export const StatusSchema = z.object({
   planVersion: z.number().int().nullable(),
   ready: z.boolean(),
   memoryBytes: z.number().nonnegative().optional(),
+  peakRssBytes: z.number().nonnegative().optional(),
+  rssBeforeLoadBytes: z.number().nonnegative().optional(),
   backend: z.string().optional(),
   mlxVersion: z.string().optional(),
   error: z.string().optional(),

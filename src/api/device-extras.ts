@@ -23,6 +23,8 @@ export function deviceExtras(inference: Inference, id: string): DeviceExtras {
     rank: stage?.rank,
     engine: st?.engine,
     memoryBytes: st?.memoryBytes,
+    peakRssBytes: st?.peakRssBytes,
+    rssBeforeLoadBytes: st?.rssBeforeLoadBytes,
     backend: st?.backend,
     mlxVersion: st?.mlxVersion,
     load: st?.load,

@@ -11,6 +11,8 @@ export interface DeviceExtras {
   status?: string;
   engine?: string;
   memoryBytes?: number;
+  peakRssBytes?: number;
+  rssBeforeLoadBytes?: number;
   backend?: string;
   mlxVersion?: string;
   rank?: number;
@@ -69,6 +71,9 @@ export function gpuInfoView(src: ViewSource) {
       rank: x?.rank ?? i,
       layers: x?.layers ?? null,
       memory_bytes: x?.memoryBytes ?? p.capabilities.totalMemory,
+      memory_budget_bytes: typeof p.capabilities.usableMemory === 'number' ? p.capabilities.usableMemory : null,
+      peak_rss_bytes: x?.peakRssBytes ?? null,
+      rss_before_load_bytes: x?.rssBeforeLoadBytes ?? null,
       backend: x?.backend ?? p.capabilities.backend ?? null,
       engine: x?.engine ?? p.capabilities.engine ?? null,
       tokens_per_sec: x?.load?.tokensPerSec ?? 0,

@@ -6,6 +6,7 @@ import { StaticDiscovery } from '../../discovery/static.ts';
 import type { DiscoverySource } from '../../peer/peer.ts';
 import { checkPythonEnv } from '../../peer/python-env.ts';
 import { meshError } from '../../core/errors.ts';
+import { parseSize } from '../../core/size.ts';
 import type { Command } from '../command.ts';
 import { defaults, PROTOCOL_VERSION } from '../../core/defaults.ts';
 import { parseCorsOrigins } from '../api/cors.ts';
@@ -19,6 +20,8 @@ the HTTP API. Run the same command on every machine. Ctrl-C leaves the cluster c
 
 Options:
   --model <id|dir|file.gguf>  model to serve (the coordinator's choice wins; default: the bundled model)
+  --memory <size>       memory this peer offers for layers, e.g. 8GB, 512MiB (default ${defaults.memoryFraction * 100}% of RAM,
+                        or MLX_MESH_MEMORY_BYTES); the plan gives it no more than that
   --port <n>            peer port (default ${defaults.port})
   --host <addr>         address the peer port binds (default 0.0.0.0)
   --api-port <n>        HTTP API port (default ${defaults.apiPort})
@@ -48,6 +51,7 @@ async function run(argv: string[]): Promise<number> {
     args: argv,
     options: {
       model: { type: 'string' },
+      memory: { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
       'api-port': { type: 'string' },
@@ -96,8 +100,10 @@ async function run(argv: string[]): Promise<number> {
             cluster,
             protocol: PROTOCOL_VERSION,
             serviceType: defaults.mdnsServiceType,
+            memory: Number(peer.extraCapabilities.usableMemory) || undefined,
           }),
     model: values.model,
+    usableMemoryBytes: values.memory === undefined ? undefined : parseSize(values.memory, '--memory'),
     python: values.python,
     secret: values.secret ?? (process.env.MLX_MESH_SECRET || undefined),
   });

@@ -14,6 +14,10 @@ test('TXT carries id, cluster, protocol, port and the instance nonce as strings'
   assert.equal(encodeTxt(self), { id: 'me', cluster: 'lab', proto: '1', port: '50051', inst: 'i-me' });
 });
 
+test('TXT carries the memory a peer offers (its --memory) when it is known', () => {
+  assert.is(encodeTxt({ ...self, memory: 8e9 }).mem, '8000000000');
+});
+
 test('a peer of our cluster and protocol is a peer, addressed by the packet source', () => {
   const r = classifyService(seen(other, { addresses: ['10.9.9.9', '192.168.1.7'] }), self);
   assert.equal(r, {

@@ -19,11 +19,15 @@ export async function defaultModelDir(): Promise<string> {
   }
 }
 
-/** A fresh random-weight checkpoint of `arch` (peer/engine/tests/tiny_models.py), optionally quantized by mlx-lm. */
-export async function tinyModel(arch: string, quant?: { bits: number; groupSize?: number }): Promise<string> {
+/**
+ * A fresh random-weight checkpoint of `arch` (peer/engine/tests/tiny_models.py), optionally quantized by
+ * mlx-lm, with `config` overriding its config.json fields.
+ */
+export async function tinyModel(arch: string, opts: { bits?: number; groupSize?: number; config?: Record<string, unknown> } = {}): Promise<string> {
   const out = path.join(tempDir(`mlx-mesh-${arch}-`), 'model');
   const args = [path.join(ROOT, 'peer/engine/tests/tiny_models.py'), arch, out, await defaultModelDir()];
-  if (quant) args.push(String(quant.bits), String(quant.groupSize ?? 64));
+  if (opts.bits) args.push('--bits', String(opts.bits), '--group-size', String(opts.groupSize ?? 64));
+  if (opts.config) args.push('--config', JSON.stringify(opts.config));
   execFileSync(TEST_PYTHON, args, { encoding: 'utf8' });
   return out;
 }

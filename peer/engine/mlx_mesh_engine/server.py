@@ -16,6 +16,7 @@ import mlx.core as mx
 
 from . import PROTOCOL, blas
 from .errors import EngineError, bad_request
+from .rss import peak_rss_bytes, rss_bytes
 from .batch import Request, can_batch, forward_rows
 from .framing import BadFrame, FrameError, read_frame, write_frame
 from .tensors import decode_tensor, dtype_name, encode_tensor
@@ -104,6 +105,7 @@ class Engine:
         gc.collect()
         mx.clear_cache()
         mx.reset_peak_memory()
+        shard_rss: Dict[str, int] = {}
         if start == end:
             # No layers (a peer left out of the plan): only the tokenizer, so it can still serve its
             # own API clients by driving requests through the other peers.
@@ -117,11 +119,15 @@ class Engine:
             first = last = False
             dtype = str(text.get("torch_dtype", ""))
         else:
+            rss_before = rss_bytes()
             self.shard = Shard(model, start, end)
+            # Measured before the tokenizer loads: the shard's own cost, for the memory budget.
+            shard_rss = {"rss_before_bytes": rss_before, "peak_rss_bytes": peak_rss_bytes()}
             n_layers, hidden_size = self.shard.n_layers, self.shard.hidden_size
             first, last, dtype = self.shard.first, self.shard.last, dtype_name(self.shard.dtype)
         self.tokenizer = load_tokenizer(Path(model))
         return {
+            **shard_rss,
             "memory_bytes": mx.get_active_memory(),
             "n_layers": n_layers,
             "first": first,

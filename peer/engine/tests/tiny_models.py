@@ -4,12 +4,13 @@ Weights are mlx-lm's initialisation under a fixed seed, saved with mlx-lm's save
 copy goes through mlx-lm's quantize_model. The tokenizer is copied from a real model directory (the
 default model's), so prompts are real text. Usable from pytest and, as a script, from uvu tests:
 
-    python tiny_models.py ARCH OUT_DIR TOKENIZER_DIR [BITS [GROUP_SIZE]]
+    python tiny_models.py ARCH OUT_DIR TOKENIZER_DIR [--bits N] [--group-size N] [--config JSON]
+
+--config overrides config.json fields (e.g. a bigger hidden_size for a memory test).
 """
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -85,8 +86,15 @@ def build(arch: str, out_dir: Path, tokenizer_dir: Path, bits: Optional[int] = N
 
 
 if __name__ == "__main__":
-    arch, out, tok = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    bits = int(sys.argv[4]) if len(sys.argv) > 4 else None
-    group = int(sys.argv[5]) if len(sys.argv) > 5 else 64
-    build(arch, out, tok, bits, group)
-    print(json.dumps({"path": str(out)}))
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("arch")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("tokenizer_dir", type=Path)
+    parser.add_argument("--bits", type=int)
+    parser.add_argument("--group-size", type=int, default=64)
+    parser.add_argument("--config", type=json.loads, default={})
+    a = parser.parse_args()
+    build(a.arch, a.out_dir, a.tokenizer_dir, a.bits, a.group_size, **a.config)
+    print(json.dumps({"path": str(a.out_dir)}))

@@ -1,0 +1,17 @@
+"""The engine process's resident memory: now, and its peak so far (what loading a shard really cost)."""
+
+import resource
+import sys
+
+
+def peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except OSError:  # no procfs (macOS): the peak is the best figure there is
+        return peak_rss_bytes()
