@@ -212,12 +212,12 @@ async function meshRow(
   try {
     progress(`   waiting for ${peers} peer${peers > 1 ? 's' : ''} to load their layers …`);
     const stages = await waitForCluster(procs, 900_000);
-    // Ask the peer holding the last stage, as the demo does: with several peers the request crosses every link.
-    const api = procs[procs.length - 1].apiUrl;
-    await oneStream(api, opts.baseline.prompt, 4); // warm-up
     const ids = await Promise.all(procs.map(async (p) => [p, (await (await fetch(`${p.apiUrl}/health`)).json()).peer_id as string] as const));
     const byRank = stages.map((s) => ids.find(([, id]) => id === s.device_id)![0]);
     const apis = byRank.map((p) => p.apiUrl);
+    // Ask the peer holding the last stage, as the demo does: with several peers the request crosses every link.
+    const api = apis[apis.length - 1];
+    await oneStream(api, opts.baseline.prompt, 4); // warm-up
     const trials: StreamRun[] = [];
     let hops: Hops | undefined;
     for (let i = 0; i < opts.n; i++) {
