@@ -4,19 +4,24 @@ import { meshError } from '../../core/errors.ts';
 import { API_KEY_HELP, API_KEY_OPTION, apiKeyFrom, authHeaders, keyRefused } from '../api-client.ts';
 import type { Command } from '../command.ts';
 import { defaults } from '../../core/defaults.ts';
+import { watchCluster } from '../watch/watch.ts';
 
 const usage = `
-Usage: mlx-mesh status [--api URL] [--api-key KEY] [--json]
+Usage: mlx-mesh status [--api URL] [--api-key KEY] [--json | --watch [--interval S]]
 
 Shows every device of the cluster with its role, rank, layers and health, as seen by one peer.
+With --watch: the dashboard's picture in the terminal, redrawn in place until Ctrl-C (tokens/s and
+requests in flight per peer, links and their RTTs, peers that left, recent events).
 
 Options:
   --api <url>   the peer's HTTP API (default http://${defaults.apiHost}:${defaults.apiPort})
   ${API_KEY_HELP}
   --json        print /distributed/gpu-info as JSON
+  --watch       follow the cluster live
+  --interval <s>  seconds between redraws with --watch (default 1)
 `;
 
-interface Device {
+export interface Device {
   device_id: string;
   name?: string;
   hostname: string;
@@ -68,10 +73,16 @@ export function formatTable(info: { devices: Device[]; cluster_status: string; w
 async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { api: { type: 'string' }, json: { type: 'boolean' }, ...API_KEY_OPTION },
+    options: { api: { type: 'string' }, json: { type: 'boolean' }, watch: { type: 'boolean' }, interval: { type: 'string' }, ...API_KEY_OPTION },
     strict: true,
   });
   const base = (values.api ?? `http://${defaults.apiHost}:${defaults.apiPort}`).replace(/\/$/, '');
+  if (values.watch) {
+    const interval = Number(values.interval ?? 1);
+    if (!(interval >= 0.05) || values.json) throw meshError('BAD_ARGUMENT', values.json ? '--watch draws a picture; it does not print JSON' : '--interval must be a number of seconds ≥ 0.05');
+    return watchCluster(base, apiKeyFrom(values['api-key']), interval * 1000);
+  }
+  if (values.interval) throw meshError('BAD_ARGUMENT', '--interval goes with --watch');
   const info = await fetchJson<Parameters<typeof formatTable>[0]>(`${base}/distributed/gpu-info`, 5000, apiKeyFrom(values['api-key']));
   process.stdout.write(values.json ? `${JSON.stringify(info, null, 2)}\n` : formatTable(info));
   return 0;
