@@ -18,7 +18,7 @@ import { clusterView, gpuInfoView, healthView, type ViewSource } from './views.t
 export type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, params: Record<string, string>) => Promise<void> | void;
 
 export interface RouteOptions {
-  /** Served without the API key (only `/health`: load balancers and `doctor` probe it). */
+  /** Served without the API key: `/health` (load balancers and `doctor` probe it) and files that hold no data. */
   public?: boolean;
 }
 

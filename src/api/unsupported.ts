@@ -83,14 +83,15 @@ const IGNORED: Record<string, Endpoint[]> = {
  * without the unsupported-but-neutral and the ignored parameters, for the strict schema to check.
  */
 export function refuseUnsupported(body: Record<string, unknown>, endpoint: Endpoint): Record<string, unknown> {
+  // In the table's order, so `tools` is named before `tool_choice` whatever order the client wrote.
+  for (const [key, rule] of Object.entries(RULES)) {
+    if (key in body && rule.endpoints.includes(endpoint) && !rule.neutral(body[key], body)) {
+      throw new HttpError(400, `${key}: ${rule.why}`, 'invalid_request_error', 'unsupported_parameter', key);
+    }
+  }
   const rest: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(body)) {
-    const rule = RULES[key];
-    if (rule?.endpoints.includes(endpoint)) {
-      if (!rule.neutral(value, body)) throw new HttpError(400, `${key}: ${rule.why}`, 'invalid_request_error', 'unsupported_parameter', key);
-    } else if (!IGNORED[key]?.includes(endpoint)) {
-      rest[key] = value;
-    }
+    if (!RULES[key]?.endpoints.includes(endpoint) && !IGNORED[key]?.includes(endpoint)) rest[key] = value;
   }
   if (endpoint === 'chat' && Array.isArray(body.messages)) rest.messages = body.messages.map(refuseUnsupportedMessage);
   return rest;

@@ -115,7 +115,7 @@ async function run(argv: string[]): Promise<number> {
     () => {},
   );
   process.stdout.write(
-    `mlx-mesh peer ${node.peer.id} (${node.peer.identity.name}) on port ${node.peer.port}, cluster "${cluster}", API ${node.api.url}\n`,
+    `mlx-mesh peer ${node.peer.id} (${node.peer.identity.name}) on port ${node.peer.port}, cluster "${cluster}", API ${node.api.url}${apiKey ? ' (API key required)' : ''}\n`,
   );
   await new Promise<void>((resolve) => {
     const leave = (signal: string) => {

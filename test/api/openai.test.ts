@@ -107,6 +107,11 @@ test('neutral values of those parameters are accepted and change nothing', async
   assert.is((await auto.json()).error.code, 'no_chat_template', 'tool_choice "auto" without tools asks for nothing');
 });
 
+test('tools are named first, whatever order the request lists them in', async () => {
+  const e = await refused('/v1/chat/completions', { ...CHAT, tool_choice: 'required', tools: [{ type: 'function', function: { name: 'f' } }] });
+  assert.is(e.param, 'tools');
+});
+
 test('unknown parameters are refused, never silently dropped, at any depth', async () => {
   const top = await refused('/v1/completions', { ...PROMPT, top_k: 5, min_p: 0.1 });
   assert.is(top.code, 'unknown_parameter');
