@@ -66,5 +66,28 @@ export const defaults = {
   prefillChunkMin: 32,
   prefillChunkMax: 2048,
   engineTimeoutsMs,
+
+  // --- inference -------------------------------------------------------------------------------
+  /** How long the origin waits for the next token before failing the request. */
+  stepTimeoutMs: 120_000,
+  /** Quiet time after a membership change before the coordinator re-plans (joins come in bursts). */
+  replanDelayMs: 300,
+  /** Requests whose trace a peer keeps for /debug/requests. */
+  traceLimit: 100,
+
+  // --- engine (the Python child) -------------------------------------------------------------
+  /** How long stop() waits after `shutdown` before SIGTERM, and again before SIGKILL. */
+  engineStopGraceMs: 3000,
+  /** Restarts allowed within the window before the engine is declared failed. */
+  engineRestartBudget: { maxRestarts: 5, windowMs: 3 * 60_000 },
+  engineRestartDelayMs: 500,
+  engineHealthIntervalMs: 5000,
+  engineHealthTimeoutMs: 10_000,
+
+  // --- HTTP API --------------------------------------------------------------------------------
+  apiBodyLimitBytes: 4 * 1024 * 1024,
+  /** max_tokens when a request gives none: chat answers run longer than raw completions (OpenAI's own defaults). */
+  chatMaxTokens: 256,
+  completionMaxTokens: 16,
 } as const;
 

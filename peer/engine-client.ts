@@ -317,7 +317,7 @@ export class EngineClient extends EventEmitter {
     const child = this.child;
     if (!child || !this.exited) return;
     if (this.exitInfo) return;
-    const grace = this.opts.stopGraceMs ?? 3000;
+    const grace = this.opts.stopGraceMs ?? defaults.engineStopGraceMs;
     this.request('shutdown').catch(() => {});
     child.stdin?.end();
     const gone = (ms: number) =>

@@ -2,7 +2,8 @@
 // watch, periodic health checks, and restart after a crash within a budget (then `failed`), re-issuing
 // the last load so the peer's layers come back by themselves.
 import { EventEmitter } from 'node:events';
-import { meshError, isMeshError } from '../core/errors.ts';
+import { defaults } from '../core/defaults.ts';
+import { meshError, isMeshError, type MeshError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Tensor } from '../transport/tensor.ts';
 import type { OpTotals } from './engine-op-stats.ts';
@@ -95,11 +96,19 @@ export interface RestartInfo {
 
 const SERVING: readonly EngineState[] = ['idle', 'loading', 'ready'];
 
-/**
- * Events: 'state' (state, previous), 'restart' (RestartInfo) after a crashed engine is back,
- * 'failed' (MeshError) when the restart budget is spent, 'reload-failed' (Error).
- */
-export class EngineSupervisor extends EventEmitter {
+/** What a supervisor tells the rest of the peer. */
+export interface SupervisorEvents {
+  /** Every state change: (state, previous). */
+  state: [EngineState, EngineState];
+  /** A crashed engine is running again (its layers are being re-loaded). */
+  restart: [RestartInfo];
+  /** The restart budget is spent: the engine stays `failed`. */
+  failed: [MeshError];
+  /** After a restart the engine refused the last load (the model moved or broke): it serves without layers. */
+  'reload-failed': [Error];
+}
+
+export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
   private readonly opts: EngineSupervisorOptions;
   private readonly log: Logger;
   private readonly budget: RestartBudget;
@@ -120,7 +129,7 @@ export class EngineSupervisor extends EventEmitter {
     super();
     this.opts = opts;
     this.log = opts.logger ?? createLogger('engine');
-    this.budget = opts.restartBudget ?? { maxRestarts: 5, windowMs: 3 * 60_000 };
+    this.budget = opts.restartBudget ?? defaults.engineRestartBudget;
   }
 
   get state(): EngineState {
@@ -226,7 +235,7 @@ export class EngineSupervisor extends EventEmitter {
           return;
         }
         this.setState('restarting');
-        await new Promise((r) => setTimeout(r, this.opts.restartDelayMs ?? 500));
+        await new Promise((r) => setTimeout(r, this.opts.restartDelayMs ?? defaults.engineRestartDelayMs));
         if (this.stopRequested) return;
         try {
           await this.launch();
@@ -262,13 +271,13 @@ export class EngineSupervisor extends EventEmitter {
       // The engine refused (the model moved or broke): keep serving, without layers.
       this.lastLoad = undefined;
       this.setState('idle');
-      this.emit('reload-failed', err);
+      this.emit('reload-failed', err as Error);
       return true;
     }
   }
 
   private startHealth(): void {
-    const every = this.opts.healthIntervalMs ?? 5000;
+    const every = this.opts.healthIntervalMs ?? defaults.engineHealthIntervalMs;
     this.stopHealth();
     this.healthTimer = setInterval(() => void this.checkHealth(), every);
     this.healthTimer.unref();
@@ -287,7 +296,7 @@ export class EngineSupervisor extends EventEmitter {
     if (this._state !== 'idle' && this._state !== 'ready') return;
     this.checking = true;
     try {
-      await client.request('stats', {}, { timeoutMs: this.opts.healthTimeoutMs ?? 10_000 });
+      await client.request('stats', {}, { timeoutMs: this.opts.healthTimeoutMs ?? defaults.engineHealthTimeoutMs });
     } catch (err) {
       if (client.running && client === this.client) {
         this.log.warn('engine failed its health check; killing it', { error: (err as Error).message });

@@ -6,14 +6,13 @@ import type { ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import type { GenerationResult } from '../../peer/generation.ts';
 import type { Inference } from '../../peer/inference.ts';
+import { defaults } from '../../core/defaults.ts';
 import { isMeshError } from '../../core/errors.ts';
 import { HttpError, readJson, sendJson } from './http.ts';
 import { ChatRequest, CompletionRequest } from './openai-schemas.ts';
 import type { ApiServer } from './server.ts';
 import { type Endpoint, refuseUnsupported } from './unsupported.ts';
 
-const BODY_LIMIT = 4 * 1024 * 1024;
-const DEFAULT_MAX_TOKENS = 256;
 
 /** `messages[1].content`, the way the parameter appears in the request. */
 function paramName(path: readonly PropertyKey[]): string {
@@ -167,22 +166,22 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
   }
 
   api.route('POST', '/v1/completions', async (req, res) => {
-    const body = parse(CompletionRequest, 'completion', await readJson(req, BODY_LIMIT));
+    const body = parse(CompletionRequest, 'completion', await readJson(req, defaults.apiBodyLimitBytes));
     checkModel(body.model);
     const prompt = Array.isArray(body.prompt) ? body.prompt[0] : body.prompt;
     const tokens = await inference.tokenize({ text: prompt }).catch((e) => Promise.reject(toHttpError(e)));
-    await serve(res, 'completion', body, tokens, body.max_tokens ?? 16);
+    await serve(res, 'completion', body, tokens, body.max_tokens ?? defaults.completionMaxTokens);
   });
 
   api.route('POST', '/v1/chat/completions', async (req, res) => {
-    const body = parse(ChatRequest, 'chat', await readJson(req, BODY_LIMIT));
+    const body = parse(ChatRequest, 'chat', await readJson(req, defaults.apiBodyLimitBytes));
     checkModel(body.model);
     const messages = body.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,
       content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
     }));
     const tokens = await inference.tokenize({ messages }).catch((e) => Promise.reject(toHttpError(e)));
-    await serve(res, 'chat', body, tokens, body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS);
+    await serve(res, 'chat', body, tokens, body.max_completion_tokens ?? body.max_tokens ?? defaults.chatMaxTokens);
   });
 }
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EngineSupervisor, type EngineState, type EngineSupervisorOptions } from '../../peer/supervisor.ts';
+import { EngineSupervisor, type EngineState, type EngineSupervisorOptions, type SupervisorEvents } from '../../peer/supervisor.ts';
 import { isMeshError } from '../../core/errors.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -29,16 +29,16 @@ function supervisor(opts: Partial<EngineSupervisorOptions> = {}): EngineSupervis
   return s;
 }
 
-function until<T>(emitter: EngineSupervisor, event: string, pred: (...a: any[]) => boolean = () => true, ms = 30_000): Promise<T[]> {
+function until<T>(emitter: EngineSupervisor, event: keyof SupervisorEvents, pred: (...a: any[]) => boolean = () => true, ms = 30_000): Promise<T[]> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), ms);
     const on = (...args: any[]) => {
       if (!pred(...args)) return;
       clearTimeout(timer);
-      emitter.off(event, on);
+      emitter.off(event, on as never);
       resolve(args);
     };
-    emitter.on(event, on);
+    emitter.on(event, on as never);
   });
 }
 

@@ -1,0 +1,122 @@
+// Every peer follows the coordinator's plan: it takes the newest plan, loads its layer range (or only
+// the tokenizer when left out) and keeps its own device state true — including what the engine
+// supervisor reports, so a crash, a failed re-load or a spent restart budget shows with its reason.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../core/log.ts';
+import type { MessageOf } from '../transport/messages.ts';
+import type { DeviceStates } from './device-states.ts';
+import type { EngineHello } from './engine-client.ts';
+import type { EngineSupervisor } from './supervisor.ts';
+
+type PlanMessage = MessageOf<'plan'>;
+
+export interface PlanFollowerOptions {
+  selfId: string;
+  engine: EngineSupervisor;
+  states: DeviceStates;
+  log: Logger;
+  /** Finds this peer's local copy of the plan's model (and of the layers it needs). */
+  resolve(spec: string, layers?: [number, number]): Promise<{ path: string }>;
+  /** The current coordinator term: plans from older terms are ignored. */
+  term(): number;
+}
+
+export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
+  plan: PlanMessage | null = null;
+  private readonly opts: PlanFollowerOptions;
+  private applying: Promise<void> = Promise.resolve();
+  private running = false;
+  /** Settles when the engine has started (or failed to): plans that arrive earlier wait for it. */
+  private readonly engineStarted: Promise<void>;
+  private markEngineStarted!: () => void;
+  /** The plan whose layers the engine holds (survives an engine restart, which re-loads them). */
+  private loadedPlan: PlanMessage | null = null;
+
+  constructor(opts: PlanFollowerOptions) {
+    super();
+    this.opts = opts;
+    this.engineStarted = new Promise((resolve) => (this.markEngineStarted = resolve));
+    const { engine, log } = opts;
+    // After a crash the supervisor re-loads the same layers by itself; ready again means ready for the plan.
+    engine.on('state', (state) =>
+      this.update({ engine: state, ready: state === 'ready' && this.loadedPlan !== null && this.loadedPlan === this.plan }),
+    );
+    engine.on('restart', (info) => log.warn('engine restarted; re-loading layers', { attempt: info.attempt, reason: info.reason }));
+    engine.on('reload-failed', (err) => {
+      this.loadedPlan = null;
+      log.error('could not re-load layers after an engine restart', { error: err.message });
+      this.update({ ready: false, error: `could not re-load its layers after an engine restart: ${err.message}` });
+    });
+    engine.on('failed', (err) => {
+      this.loadedPlan = null;
+      this.update({ ready: false, error: err.message });
+    });
+  }
+
+  private update(patch: Parameters<DeviceStates['updateSelf']>[0]): void {
+    this.opts.states.updateSelf(patch);
+  }
+
+  /** Starts the engine. An engine that cannot start is reported (device status `failed`), not fatal. */
+  async startEngine(): Promise<EngineHello | null> {
+    this.running = true;
+    try {
+      const hello = await this.opts.engine.start();
+      this.update({ backend: hello.backend, mlxVersion: hello.mlx });
+      return hello;
+    } catch (err) {
+      this.opts.log.error('engine did not start', { error: (err as Error).message });
+      this.update({ engine: 'failed', error: (err as Error).message });
+      return null;
+    } finally {
+      this.markEngineStarted();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.markEngineStarted(); // loads waiting for the engine give up
+    await this.opts.engine.stop();
+  }
+
+  /** Takes a plan if it is newer than ours and from the current term; true when taken. */
+  accept(plan: PlanMessage): boolean {
+    const cur = this.plan;
+    if (cur && (plan.term < cur.term || (plan.term === cur.term && plan.version <= cur.version))) return false;
+    if (plan.term < this.opts.term()) return false; // from a coordinator that has been replaced
+    this.plan = plan;
+    this.emit('plan', plan);
+    this.applying = this.applying.then(() => this.load(plan));
+    return true;
+  }
+
+  private async load(plan: PlanMessage): Promise<void> {
+    if (this.plan !== plan) return; // superseded while queued
+    const { engine, log } = this.opts;
+    const stage = plan.stages.find((s) => s.id === this.opts.selfId);
+    this.loadedPlan = null;
+    this.update({ ready: false, planTerm: plan.term, planVersion: plan.version, error: undefined });
+    try {
+      await this.engineStarted;
+      if (this.plan !== plan || !this.running) return;
+      const { path } = await this.opts.resolve(plan.model, stage?.layers);
+      // A peer outside the plan still loads the tokenizer, so it can serve its own API clients.
+      const [start, end] = stage?.layers ?? [0, 0];
+      const loaded = await engine.load({ model: path, start, end });
+      if (this.plan !== plan) return;
+      this.loadedPlan = plan;
+      this.update({ ready: true, memoryBytes: loaded.memory_bytes, peakRssBytes: loaded.peak_rss_bytes, rssBeforeLoadBytes: loaded.rss_before_bytes });
+      const mb = (n?: number) => (n === undefined ? undefined : Math.round(n / 2 ** 20));
+      log.info('layers loaded', {
+        layers: `${start}-${end}`,
+        memory_mb: mb(loaded.memory_bytes),
+        peak_rss_mb: mb(loaded.peak_rss_bytes),
+        rss_before_mb: mb(loaded.rss_before_bytes),
+      });
+    } catch (err) {
+      if (this.plan !== plan) return;
+      log.error('could not load layers', { error: (err as Error).message });
+      this.update({ ready: false, error: (err as Error).message });
+    }
+  }
+}
