@@ -2,6 +2,7 @@
 // coordinator election going. Inference (plan, engine, pipeline) builds on the events it emits.
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { answerBenchEcho } from '../transport/bench-echo.ts';
 import { CloseCode } from '../transport/close-codes.ts';
 import type { EndpointOptions } from '../transport/endpoint.ts';
 import { meshError, type MeshError } from '../core/errors.ts';
@@ -227,6 +228,8 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   private onLink(link: Link): void {
     if (!this.running) return link.close(CloseCode.GOING_AWAY, 'stopping');
+    // A benchmark measuring this peer's link: answered, never a member (server.stop() closes it).
+    if (link.remoteRole === 'bench') return answerBenchEcho(link);
     this.membership.adopt(link);
   }
 

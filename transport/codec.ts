@@ -4,6 +4,7 @@
 // so a 16 MiB tensor is copied once into the frame (or not at all when sent as parts).
 import { Encoder } from 'cbor-x';
 import { meshError, MeshError } from '../core/errors.ts';
+import type { FramePool } from './frame-pool.ts';
 import { MessageSchema, type Message } from './messages.ts';
 
 /** The one CBOR option set of the project: links and the engine's stdio use the same encoder. */
@@ -19,7 +20,7 @@ export const CBOR_OPTIONS = {
 export const cbor = new Encoder(CBOR_OPTIONS);
 
 /** Byte strings from this size on are written as header + their own bytes. */
-const LARGE_BYTES = 1024;
+const LARGE_BYTES = 64 * 1024;
 /** How deep into maps large byte strings are looked for: a message's (or an engine reply's) tensor. */
 const LARGE_DEPTH = 2;
 
@@ -99,9 +100,9 @@ class PartWriter {
   }
 
   /** The frame in one buffer: each large byte string is copied exactly once. */
-  join(): Uint8Array {
+  join(pool?: FramePool): Uint8Array {
     this.flush();
-    const out = Buffer.allocUnsafe(this.total);
+    const out = pool ? pool.take(this.total) : Buffer.allocUnsafe(this.total);
     let at = 0;
     for (const s of this.segments) {
       if (s instanceof Uint8Array) out.set(s, at), (at += s.byteLength);
@@ -117,12 +118,12 @@ class PartWriter {
   }
 }
 
-/** Any value as one CBOR item, large byte strings copied once. */
-export function encodeFrame(value: unknown): Uint8Array {
+/** Any value as one CBOR item, large byte strings copied once (into a buffer from `pool` if given). */
+export function encodeFrame(value: unknown, pool?: FramePool): Uint8Array {
   if (!hasLarge(value, LARGE_DEPTH)) return cbor.encode(value);
   const w = new PartWriter();
   w.value(value, LARGE_DEPTH);
-  return w.join();
+  return w.join(pool);
 }
 
 /** Any value as one CBOR item split in parts whose concatenation is the frame; large byte strings are not copied. */
@@ -133,8 +134,8 @@ export function encodeFrameParts(value: unknown): Uint8Array[] {
   return w.parts();
 }
 
-export function encodeMessage(msg: Message): Uint8Array {
-  return encodeFrame(msg);
+export function encodeMessage(msg: Message, pool?: FramePool): Uint8Array {
+  return encodeFrame(msg, pool);
 }
 
 /** Raw CBOR, for tests that need frames the schema would never produce. */

@@ -22,11 +22,14 @@ export interface HandshakeOptions {
   preHandshakeMaxBytes?: number;
   /** The cluster secret (--secret); peers without it are refused, and so are peers with another. */
   secret?: string;
+  /** 'bench' for `mlx-mesh bench transport`'s side of a link (see transport/bench-echo.ts). */
+  role?: 'bench';
 }
 
 export interface HandshakeResult {
   remote: PeerInfo;
   instance: string;
+  role: 'peer' | 'bench';
   /** Frames that arrived right behind the handshake, in order, for the link to process. */
   pending: Buffer[];
 }
@@ -114,6 +117,7 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex
           instance: opts.instance,
           secured: !!opts.secret,
           nonce,
+          role: opts.role,
           peer: self,
         }),
       );
@@ -135,7 +139,7 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex
       // Resolve after the frames already parsed from this chunk have been collected.
       queueMicrotask(() => {
         cleanup();
-        resolve({ remote: remote.peer, instance: remote.instance, pending });
+        resolve({ remote: remote.peer, instance: remote.instance, role: remote.role ?? 'peer', pending });
       });
     };
 

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
+import { FramePool } from './frame-pool.ts';
 import { isMeshError, meshError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { HandshakeResult } from './handshake.ts';
@@ -33,6 +34,8 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Who opened the socket: 'out' when we dialled. The tie-break for duplicate links needs it. */
   readonly direction: 'in' | 'out';
   readonly remoteInstance: string;
+  /** 'bench' when the other side is `mlx-mesh bench transport`, not a peer. */
+  readonly remoteRole: 'peer' | 'bench';
   /** The address we see the other side at: what we tell others to dial. */
   readonly remoteHost: string;
   readonly openedAt = Date.now();
@@ -40,6 +43,7 @@ export class Link extends EventEmitter<LinkEvents> {
 
   private readonly ws: WebSocket;
   private readonly opts: LinkOptions;
+  private readonly pool = new FramePool();
   private inFlight = 0;
   private waiters: Array<() => void> = [];
   private missed = 0;
@@ -55,6 +59,7 @@ export class Link extends EventEmitter<LinkEvents> {
     this.ws = ws;
     this.remote = hs.remote;
     this.remoteInstance = hs.instance;
+    this.remoteRole = hs.role;
     this.direction = direction;
     this.opts = opts;
     this.held = hs.pending.map((f) => [f, true]);
@@ -92,7 +97,7 @@ export class Link extends EventEmitter<LinkEvents> {
    */
   async send(msg: Message): Promise<void> {
     if (this.closed) throw this.closedError();
-    const frame = encodeMessage(msg);
+    const frame = encodeMessage(msg, this.pool);
     if (this.inFlight >= this.opts.sendWindow || this.waiters.length > 0) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
       if (this.closed) throw this.closedError();
@@ -101,6 +106,7 @@ export class Link extends EventEmitter<LinkEvents> {
     }
     return new Promise((resolve, reject) => {
       this.ws.send(frame, { binary: true }, (err) => {
+        this.pool.give(frame);
         const next = this.waiters.shift();
         if (next) next();
         else this.inFlight--;

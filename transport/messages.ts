@@ -56,6 +56,8 @@ export const HelloSchema = z.object({
   /** Whether the sender requires the cluster secret; then `nonce` is its challenge. */
   secured: z.boolean().optional(),
   nonce: bytes.optional(),
+  /** 'bench': `mlx-mesh bench transport` measuring this link; never a member of the cluster. */
+  role: z.enum(['peer', 'bench']).optional(),
   peer: PeerInfoSchema,
 });
 
@@ -187,6 +189,17 @@ export const RequestErrorSchema = z.object({
   message: z.string(),
 });
 
+/**
+ * `mlx-mesh bench transport` over a real link: the peer sends the tensor back ('echo'), answers with an
+ * empty one ('ack'), or only receives it ('none'). Only links whose hello says role 'bench' get answers.
+ */
+export const BenchEchoSchema = z.object({
+  type: z.literal('bench-echo'),
+  seq: z.number().int().nonnegative(),
+  answer: z.enum(['echo', 'ack', 'none']),
+  tensor: TensorSchema,
+});
+
 /** Control messages between peers (forwarded API calls use HTTP, not these). */
 export const MessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
@@ -200,6 +213,7 @@ export const MessageSchema = z.discriminatedUnion('type', [
   TokenSchema,
   ReleaseSchema,
   RequestErrorSchema,
+  BenchEchoSchema,
 ]);
 
 export type Message = z.infer<typeof MessageSchema>;

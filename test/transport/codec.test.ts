@@ -49,6 +49,7 @@ const samples: Message[] = [
   { type: 'token', request: 'r1', step: 1, token: 407 },
   { type: 'release', request: 'r1' },
   { type: 'request-error', request: 'r1', code: 'ENGINE_ERROR', message: 'boom' },
+  { type: 'bench-echo', seq: 4, answer: 'echo', tensor: tensor('uint8', [32]) },
 ];
 
 const withTensor = samples.find((m) => m.type === 'forward' && m.hidden)!;
@@ -133,7 +134,7 @@ test('large tensors of every dtype round-trip bit-exact, decoded as views into t
 });
 
 test('the fast path writes exactly the bytes the plain encoder writes', () => {
-  const msg = forward(tensor('bfloat16', [1, 5, 4096]));
+  const msg = forward(tensor('bfloat16', [1, 16, 4096]));
   const frame = encodeMessage(msg);
   assert.equal(Buffer.compare(Buffer.from(frame), Buffer.from(encodeRaw(msg))), 0);
   const parts = encodeFrameParts(msg);
