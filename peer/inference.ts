@@ -65,6 +65,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
   private readonly router: RequestRouter;
   private readonly meter = new LoadMeter();
   private loadTimer: NodeJS.Timeout | null = null;
+  private rttReportedAt = -Infinity;
   private running = false;
 
   constructor(opts: InferenceOptions) {
@@ -226,9 +227,15 @@ export class Inference extends EventEmitter<InferenceEvents> {
 
   /** Tokens/s through our layers, requests we drive and link RTTs, told to every peer when they change. */
   private reportLoad(): void {
-    const rttMs: Record<string, number> = {};
-    for (const l of this.peer.membership.all()) if (l.rttMs !== null) rttMs[l.remote.id] = Math.round(l.rttMs * 10) / 10;
-    const load = { tokensPerSec: this.meter.rate(performance.now()), inFlight: this.inFlight, rttMs };
+    // RTTs jitter on every beat: sent fresh every 5 s, so an idle cluster stays nearly silent.
+    const now = performance.now();
+    let rttMs = this.selfState.load?.rttMs ?? {};
+    if (now - this.rttReportedAt >= 5000) {
+      this.rttReportedAt = now;
+      rttMs = {};
+      for (const l of this.peer.membership.all()) if (l.rttMs !== null) rttMs[l.remote.id] = Math.round(l.rttMs * 10) / 10;
+    }
+    const load = { tokensPerSec: this.meter.rate(now), inFlight: this.inFlight, rttMs };
     if (JSON.stringify(load) === JSON.stringify(this.selfState.load)) return;
     this.states.updateSelf({ load });
   }

@@ -8,9 +8,11 @@ const H = 260;
 function positions(n) {
   if (n === 1) return [[W / 2, H / 2]];
   if (n === 2) return [[W * 0.27, H / 2], [W * 0.73, H / 2]];
+  // Three peers as a triangle standing on its base (no vertical link for labels to collide on).
+  const start = n === 3 ? -Math.PI / 2 : Math.PI;
   return Array.from({ length: n }, (_, i) => {
-    const a = Math.PI + (2 * Math.PI * i) / n;
-    return [W / 2 + 230 * Math.cos(a), H / 2 + 82 * Math.sin(a)];
+    const a = start + (2 * Math.PI * i) / n;
+    return [W / 2 + 220 * Math.cos(a), H / 2 - 5 + 72 * Math.sin(a)];
   });
 }
 
@@ -32,9 +34,13 @@ export function renderTopology(svg, view) {
       const inPipeline = next.get(l.a) === l.b || next.get(l.b) === l.a;
       const busy = inPipeline && byId.get(l.a).tokens_per_sec > 0 && byId.get(l.b).tokens_per_sec > 0;
       const cls = `edge${inPipeline ? ' pipeline' : ''}${busy ? ' busy' : ''}`;
-      const mx = (x1 + x2) / 2;
-      const my = (y1 + y2) / 2;
-      const label = l.rtt_ms === null ? '' : `<text class="rtt" x="${mx}" y="${my - 8}" text-anchor="middle">${esc(fmtMs(l.rtt_ms))}</text>`;
+      // The label sits beside the line's middle, on the side facing away from the picture's centre.
+      const len = Math.hypot(x2 - x1, y2 - y1) || 1;
+      let [nx, ny] = [-(y2 - y1) / len, (x2 - x1) / len];
+      const [mx, my] = [(x1 + x2) / 2, (y1 + y2) / 2];
+      if ((mx - W / 2) * nx + (my - H / 2) * ny < 0 || (Math.abs(ny) > 0.9 && ny > 0)) [nx, ny] = [-nx, -ny];
+      const anchor = Math.abs(nx) > 0.7 ? (nx > 0 ? 'start' : 'end') : 'middle';
+      const label = l.rtt_ms === null ? '' : `<text class="rtt" x="${mx + nx * 10}" y="${my + ny * 10 + 4}" text-anchor="${anchor}">${esc(fmtMs(l.rtt_ms))}</text>`;
       return `<line class="${cls}" x1="${x1}" y1="${y1}" x2="${x2}" y2="${y2}"/>${label}`;
     });
   const nodes = peers.map((p) => {
