@@ -76,8 +76,9 @@ export const defaults = {
   traceLimit: 100,
 
   // --- engine (the Python child) -------------------------------------------------------------
-  /** How long stop() waits after `shutdown` before SIGTERM, and again before SIGKILL. */
-  engineStopGraceMs: 3000,
+  /** How long a stopping engine gets to answer `shutdown` and exit before SIGTERM, then before SIGKILL:
+   *  a peer leaving must exit within about 2 s even when its engine is busy. */
+  engineStopGraceMs: 500,
   /** Restarts allowed within the window before the engine is declared failed. */
   engineRestartBudget: { maxRestarts: 5, windowMs: 3 * 60_000 },
   engineRestartDelayMs: 500,

@@ -171,6 +171,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
       this.peer.extraCapabilities.backend = hello.backend;
       this.peer.extraCapabilities.mlxVersion = hello.mlx;
     }
+    if (!this.running) return; // stopped while the engine was starting
     this.planner.start();
     this.loadTimer = setInterval(() => this.reportLoad(), 1000);
     this.loadTimer.unref();

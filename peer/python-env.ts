@@ -48,9 +48,9 @@ export interface PythonProbe {
   executable: string;
 }
 
-function run(cmd: string, args: string[], timeoutMs: number, env?: NodeJS.ProcessEnv) {
+function run(cmd: string, args: string[], timeoutMs: number, env?: NodeJS.ProcessEnv, signal?: AbortSignal) {
   return new Promise<{ code: number; stdout: string; stderr: string; error?: NodeJS.ErrnoException }>((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: env ?? process.env }, (error, stdout, stderr) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: env ?? process.env, signal }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 127) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr), error: (error ?? undefined) as NodeJS.ErrnoException | undefined });
     });
@@ -158,9 +158,9 @@ export interface Verified {
 }
 
 // `mlx_mesh_engine.verify` imports what the engine imports and runs one small MLX computation.
-export async function verifyPython(python: string, timeoutMs = 60_000): Promise<Verified> {
+export async function verifyPython(python: string, timeoutMs = 60_000, signal?: AbortSignal): Promise<Verified> {
   const env = { ...process.env, PYTHONWARNINGS: 'ignore', PYTHONPATH: ENGINE_DIR };
-  const r = await run(python, ['-m', 'mlx_mesh_engine.verify'], timeoutMs, env);
+  const r = await run(python, ['-m', 'mlx_mesh_engine.verify'], timeoutMs, env, signal);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     const v = JSON.parse(line) as Verified;
@@ -182,7 +182,7 @@ export interface PythonEnvCheck {
 }
 
 /** What `join` and `doctor` call: is the engine's interpreter usable, and if not, what to run. */
-export async function checkPythonEnv(opts: { python?: string; dataDir: string; env?: NodeJS.ProcessEnv }): Promise<PythonEnvCheck> {
+export async function checkPythonEnv(opts: { python?: string; dataDir: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal }): Promise<PythonEnvCheck> {
   const python = resolvePython(opts);
   const problems: string[] = [];
   const dataFlag = opts.dataDir ? ` --data-dir ${opts.dataDir}` : '';
@@ -194,7 +194,7 @@ export async function checkPythonEnv(opts: { python?: string; dataDir: string; e
   } else if (python.source === 'path') {
     problems.push(`no managed venv at ${managedVenvDir(opts.dataDir)}; falling back to python3 on PATH`);
   }
-  const v = await verifyPython(python.path);
+  const v = await verifyPython(python.path, undefined, opts.signal);
   if (!v.ok) problems.push(`${python.path} (${python.source}) cannot run MLX: ${v.error}`);
   if (problems.length) {
     fix =

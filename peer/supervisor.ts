@@ -312,8 +312,9 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
     this.stopping ??= (async () => {
       this.stopRequested = true;
       this.stopHealth();
-      await this.starting?.catch(() => {});
+      // An engine still starting is stopped as it is, not waited for (its hello can take seconds).
       await this.client?.stop();
+      await this.starting?.catch(() => {});
       this.setState('stopped');
     })();
     return this.stopping;

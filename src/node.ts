@@ -119,23 +119,22 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
   peer.setApiPort(api.port);
   try {
     await peer.start();
-    await inference?.start();
   } catch (err) {
-    await inference?.stop();
     await peer.stop();
     await api.stop();
     throw err;
   }
+  // The engine starts in the background (importing MLX takes seconds on a busy machine): meanwhile
+  // the node serves its API (503 until a plan is live) and can be stopped at once.
+  void inference?.start();
   let stopping: Promise<void> | null = null;
   return {
     peer,
     api,
     inference,
     dataDir: opts.dataDir,
-    stop: () => (stopping ??= (async () => {
-      await inference?.stop();
-      await peer.stop();
-      await api.stop();
-    })()),
+    // All at once: the goodbyes to other peers go out while the engine shuts down, and each step is
+    // bounded (engine: shutdown, then SIGTERM, then SIGKILL; links: close, then terminate).
+    stop: () => (stopping ??= Promise.all([inference?.stop(), peer.stop(), api.stop()]).then(() => {})),
   };
 }

@@ -77,6 +77,11 @@ async function run(argv: string[]): Promise<number> {
   if (values['api-key'] === '') throw meshError('BAD_ARGUMENT', '--api-key must not be empty');
   const apiKey = values['api-key'] ?? (process.env.MLX_MESH_API_KEY || undefined);
   const corsOrigins = parseCorsOrigins(values['cors-origin'] ?? []);
+  // Listening before the node starts: a Ctrl-C during start-up leaves cleanly too, as soon as it can.
+  const leaving = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
   const discovery: DiscoverySource[] = [new StaticDiscovery({ peers: values.peer ?? [], defaultPort: defaults.port })];
   const node = await startNode({
     dataDir,
@@ -108,23 +113,20 @@ async function run(argv: string[]): Promise<number> {
     secret: values.secret ?? (process.env.MLX_MESH_SECRET || undefined),
   });
   // The same check as `setup`, in the background: the peer joins either way, and the user learns the fix.
-  void checkPythonEnv({ python: values.python, dataDir }).then(
+  // Aborted on leave: the check's Python child must not hold the exit.
+  const checking = new AbortController();
+  void checkPythonEnv({ python: values.python, dataDir, signal: checking.signal }).then(
     (env) => {
-      if (!env.ok) process.stderr.write(`mlx-mesh: the engine's Python environment is not ready: ${env.problems.join('; ')}\n  fix: ${env.fix}\n`);
+      if (!env.ok && !checking.signal.aborted) process.stderr.write(`mlx-mesh: the engine's Python environment is not ready: ${env.problems.join('; ')}\n  fix: ${env.fix}\n`);
     },
     () => {},
   );
   process.stdout.write(
     `mlx-mesh peer ${node.peer.id} (${node.peer.identity.name}) on port ${node.peer.port}, cluster "${cluster}", API ${node.api.url}${apiKey ? ' (API key required)' : ''}\n`,
   );
-  await new Promise<void>((resolve) => {
-    const leave = (signal: string) => {
-      process.stderr.write(`\n${signal}: leaving the cluster\n`);
-      resolve();
-    };
-    process.once('SIGINT', () => leave('SIGINT'));
-    process.once('SIGTERM', () => leave('SIGTERM'));
-  });
+  const signal = await leaving;
+  process.stderr.write(`\n${signal}: leaving the cluster\n`);
+  checking.abort();
   await node.stop();
   return 0;
 }

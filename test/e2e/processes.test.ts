@@ -116,4 +116,35 @@ test('Ctrl-C (SIGINT) leaves cleanly: the other peer sees it go at once and the 
   }
 });
 
+test('SIGTERM during a generation and SIGINT right after start: the peer leaves and exits 0 within 2 s', async () => {
+  const a = await startPeer('a', []);
+  const b = await startPeer('b', [a.port]);
+  try {
+    await waitFor(async () => (await info(a)).cluster_status === 'healthy' && (await info(a)).world_size === 2, 60_000, 'a healthy 2-peer cluster');
+    // Both engines busy: a stream through both stages, b killed once tokens flow.
+    const res = await fetch(`http://127.0.0.1:${a.api}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 200, temperature: 0, stream: true }),
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    const t0 = Date.now();
+    assert.is(await b.p.kill('SIGTERM'), 0);
+    const took = Date.now() - t0;
+    assert.ok(took < 2000, `exited ${took} ms after SIGTERM`);
+    await waitFor(async () => (await info(a)).world_size === 1, 10_000, 'b gone from the view');
+    while (!(await reader.read()).done); // the stream ends (with its text or an error event), never hangs
+
+    // A peer interrupted while it is still starting (its engine and the Python check in the background).
+    const c = await startPeer('c', [a.port]);
+    const t1 = Date.now();
+    assert.is(await c.p.kill('SIGINT'), 0);
+    const tookC = Date.now() - t1;
+    assert.ok(tookC < 2000, `exited ${tookC} ms after SIGINT`);
+  } finally {
+    await Promise.all([a.p.kill(), b.p.kill()]);
+  }
+});
+
 test.run();

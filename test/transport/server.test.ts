@@ -9,40 +9,17 @@ import * as assert from 'uvu/assert';
 import WebSocket from 'ws';
 import { defaults } from '../../core/defaults.ts';
 import type { MeshError } from '../../core/errors.ts';
-import { createLogger } from '../../core/log.ts';
 import { CloseCode } from '../../transport/close-codes.ts';
 import { dial } from '../../transport/dialer.ts';
-import type { EndpointOptions } from '../../transport/endpoint.ts';
 import type { Link } from '../../transport/link.ts';
 import type { Message } from '../../transport/messages.ts';
-import { LinkServer } from '../../transport/server.ts';
+import { endpoint as linkEndpoint, withServer as withLinkServer } from '../helpers/links.ts';
 import { tempDir, waitFor } from '../helpers/mesh.ts';
 import { freePort, spawnCli } from '../helpers/process.ts';
 
-function endpoint(id: string, over: Partial<EndpointOptions> = {}): EndpointOptions {
-  return {
-    protocol: 1,
-    cluster: 'c',
-    instance: `${id}-instance`,
-    self: () => ({
-      id,
-      name: id,
-      hostname: 'test',
-      startedAt: 1,
-      port: 0,
-      apiPort: 0,
-      addresses: [],
-      capabilities: { platform: 'linux', arch: 'x64', totalMemory: 1, freeMemory: 1 },
-    }),
-    timeoutMs: 20_000,
-    maxPayloadBytes: 256 * 1024 * 1024,
-    sendWindow: 4,
-    heartbeatMs: 1000,
-    heartbeatMisses: 3,
-    logger: createLogger('server-test'),
-    ...over,
-  };
-}
+/** Long deadlines (the machine is loaded) and the product's frame limit. */
+const endpoint = (id: string) =>
+  linkEndpoint(id, { timeoutMs: 20_000, maxPayloadBytes: defaults.maxPayloadBytes, heartbeatMs: 1000 });
 
 /** A WebSocket opened by hand on a raw TCP socket, so the test controls every byte it sends. */
 async function rawWebSocket(port: number): Promise<{ socket: net.Socket; closeCode: Promise<number | null> }> {
@@ -154,26 +131,13 @@ test('a stranger streaming a 200 MiB frame before its hello is cut off with 1009
   }
 });
 
-async function withServer(over: Partial<EndpointOptions>, fn: (port: number, inbound: Link[], refused: MeshError[]) => Promise<void>) {
-  const server = new LinkServer({ ...endpoint('server', over), host: '127.0.0.1', port: 0 });
-  const inbound: Link[] = [];
-  const refused: MeshError[] = [];
-  server.on('link', (l) => {
-    l.start();
-    inbound.push(l);
-  });
-  server.on('refused', (e) => refused.push(e));
-  await server.start();
-  try {
-    await fn(server.port, inbound, refused);
-  } finally {
-    for (const l of inbound) l.terminate();
-    await server.stop();
-  }
-}
+const withServer = (fn: (port: number, inbound: Link[], refused: MeshError[]) => Promise<void>) =>
+  withLinkServer({ timeoutMs: 20_000, maxPayloadBytes: defaults.maxPayloadBytes, heartbeatMs: 1000 }, (_s, port, inbound, refused) =>
+    fn(port, inbound, refused),
+  );
 
 test('an address holding the maximum of sockets in their handshake gets the next one closed with 1013', async () => {
-  await withServer({}, async (port, _inbound, refused) => {
+  await withServer(async (port, _inbound, refused) => {
     const cap = defaults.maxUnauthenticatedPerAddress;
     const open = (): Promise<{ ws: WebSocket; closed: Promise<number> }> =>
       new Promise((resolve, reject) => {
@@ -199,7 +163,7 @@ test('an address holding the maximum of sockets in their handshake gets the next
 });
 
 test('a linked peer may send frames far beyond the pre-handshake bound', async () => {
-  await withServer({}, async (port, inbound) => {
+  await withServer(async (port, inbound) => {
     const link = await dial('127.0.0.1', port, endpoint('client'));
     link.start();
     await waitFor(() => inbound.length === 1, 20_000, 'the inbound link');
