@@ -1,9 +1,10 @@
 // One generation, driven by the peer whose API received it: send the prompt into stage 0 in chunks,
 // then feed each sampled token back in until EOS, a stop string, max_tokens or the context end.
-// Tokens come back from the last stage as ids only; text is decoded here.
+// Tokens come back from the last stage as ids only; this peer's engine turns them into text one by one.
 import { randomBytes } from 'node:crypto';
 import { meshError, MeshError } from '../core/errors.ts';
 import type { Message } from '../transport/messages.ts';
+import { CompletionText } from './completion-text.ts';
 
 export interface Sampling {
   temperature: number;
@@ -35,27 +36,21 @@ export interface ActivePlan {
   contextLength: number;
 }
 
+/** The origin engine's streaming detokenizer for one request: each token costs the same, however long the text. */
+export interface TextStream {
+  /** Adds tokens; resolves with the text that became final (a partial character or word waits). */
+  add(tokens: number[]): Promise<string>;
+  /** Flushes what was held back and frees the stream. */
+  close(): Promise<string>;
+}
+
 /** What a generation needs from the rest of the peer. */
 export interface PipelinePort {
   selfId: string;
   prefillChunk: number;
   stepTimeoutMs: number;
   deliver(to: string, msg: Message): Promise<void>;
-  decode(tokens: number[]): Promise<string>;
-}
-
-/** Longest suffix of `text` that is a prefix of some stop string: held back until it resolves. */
-export function stopHoldback(text: string, stops: readonly string[]): number {
-  let hold = 0;
-  for (const s of stops) {
-    for (let n = Math.min(s.length - 1, text.length); n > hold; n--) {
-      if (text.endsWith(s.slice(0, n))) {
-        hold = n;
-        break;
-      }
-    }
-  }
-  return hold;
+  openText(stream: string): Promise<TextStream>;
 }
 
 export class Generation {
@@ -109,42 +104,36 @@ export class Generation {
       offset += 1;
 
       const generated: number[] = [];
-      let emitted = 0;
       let finishReason: FinishReason = 'length';
-      let text = '';
-      for (let step = 0; ; step++) {
-        const token = await this.next(step);
-        if (plan.eosTokenIds.includes(token)) {
-          finishReason = 'stop';
-          break;
+      const out = new CompletionText(req.stop, onText);
+      const detok = await port.openText(this.id);
+      let open = true;
+      try {
+        for (let step = 0; ; step++) {
+          const token = await this.next(step);
+          if (plan.eosTokenIds.includes(token)) {
+            finishReason = 'stop';
+            break;
+          }
+          generated.push(token);
+          const more = generated.length < req.maxTokens && offset < plan.contextLength;
+          // Send the next step before detokenizing, so the pipeline works while we do.
+          if (more) {
+            await port.deliver(first, { ...base, step: step + 1, offset, tokens: [token], sample: true, sampling });
+            offset += 1;
+          }
+          if (out.push(await detok.add([token]))) break;
+          if (!more) break;
         }
-        generated.push(token);
-        const more = generated.length < req.maxTokens && offset < plan.contextLength;
-        // Send the next step before decoding, so the pipeline works while we detokenize.
-        if (more) {
-          await port.deliver(first, { ...base, step: step + 1, offset, tokens: [token], sample: true, sampling });
-          offset += 1;
-        }
-        text = await port.decode(generated);
-        const stopAt = req.stop.map((s) => text.indexOf(s, Math.max(0, emitted - s.length))).filter((i) => i >= 0);
-        if (stopAt.length) {
-          text = text.slice(0, Math.min(...stopAt));
-          finishReason = 'stop';
-          if (text.length > emitted) onText(text.slice(emitted));
-          emitted = text.length;
-          break;
-        }
-        // Hold back a partial UTF-8 character (decoded as U+FFFD) and a possible start of a stop string.
-        let safe = text.length - stopHoldback(text, req.stop);
-        while (safe > emitted && text.charCodeAt(safe - 1) === 0xfffd) safe--;
-        if (safe > emitted) {
-          onText(text.slice(emitted, safe));
-          emitted = safe;
-        }
-        if (!more) break;
+        open = false;
+        const rest = await detok.close();
+        if (!out.stopped) out.push(rest);
+      } finally {
+        if (open) detok.close().catch(() => {});
       }
-      if (text.length > emitted) onText(text.slice(emitted));
-      return { finishReason, promptTokens: prompt.length, completionTokens: generated.length, text };
+      if (out.stopped) finishReason = 'stop';
+      out.flush();
+      return { finishReason, promptTokens: prompt.length, completionTokens: generated.length, text: out.text };
     } finally {
       req.signal?.removeEventListener('abort', onAbort);
     }

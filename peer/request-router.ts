@@ -106,7 +106,13 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
         prefillChunk: this.opts.prefillChunk ?? prefillChunkSize(req.tokens.length, plan.stages.length),
         stepTimeoutMs: this.opts.stepTimeoutMs,
         deliver: (to, msg) => this.deliver(to, msg),
-        decode: async (tokens) => (await engine.decode(tokens)).text,
+        openText: async (stream) => {
+          await engine.detokOpen(stream);
+          return {
+            add: async (tokens) => (await engine.detokAdd(stream, tokens)).text,
+            close: async () => (await engine.detokClose(stream)).text,
+          };
+        },
       },
       active,
     );

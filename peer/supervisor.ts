@@ -85,6 +85,8 @@ export interface EngineStats {
   active_memory: number;
   peak_memory: number;
   requests: number;
+  /** Open detokenizer streams (one per request this peer drives). */
+  detokenizers: number;
 }
 
 export interface RestartInfo {
@@ -377,6 +379,21 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
 
   decode(tokens: number[], skipSpecial = false): Promise<{ text: string }> {
     return this.call('decode', { tokens, skip_special: skipSpecial });
+  }
+
+  /** Opens a streaming detokenizer (freed by detokClose, or by the next load). */
+  detokOpen(stream: string): Promise<Record<string, never>> {
+    return this.call('detok_open', { stream });
+  }
+
+  /** Adds tokens to a detokenizer stream; the reply holds the text that became final. */
+  detokAdd(stream: string, tokens: number[]): Promise<{ text: string }> {
+    return this.call('detok_add', { stream, tokens });
+  }
+
+  /** Flushes and frees a detokenizer stream. */
+  detokClose(stream: string): Promise<{ text: string }> {
+    return this.call('detok_close', { stream });
   }
 
   stats(): Promise<EngineStats> {

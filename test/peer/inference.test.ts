@@ -1,9 +1,13 @@
-// The inference wiring on one real peer: what a user sees when the engine cannot get its layers back.
+// The inference wiring on one real peer: the origin's streaming text, and what a user sees when the
+// engine cannot get its layers back.
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createTestMesh, getJson, STORIES, waitFor } from '../helpers/mesh.ts';
+
+const GOLDEN =
+  ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily';
 
 test('a re-load that fails after an engine crash shows as failed with the reason, not as loading forever', async () => {
   const mesh = await createTestMesh(1, { inference: true, model: STORIES });
@@ -32,6 +36,31 @@ test('a re-load that fails after an engine crash shows as failed with the reason
     assert.match(error.message, /could not re-load its layers after an engine restart/);
     assert.not.match(error.message, /waiting for/);
     assert.is(node.inference!.engine.state, 'idle', 'the engine itself runs on, without layers');
+  } finally {
+    await mesh.stop();
+  }
+});
+
+test('text streams through the origin engine\'s detokenizer; every stream is freed, also on a stop string and an abort', async () => {
+  const mesh = await createTestMesh(1, { inference: true, model: STORIES });
+  try {
+    const inference = mesh.nodes[0].inference!;
+    await waitFor(() => inference.isReady(), 60_000, 'a ready peer');
+    const tokens = await inference.tokenize({ text: 'Once upon a time' });
+    const greedy = { temperature: 0, topP: 1, seed: null };
+    const pieces: string[] = [];
+    const full = await inference.generate({ tokens, maxTokens: 60, sampling: greedy, stop: [] }, (t) => pieces.push(t));
+    assert.is(full.text, GOLDEN);
+    assert.is(pieces.join(''), GOLDEN);
+    assert.ok(pieces.length > 20, 'streamed in many pieces');
+    const stopped = await inference.generate({ tokens, maxTokens: 60, sampling: greedy, stop: ['Lily.'] }, () => {});
+    assert.is(stopped.text, ', there was a little girl named ');
+    assert.is(stopped.finishReason, 'stop');
+    const abort = new AbortController();
+    const aborted = inference.generate({ tokens, maxTokens: 500, sampling: greedy, stop: [], signal: abort.signal }, () => abort.abort());
+    const err = await aborted.then(() => null, (e: Error) => e);
+    assert.match(String(err?.message), /went away/);
+    await waitFor(async () => (await inference.engine.stats()).detokenizers === 0, 10_000, 'no detokenizer left open');
   } finally {
     await mesh.stop();
   }

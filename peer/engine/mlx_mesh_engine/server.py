@@ -37,11 +37,20 @@ def _arg(msg: Dict[str, Any], name: str, kind: type, default: Any = ..., optiona
     return value
 
 
+def _token_ids(msg: Dict[str, Any]) -> list:
+    tokens = _arg(msg, "tokens", list)
+    if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+        raise bad_request("tokens must be a list of non-negative ints")
+    return tokens
+
+
 class Engine:
     def __init__(self):
         self.shard = None
         self.tokenizer = None
         self.requests: Dict[str, Request] = {}
+        # Streaming detokenizers of the requests this peer drives, by stream id (see op_detok_open).
+        self.detokenizers: Dict[str, Any] = {}
         self.ops: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("op_")
         }
@@ -102,6 +111,7 @@ class Engine:
         # Free the previous shard first so memory_bytes is this shard's alone.
         self.shard = self.tokenizer = None
         self._drop_all()
+        self.detokenizers.clear()
         gc.collect()
         mx.clear_cache()
         mx.reset_peak_memory()
@@ -289,9 +299,7 @@ class Engine:
         return {"tokens": tokens}
 
     def op_decode(self, msg):
-        tokens = _arg(msg, "tokens", list)
-        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
-            raise bad_request("tokens must be a list of non-negative ints")
+        tokens = _token_ids(msg)
         skip = _arg(msg, "skip_special", bool, default=False)
         return {"text": self._tokenizer().decode(tokens, skip_special_tokens=skip)}
 
@@ -301,11 +309,42 @@ class Engine:
         mx.eval(hidden)
         return {"hidden": encode_tensor(hidden)}
 
+    # --- streaming detokenizing: each new token costs the same, however long the text already is ---
+
+    def op_detok_open(self, msg):
+        self.detokenizers[_arg(msg, "stream", str)] = self._tokenizer().detokenizer
+        return {}
+
+    def op_detok_add(self, msg):
+        """Adds tokens; returns the text that became final (a partial character or word waits)."""
+        detok = self._detokenizer(msg)
+        vocab = len(self._tokenizer()._tokenizer)
+        tokens = _token_ids(msg)
+        if any(t >= vocab for t in tokens):
+            raise bad_request(f"token ids must be below the vocabulary size {vocab}")
+        for t in tokens:
+            detok.add_token(t)
+        return {"text": detok.last_segment}
+
+    def op_detok_close(self, msg):
+        """Flushes what was held back and forgets the stream."""
+        detok = self._detokenizer(msg)
+        del self.detokenizers[msg["stream"]]
+        detok.finalize()
+        return {"text": detok.last_segment}
+
+    def _detokenizer(self, msg):
+        stream = _arg(msg, "stream", str)
+        if stream not in self.detokenizers:
+            raise EngineError("NOT_FOUND", f"no detokenizer stream {stream!r} (open it first)")
+        return self.detokenizers[stream]
+
     def op_stats(self, msg):
         return {
             "active_memory": mx.get_active_memory(),
             "peak_memory": mx.get_peak_memory(),
             "requests": len(self.requests),
+            "detokenizers": len(self.detokenizers),
         }
 
     def op_shutdown(self, msg):
