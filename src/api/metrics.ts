@@ -73,6 +73,7 @@ export class MeshMetrics {
     const restarts = counter('mlx_mesh_engine_restarts_total', 'Engine restarts after a crash.');
     inference.engine.on('restart', () => restarts.inc());
     gauge('mlx_mesh_engine_memory_bytes', "Memory the engine's loaded layers take.", (g) => g.set(inference.selfState.memoryBytes ?? 0));
+    gauge('mlx_mesh_engine_peak_rss_bytes', "The engine process's peak resident memory, as it reported after its last load.", (g) => g.set(inference.selfState.peakRssBytes ?? 0));
     // Per engine op since the engine process started (a restarted engine starts again from zero): the time
     // inside the engine (each reply says), the round trip seen from here (adds framing, pipes, queueing), bytes.
     const perOp = (read: (t: OpTotals) => number) => (g: Gauge) => {

@@ -3,8 +3,24 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestNode, waitFor } from '../helpers/mesh.ts';
+import { scrape, value } from '../helpers/prometheus.ts';
 
 const KEY = 'k-dashboard';
+
+type MeshEvent = { kind: string; text: string };
+
+/** The first two events of a dashboard stream: the state and the recent events. */
+async function streamStart(url: string, headers: Record<string, string> = {}): Promise<{ state: any; events: MeshEvent[] }> {
+  const res = await fetch(url, { headers });
+  assert.is(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = '';
+  while (!/event: events\ndata: .*\n\n/.test(text)) text += (await reader.read()).value ?? '';
+  await reader.cancel();
+  const data = (name: string) => JSON.parse(new RegExp(`event: ${name}\ndata: (.*)\n`).exec(text)![1]);
+  return { state: data('state'), events: data('events') };
+}
 
 test('page and assets load without the key; the state stream needs it and carries the peers and events', async () => {
   const a = await startTestNode({ name: 'a', apiKey: KEY });
@@ -24,23 +40,28 @@ test('page and assets load without the key; the state stream needs it and carrie
     }
 
     assert.is((await fetch(`${a.api.url}/dashboard/stream`)).status, 401);
-    const abort = new AbortController();
-    const res = await fetch(`${a.api.url}/dashboard/stream`, { headers: { authorization: `Bearer ${KEY}` }, signal: abort.signal });
-    assert.is(res.status, 200);
-    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let text = '';
-    while (!/event: events\ndata: .*\n\n/.test(text)) text += (await reader.read()).value ?? '';
-    abort.abort();
-    const state = JSON.parse(/event: state\ndata: (.*)\n/.exec(text)![1]);
+    const { state, events } = await streamStart(`${a.api.url}/dashboard/stream`, { authorization: `Bearer ${KEY}` });
     assert.is(state.self, a.peer.id);
     assert.equal(state.devices.map((d: { name: string }) => d.name).sort(), ['a', 'b']);
     assert.equal(state.links.map((l: { a: string; b: string }) => [l.a, l.b].sort()), [[a.peer.id, b.peer.id].sort()]);
-    const events = JSON.parse(/event: events\ndata: (.*)\n/.exec(text)![1]);
-    assert.ok(events.some((e: { kind: string; text: string }) => e.kind === 'join' && /^b joined/.test(e.text)), JSON.stringify(events));
-    assert.ok(events.some((e: { kind: string }) => e.kind === 'election'));
+    assert.ok(events.some((e) => e.kind === 'join' && /^b joined/.test(e.text)), JSON.stringify(events));
+    assert.ok(events.some((e) => e.kind === 'election'));
   } finally {
     await b.stop();
+    await a.stop();
+  }
+});
+
+test('a refused handshake shows in the recent events with its reason, and in /metrics', async () => {
+  const a = await startTestNode({ name: 'a' });
+  const stranger = await startTestNode({ name: 'stranger', cluster: 'elsewhere', peers: [`127.0.0.1:${a.peer.port}`] });
+  try {
+    const refused = await waitFor(async () => (await streamStart(`${a.api.url}/dashboard/stream`)).events.find((e) => e.kind === 'refused'), 10_000, 'a refused handshake event');
+    assert.match(refused!.text, /CLUSTER_MISMATCH/);
+    assert.match(refused!.text, /elsewhere/);
+    assert.ok(value(await scrape(a.api.url), 'mlx_mesh_handshake_refusals_total', { reason: 'CLUSTER_MISMATCH' }) >= 1);
+  } finally {
+    await stranger.stop();
     await a.stop();
   }
 });

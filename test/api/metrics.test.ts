@@ -71,6 +71,7 @@ test('serving a known request moves the request, token and per-hop counters by t
     assert.ok(value(afterB, 'mlx_mesh_plan_version') >= 1);
     assert.is(value(afterB, 'mlx_mesh_engine_state', { state: 'ready' }), 1);
     assert.ok(value(afterB, 'mlx_mesh_engine_memory_bytes') > 0);
+    assert.ok(value(afterB, 'mlx_mesh_engine_peak_rss_bytes') > value(afterB, 'mlx_mesh_engine_memory_bytes'));
     assert.ok(value(afterA, 'process_resident_memory_bytes') > 0);
     assert.ok(has(afterA, 'mlx_mesh_handshake_refusals_total') && has(afterA, 'mlx_mesh_frames_refused_total'));
     assert.is(value(afterA, 'mlx_mesh_peer_info', { peer: b.peer.id, name: 'p1' }), 1);
