@@ -32,6 +32,11 @@ function isLarge(v: unknown): v is Uint8Array {
   return v instanceof Uint8Array && v.byteLength >= LARGE_BYTES;
 }
 
+/** Whether v is, or holds within `depth` maps, a large byte string. */
+function holdsLarge(v: unknown, depth: number): boolean {
+  return isLarge(v) || (depth > 0 && hasLarge(v, depth));
+}
+
 function hasLarge(v: unknown, depth: number): boolean {
   if (!isMap(v)) return false;
   for (const key in v) {
@@ -88,7 +93,9 @@ class PartWriter {
       this.segments.push(v);
       this.total += v.byteLength;
     } else if (depth > 0 && isMap(v) && hasLarge(v, depth)) {
-      const keys = Object.keys(v);
+      // Keys holding a large byte string go last (key order means nothing in a CBOR map), so that a
+      // frame's one tensor can end it and travel as a fragment of its own.
+      const keys = Object.keys(v).sort((a, b) => Number(holdsLarge(v[a], depth - 1)) - Number(holdsLarge(v[b], depth - 1)));
       this.head(5, keys.length);
       for (const key of keys) {
         this.bytes(cbor.encode(key));
@@ -109,6 +116,19 @@ class PartWriter {
       else at += PartWriter.scratch.copy(out, at, s[0], s[1]);
     }
     return out;
+  }
+
+  /**
+   * The frame as WebSocket fragments: [everything before the byte string, its own bytes] when the frame
+   * ends with its one large byte string, otherwise the whole frame in one buffer.
+   */
+  fragments(pool?: FramePool): Uint8Array[] {
+    const large = this.segments.filter((s) => s instanceof Uint8Array);
+    if (large.length !== 1 || this.pos > this.flushedTo || this.segments.at(-1) !== large[0]) return [this.join(pool)];
+    const head = Buffer.allocUnsafe(this.pos);
+    let at = 0;
+    for (const s of this.segments) if (!(s instanceof Uint8Array)) at += PartWriter.scratch.copy(head, at, s[0], s[1]);
+    return [head.subarray(0, at), large[0] as Uint8Array];
   }
 
   /** The frame as parts (for writev): large byte strings are not copied at all. */
@@ -138,18 +158,87 @@ export function encodeMessage(msg: Message, pool?: FramePool): Uint8Array {
   return encodeFrame(msg, pool);
 }
 
+/**
+ * A message as the fragments of one WebSocket message: its tensor, when it has one, as a fragment of
+ * its own (never copied), or the whole frame in one buffer (from `pool` when large).
+ */
+export function encodeMessageFragments(msg: Message, pool?: FramePool): Uint8Array[] {
+  if (!hasLarge(msg, LARGE_DEPTH)) return [cbor.encode(msg)];
+  const w = new PartWriter();
+  w.value(msg, LARGE_DEPTH);
+  return w.fragments(pool);
+}
+
+/** The shortest CBOR header of a byte string of n bytes. */
+function byteStringHeader(n: number): Buffer {
+  if (n < 24) return Buffer.from([0x40 | n]);
+  if (n < 0x100) return Buffer.from([0x58, n]);
+  const b = Buffer.alloc(n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9);
+  if (b.length === 3) (b[0] = 0x59), b.writeUInt16BE(n, 1);
+  else if (b.length === 5) (b[0] = 0x5a), b.writeUInt32BE(n, 1);
+  else (b[0] = 0x5b), b.writeBigUInt64BE(BigInt(n), 1);
+  return b;
+}
+
+const EMPTY_BYTE_STRING = Buffer.from([0x40]);
+const INDEX_KEY = /^(0|[1-9]\d*)$/;
+
+/**
+ * Puts `tail` in place of the empty byte string that was parsed last: the last value of the last map,
+ * all the way down. Objects keep keys in parse order unless a key looks like an array index; then no.
+ */
+function graft(value: unknown, tail: Uint8Array): boolean {
+  let node = value;
+  while (isMap(node)) {
+    const keys = Object.keys(node);
+    if (keys.some((k) => INDEX_KEY.test(k))) return false;
+    const last = keys.at(-1);
+    if (last === undefined) return false;
+    const child = node[last];
+    if (child instanceof Uint8Array && child.byteLength === 0) {
+      node[last] = tail;
+      return true;
+    }
+    node = child;
+  }
+  return false;
+}
+
+/**
+ * A message that came in several fragments. When the last fragment is exactly the content of the byte
+ * string the first one ends with (encodeMessageFragments' shape), it becomes that byte string without a
+ * copy: the first fragment is decoded with an empty byte string in its place, and the fragment grafted
+ * in. Parsing is left to right, so that is the same map the joined bytes decode to. Any other split is
+ * joined first.
+ */
+function decodeFragments(fragments: readonly Uint8Array[]): unknown {
+  if (fragments.length === 2 && fragments[1].byteLength >= LARGE_BYTES) {
+    const [head, tail] = fragments;
+    const header = byteStringHeader(tail.byteLength);
+    const at = head.byteLength - header.byteLength;
+    if (at >= 0 && Buffer.from(head.buffer, head.byteOffset + at, header.byteLength).equals(header)) {
+      const value = cbor.decode(Buffer.concat([head.subarray(0, at), EMPTY_BYTE_STRING]));
+      if (graft(value, tail)) return value;
+    }
+  }
+  return cbor.decode(Buffer.concat(fragments));
+}
+
 /** Raw CBOR, for tests that need frames the schema would never produce. */
 export function encodeRaw(value: unknown): Uint8Array {
   return cbor.encode(value);
 }
 
-export function decodeMessage(frame: Uint8Array, maxBytes = Infinity): Message {
-  if (frame.byteLength > maxBytes) {
-    throw meshError('FRAME_TOO_LARGE', `frame of ${frame.byteLength} bytes exceeds the limit of ${maxBytes}`);
+/** One message from a frame, or from the fragments of one WebSocket message. */
+export function decodeMessage(frame: Uint8Array | readonly Uint8Array[], maxBytes = Infinity): Message {
+  const fragments = frame instanceof Uint8Array ? [frame] : frame;
+  const bytes = fragments.reduce((n, f) => n + f.byteLength, 0);
+  if (bytes > maxBytes) {
+    throw meshError('FRAME_TOO_LARGE', `frame of ${bytes} bytes exceeds the limit of ${maxBytes}`);
   }
   let value: unknown;
   try {
-    value = cbor.decode(frame);
+    value = fragments.length === 1 ? cbor.decode(fragments[0]) : decodeFragments(fragments);
   } catch (err) {
     throw meshError('BAD_FRAME', `frame is not valid CBOR: ${(err as Error).message}`);
   }

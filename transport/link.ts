@@ -3,7 +3,7 @@
 // Every path (close, terminate, socket error, heartbeat timeout, bad frame) emits exactly one 'close'.
 import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
-import { decodeMessage, encodeMessage } from './codec.ts';
+import { decodeMessage, encodeMessageFragments } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
 import { FramePool } from './frame-pool.ts';
 import { isMeshError, meshError } from '../core/errors.ts';
@@ -51,7 +51,7 @@ export class Link extends EventEmitter<LinkEvents> {
   private heartbeat: NodeJS.Timeout | null = null;
   private closed: LinkClose | null = null;
   /** Frames held until the owner has attached its listeners and called start(). */
-  private held: Array<[Buffer, boolean]> | null;
+  private held: Array<[Buffer | Buffer[], boolean]> | null;
 
   constructor(ws: WebSocket, hs: HandshakeResult, direction: 'in' | 'out', remoteHost: string, opts: LinkOptions) {
     super();
@@ -64,9 +64,11 @@ export class Link extends EventEmitter<LinkEvents> {
     this.opts = opts;
     this.held = hs.pending.map((f) => [f, true]);
     const remote = hs.remote;
+    // A message's fragments as they came: a tensor sent as a fragment of its own is not joined (copied).
+    ws.binaryType = 'fragments';
     ws.on('message', (data, isBinary) => {
-      if (this.held) this.held.push([data as Buffer, isBinary]);
-      else this.onFrame(data as Buffer, isBinary);
+      if (this.held) this.held.push([data as Buffer[], isBinary]);
+      else this.onFrame(data as Buffer[], isBinary);
     });
     ws.on('pong', () => this.onPong());
     ws.on('close', (code, reason) => this.finish({ code, reason: reason.toString() }));
@@ -94,10 +96,11 @@ export class Link extends EventEmitter<LinkEvents> {
   /**
    * Sends one message; waits while the window of unacknowledged socket writes is full. Frames go out
    * in call order: a freed slot is handed to the oldest waiter, never taken by a later caller.
+   * A tensor goes to the socket from its own memory: its bytes must not change until this resolves.
    */
   async send(msg: Message): Promise<void> {
     if (this.closed) throw this.closedError();
-    const frame = encodeMessage(msg, this.pool);
+    const fragments = encodeMessageFragments(msg, this.pool);
     if (this.inFlight >= this.opts.sendWindow || this.waiters.length > 0) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
       if (this.closed) throw this.closedError();
@@ -105,14 +108,17 @@ export class Link extends EventEmitter<LinkEvents> {
       this.inFlight++;
     }
     return new Promise((resolve, reject) => {
-      this.ws.send(frame, { binary: true }, (err) => {
-        this.pool.give(frame);
+      const done = (err?: Error) => {
+        this.pool.give(fragments[0]);
         const next = this.waiters.shift();
         if (next) next();
         else this.inFlight--;
         if (err) reject(meshError('LINK_CLOSED', `send to ${this.remote.id} failed: ${err.message}`));
         else resolve();
-      });
+      };
+      // One WebSocket message; its fragments are written back to back, so nothing comes between them.
+      const last = fragments.length - 1;
+      fragments.forEach((f, i) => this.ws.send(f, { binary: true, fin: i === last }, i === last ? done : undefined));
     });
   }
 
@@ -134,7 +140,7 @@ export class Link extends EventEmitter<LinkEvents> {
     this.finish({ code: CloseCode.GOING_AWAY, reason });
   }
 
-  private onFrame(data: Buffer, isBinary: boolean): void {
+  private onFrame(data: Buffer | Buffer[], isBinary: boolean): void {
     if (this.closed) return;
     let msg: Message;
     try {

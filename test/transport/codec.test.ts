@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { decodeMessage, encodeFrameParts, encodeMessage, encodeRaw } from '../../transport/codec.ts';
+import { decodeMessage, encodeFrameParts, encodeMessage, encodeMessageFragments, encodeRaw } from '../../transport/codec.ts';
 import { TEST_PYTHON } from '../helpers/mesh.ts';
 import { isMeshError } from '../../core/errors.ts';
 import { type Message, MESSAGE_TYPES, type PeerInfo } from '../../transport/messages.ts';
@@ -133,14 +133,30 @@ test('large tensors of every dtype round-trip bit-exact, decoded as views into t
   }
 });
 
-test('the fast path writes exactly the bytes the plain encoder writes', () => {
+test('a tensor travels as a WebSocket fragment of its own and is decoded without a copy', () => {
   const msg = forward(tensor('bfloat16', [1, 16, 4096]));
-  const frame = encodeMessage(msg);
-  assert.equal(Buffer.compare(Buffer.from(frame), Buffer.from(encodeRaw(msg))), 0);
+  const data = (msg as { hidden: Tensor }).hidden.data;
+  const fragments = encodeMessageFragments(msg);
+  assert.is(fragments.length, 2);
+  assert.is(fragments[1], data, 'the tensor is not copied on the way out');
+  const back = decodeMessage(fragments) as Extract<Message, { type: 'forward' }>;
+  assert.is(back.hidden!.data, data, 'nor on the way in');
+  assert.equal(plain(back), plain(decodeMessage(encodeRaw(msg))), 'the same message the plain encoder gives');
+  assert.equal(plain(decodeMessage(Buffer.concat(fragments))), plain(back), 'joined, the fragments are one CBOR map');
   const parts = encodeFrameParts(msg);
-  assert.ok(parts.length > 1, 'the tensor travels as its own part');
-  assert.ok(parts.includes((msg as { hidden: Tensor }).hidden.data), 'the tensor bytes are not copied');
-  assert.equal(Buffer.compare(Buffer.concat(parts), Buffer.from(frame)), 0);
+  assert.ok(parts.includes(data), 'engine frames carry the tensor as its own part too');
+  assert.equal(plain(decodeMessage(Buffer.concat(parts))), plain(back));
+});
+
+test('fragments split anywhere else are joined and decode the same', () => {
+  const msg = forward(tensor('float32', [1, 8, 4096]));
+  const frame = Buffer.from(encodeMessage(msg));
+  const want = plain(decodeMessage(frame));
+  for (const cuts of [[1], [40], [frame.length - 70_000], [frame.length - 1], [10, 100_000], [60, frame.length - 65_536]]) {
+    const fragments = [0, ...cuts].map((c, i, all) => frame.subarray(c, all[i + 1] ?? frame.length));
+    assert.equal(plain(decodeMessage(fragments)), want, `cuts ${cuts}`);
+  }
+  assert.is(codeOf(Buffer.concat([frame.subarray(0, 50)])), 'BAD_FRAME');
 });
 
 test('a plain CBOR decoder (Python cbor2) reads a fast-path frame as the same map', () => {

@@ -138,6 +138,27 @@ test('an invalid frame closes that link with a reason; the server keeps serving'
   });
 });
 
+test('a 4 MiB tensor crosses a link bit-exact, both ways', async () => {
+  await withServer({ maxPayloadBytes: 8 << 20 }, async (_s, port, inbound) => {
+    const link = await dial('127.0.0.1', port, endpoint('client', { maxPayloadBytes: 8 << 20 }));
+    const got: Message[] = [];
+    link.on('message', (m) => got.push(m));
+    link.start();
+    await until(() => inbound.length === 1);
+    inbound[0].on('message', (m) => inbound[0].send(m));
+    const data = new Uint8Array(4 << 20);
+    for (let i = 0; i < data.length; i += 997) data[i] = i & 0xff;
+    const sampling = { temperature: 0, topP: 1, seed: null };
+    const hidden = { dtype: 'float16' as const, shape: [1, 512, 4096], data };
+    await link.send({ type: 'forward', request: 'r', origin: 'client', planVersion: 0, step: 1, offset: 5, hidden, sample: true, sampling });
+    await until(() => got.length === 1);
+    const back = got[0] as Extract<Message, { type: 'forward' }>;
+    assert.equal([back.step, back.offset, back.sample, back.hidden!.shape], [1, 5, true, [1, 512, 4096]]);
+    assert.equal(Buffer.compare(Buffer.from(back.hidden!.data), Buffer.from(data)), 0);
+    link.close();
+  });
+});
+
 test('a large tensor whose bytes disagree with its shape closes only that link', async () => {
   await withServer({}, async (_s, port, inbound) => {
     const other = await dial('127.0.0.1', port, endpoint('other'));
