@@ -84,7 +84,7 @@ export interface Row {
   /** mlx_lm: MLX's peak memory in GB; mesh: null (see peak_rss_bytes). */
   peak_memory: number | null;
   /** mlx_lm: the process; mesh: each peer's engine process, by rank. */
-  peak_rss_bytes: number[];
+  peak_rss_bytes: Array<number | null>;
   same_text: boolean | null;
   streams: Record<string, ConcurrentRun>;
   /** Mesh: per stage, compute inside the engine vs transfer, for the prompt and per decoded token. */
@@ -108,7 +108,8 @@ export interface Ratios {
   decode: number;
   prefill: number;
   streams: number;
-  memory: number;
+  /** null where the engines' peak RSS cannot be read (no /proc). */
+  memory: number | null;
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
@@ -238,7 +239,10 @@ async function meshRow(
       };
     }
     const streams = await measureStreams(api, opts.levels, opts.g);
-    const rss = byRank.map((p) => Math.max(0, ...enginePids(p.child.pid!).map((pid) => peakRssBytes(pid) ?? 0)));
+    const rss = byRank.map((p) => {
+      const peaks = enginePids(p.child.pid!).map(peakRssBytes).filter((b): b is number => b !== null);
+      return peaks.length ? Math.max(...peaks) : null;
+    });
     // The mesh splits the prompt into chunks by its number of stages; mlx_lm with the same step is the reference.
     const expected = await opts.reference(prefillChunkSize(trials[0].promptTokens, stages.length));
     return {
@@ -271,7 +275,7 @@ export function ratiosOf(base: Row, row: Row, levels: number[]): Ratios {
     decode: row.generation_tps / base.generation_tps,
     prefill: base.prompt_s / row.prompt_s,
     streams: row.streams[top].aggregateTps / one.aggregateTps,
-    memory: Math.max(...row.peak_rss_bytes) / base.peak_rss_bytes[0],
+    memory: row.peak_rss_bytes.every((b) => b !== null) ? Math.max(...(row.peak_rss_bytes as number[])) / base.peak_rss_bytes[0]! : null,
   };
 }
 
@@ -287,12 +291,12 @@ function table(rows: Row[], ratios: Ratios[]): string {
     String(r.prompt_tokens),
     r.prompt_tps.toFixed(1),
     r.generation_tps.toFixed(2),
-    r.peak_rss_bytes.map((b) => (b / 2 ** 20).toFixed(0)).join('/'),
+    r.peak_rss_bytes.map((b) => (b === null ? '?' : (b / 2 ** 20).toFixed(0))).join('/'),
     r.same_text ? 'yes' : 'NO',
     ...Object.keys(rows.at(-1)?.streams ?? {}).map((k) => (r.streams[k] ? r.streams[k].aggregateTps.toFixed(2) : '-')),
   ]);
   const rhead = ['ratios', 'decode', 'prefill', `streams`, 'memory'];
-  const rbody = ratios.map((x) => [`mesh, ${x.peers} peer${x.peers > 1 ? 's' : ''}`, x.decode, x.prefill, x.streams, x.memory].map((v) => (typeof v === 'number' ? v.toFixed(2) : v)));
+  const rbody = ratios.map((x) => [`mesh, ${x.peers} peer${x.peers > 1 ? 's' : ''}`, x.decode, x.prefill, x.streams, x.memory].map((v) => (typeof v === 'number' ? v.toFixed(2) : (v ?? '?'))));
   return `${format([head, ...body])}\n\n${format([rhead, ...rbody])}\n${rows.map(hopTable).join('')}`;
 }
 
@@ -416,7 +420,7 @@ export async function run(argv: string[]): Promise<number> {
         { label: `${r.peers}p decode`, value: r.decode },
         { label: `${r.peers}p prefill`, value: r.prefill },
         { label: `${r.peers}p ${Math.max(...levels)} streams`, value: r.streams },
-        { label: `${r.peers}p memory`, value: r.memory },
+        { label: `${r.peers}p memory`, value: r.memory ?? NaN },
       ]),
     );
   }

@@ -110,6 +110,7 @@ export async function peerId(peer: PeerProcess): Promise<string> {
 /** Pids of the engine processes (children running mlx_mesh_engine) of a peer process. */
 export function enginePids(peerPid: number): number[] {
   const out: number[] = [];
+  if (!fs.existsSync('/proc')) return out; // macOS: no per-process peak to read
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
