@@ -58,6 +58,11 @@ export const defaults = {
   dialBackoffMaxMs: 5000,
   /** How long a new peer listens for an existing coordinator before electing one itself. */
   settleMs: envMs('MLX_MESH_SETTLE_MS', 1500),
+  /**
+   * How a GGUF model's quantized tensors are converted: `auto` keeps them quantized where MLX multiplies
+   * quantized weights fast (the GPU, Metal) and dequantizes to float32 elsewhere (the CPU build on Linux).
+   */
+  ggufWeights: (process.env.MLX_MESH_GGUF_WEIGHTS || 'auto') as string,
   /** Share of RAM a peer offers for layers unless `--memory` says (unified memory is shared with the OS). */
   memoryFraction: 0.75,
   /** Overlapped prefill: about this many prompt chunks per stage, so stage k+1 works on chunk i−1 while

@@ -46,6 +46,8 @@ export interface InferenceOptions {
   replanDelayMs?: number;
   /** Requests whose trace is kept for /debug/requests (default 100). */
   traceLimit?: number;
+  /** How a GGUF model's quantized tensors are converted (`--gguf-weights`; default defaults.ggufWeights). */
+  ggufWeights?: string;
 }
 
 /** What inference tells observers (metrics, dashboard); emitting never changes what inference does. */
@@ -248,6 +250,8 @@ export class Inference extends EventEmitter<InferenceEvents> {
       engine: this.engine,
       python: resolvePython({ python: this.opts.python, dataDir: this.opts.dataDir }).path,
       layers,
+      ggufWeights: this.opts.ggufWeights,
+      backend: this.engine.hello?.backend,
     });
   }
 

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { defaults } from '../core/defaults.ts';
 import { meshError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 
@@ -29,11 +30,32 @@ export interface ResolvedModel {
   name: string;
   /** True when this call converted or downloaded something. */
   fetched: boolean;
+  /** For a GGUF model: whether its quantized tensors stayed quantized or became float32. */
+  ggufWeights?: GgufForm;
+}
+
+/** `--gguf-weights`: auto, or one form forced. */
+export const GGUF_WEIGHTS = ['auto', 'quantized', 'float32'] as const;
+export type GgufWeights = (typeof GGUF_WEIGHTS)[number];
+export type GgufForm = Exclude<GgufWeights, 'auto'>;
+
+export function parseGgufWeights(value: string): GgufWeights {
+  if (!(GGUF_WEIGHTS as readonly string[]).includes(value)) {
+    throw meshError('BAD_ARGUMENT', `--gguf-weights (or MLX_MESH_GGUF_WEIGHTS) must be one of ${GGUF_WEIGHTS.join(', ')}, got "${value}"`);
+  }
+  return value as GgufWeights;
+}
+
+/** auto keeps GGUF quantization where the backend multiplies quantized weights fast: the GPU (Metal). */
+export function ggufForm(requested: string, backend: string | undefined): GgufForm {
+  const weights = parseGgufWeights(requested);
+  if (weights !== 'auto') return weights;
+  return backend === 'gpu' ? 'quantized' : 'float32';
 }
 
 /** The engine operations resolving needs (EngineSupervisor has them). */
 export interface ModelEngine {
-  convert(gguf: string, outDir: string): Promise<{ path: string; converted: boolean }>;
+  convert(gguf: string, outDir: string, quantized?: boolean): Promise<{ path: string; converted: boolean }>;
   download(repo: string, outDir: string, layers?: [number, number]): Promise<{ path: string; files: string[] }>;
 }
 
@@ -44,6 +66,9 @@ export interface ResolveModelOptions {
   python?: string;
   /** For an HF repo: only the files holding these layers are downloaded. */
   layers?: [number, number];
+  /** For a GGUF file: `auto` (default) picks by `backend` (the engine's hello). */
+  ggufWeights?: string;
+  backend?: string;
   logger?: Logger;
 }
 
@@ -91,11 +116,15 @@ export async function resolveModel(spec: string | undefined, opts: ResolveModelO
     return { kind, path: dir, name: spec!, fetched: true };
   }
   const gguf = kind === 'gguf' ? path.resolve(expandHome(spec!)) : await defaultModel(opts.dataDir, opts.python ?? 'python3', { logger: log });
-  const { dir, name } = await ggufCacheDir(opts.dataDir, gguf);
-  if (isModelDir(dir)) return { kind, path: dir, name, fetched: false };
-  log.info('converting GGUF (once)', { from: gguf, to: dir });
-  const { path: out, converted } = await opts.engine.convert(gguf, dir);
-  return { kind, path: out, name, fetched: converted };
+  const form = ggufForm(opts.ggufWeights ?? defaults.ggufWeights, opts.backend);
+  const cache = await ggufCacheDir(opts.dataDir, gguf);
+  // Each form has its own directory, so switching back and forth converts each once.
+  const dir = form === 'quantized' ? `${cache.dir}-quantized` : cache.dir;
+  const name = cache.name;
+  if (isModelDir(dir)) return { kind, path: dir, name, fetched: false, ggufWeights: form };
+  log.info('converting GGUF (once)', { from: gguf, to: dir, weights: form });
+  const { path: out, converted } = await opts.engine.convert(gguf, dir, form === 'quantized');
+  return { kind, path: out, name, fetched: converted, ggufWeights: form };
 }
 
 /** Where a GGUF file's conversion lives: <dataDir>/models/<file name>-<first 12 hex of its sha256>. */

@@ -332,8 +332,8 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
 
   // --- typed ops ------------------------------------------------------------------------------
 
-  convert(gguf: string, outDir: string): Promise<{ path: string; converted: boolean }> {
-    return this.call('convert', { gguf, out_dir: outDir });
+  convert(gguf: string, outDir: string, quantized = false): Promise<{ path: string; converted: boolean }> {
+    return this.call('convert', { gguf, out_dir: outDir, quantized });
   }
 
   download(repo: string, outDir: string, layers?: [number, number], revision?: string): Promise<{ path: string; files: string[] }> {

@@ -41,6 +41,8 @@ export interface NodeOptions {
   /** Memory this peer offers for layers (`--memory`; else MLX_MESH_MEMORY_BYTES; else defaults.memoryFraction of RAM). */
   usableMemoryBytes?: number;
   prefillChunk?: number;
+  /** `--gguf-weights`: auto, quantized or float32 (else MLX_MESH_GGUF_WEIGHTS, else auto). */
+  ggufWeights?: string;
 }
 
 export interface MeshNode {
@@ -85,6 +87,7 @@ export async function startNode(opts: NodeOptions): Promise<MeshNode> {
           model: opts.model,
           usableMemoryBytes: opts.usableMemoryBytes ?? (Number(process.env.MLX_MESH_MEMORY_BYTES) || undefined),
           prefillChunk: opts.prefillChunk,
+          ggufWeights: opts.ggufWeights,
         });
   const source = {
     peer,

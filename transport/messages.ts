@@ -118,6 +118,7 @@ export const StatusSchema = z.object({
   memoryBytes: z.number().nonnegative().optional(),
   peakRssBytes: z.number().nonnegative().optional(),
   rssBeforeLoadBytes: z.number().nonnegative().optional(),
+  ggufWeights: z.string().max(32).optional(),
   backend: z.string().optional(),
   mlxVersion: z.string().optional(),
   error: z.string().optional(),

@@ -25,6 +25,7 @@ export function deviceExtras(inference: Inference, id: string): DeviceExtras {
     memoryBytes: st?.memoryBytes,
     peakRssBytes: st?.peakRssBytes,
     rssBeforeLoadBytes: st?.rssBeforeLoadBytes,
+    ggufWeights: st?.ggufWeights,
     backend: st?.backend,
     mlxVersion: st?.mlxVersion,
     load: st?.load,

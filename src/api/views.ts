@@ -13,6 +13,7 @@ export interface DeviceExtras {
   memoryBytes?: number;
   peakRssBytes?: number;
   rssBeforeLoadBytes?: number;
+  ggufWeights?: string;
   backend?: string;
   mlxVersion?: string;
   rank?: number;
@@ -74,6 +75,7 @@ export function gpuInfoView(src: ViewSource) {
       memory_budget_bytes: typeof p.capabilities.usableMemory === 'number' ? p.capabilities.usableMemory : null,
       peak_rss_bytes: x?.peakRssBytes ?? null,
       rss_before_load_bytes: x?.rssBeforeLoadBytes ?? null,
+      gguf_weights: x?.ggufWeights ?? null,
       backend: x?.backend ?? p.capabilities.backend ?? null,
       engine: x?.engine ?? p.capabilities.engine ?? null,
       tokens_per_sec: x?.load?.tokensPerSec ?? 0,

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { MdnsDiscovery } from '../../discovery/mdns.ts';
 import { StaticDiscovery } from '../../discovery/static.ts';
 import type { DiscoverySource } from '../../peer/peer.ts';
+import { parseGgufWeights } from '../../peer/model-source.ts';
 import { checkPythonEnv } from '../../peer/python-env.ts';
 import { meshError } from '../../core/errors.ts';
 import { parseSize } from '../../core/size.ts';
@@ -22,6 +23,8 @@ Options:
   --model <id|dir|file.gguf>  model to serve (the coordinator's choice wins; default: the bundled model)
   --memory <size>       memory this peer offers for layers, e.g. 8GB, 512MiB (default ${defaults.memoryFraction * 100}% of RAM,
                         or MLX_MESH_MEMORY_BYTES); the plan gives it no more than that
+  --gguf-weights <auto|quantized|float32>  a GGUF model's quantized tensors: kept quantized where MLX
+                        multiplies them fast (auto: the GPU), else dequantized to float32 (or MLX_MESH_GGUF_WEIGHTS)
   --port <n>            peer port (default ${defaults.port})
   --host <addr>         address the peer port binds (default 0.0.0.0)
   --api-port <n>        HTTP API port (default ${defaults.apiPort})
@@ -52,6 +55,7 @@ async function run(argv: string[]): Promise<number> {
     options: {
       model: { type: 'string' },
       memory: { type: 'string' },
+      'gguf-weights': { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
       'api-port': { type: 'string' },
@@ -109,6 +113,7 @@ async function run(argv: string[]): Promise<number> {
           }),
     model: values.model,
     usableMemoryBytes: values.memory === undefined ? undefined : parseSize(values.memory, '--memory'),
+    ggufWeights: values['gguf-weights'] === undefined ? undefined : parseGgufWeights(values['gguf-weights']),
     python: values.python,
     secret: values.secret ?? (process.env.MLX_MESH_SECRET || undefined),
   });

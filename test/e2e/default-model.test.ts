@@ -1,5 +1,6 @@
 // The default model (SmolLM2-135M-Instruct, fetched from PyPI once) split over 2 peers: chat
 // completions, streamed and not, are token-identical to single-process mlx_lm and read as English.
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createTestMesh, getJson, type TestMesh, waitFor } from '../helpers/mesh.ts';
@@ -27,6 +28,8 @@ test('the layers are split across both peers', async () => {
   const info = await getJson(`${mesh!.nodes[1].api.url}/distributed/gpu-info`);
   assert.equal(info.devices.map((d: { layers: number[] }) => d.layers), [[0, 15], [15, 30]]);
   assert.match(info.model, /SmolLM2-135M-Instruct/);
+  // A model directory, not a GGUF: nothing was converted.
+  assert.equal(info.devices.map((d: { gguf_weights: string }) => d.gguf_weights), [null, null]);
 });
 
 test('chat completion, non-stream and stream, equals single-process mlx_lm and is readable', async () => {
@@ -48,6 +51,25 @@ test('chat completion, non-stream and stream, equals single-process mlx_lm and i
   const streamed = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
   assert.is(streamed, ref.text);
   assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk'));
+});
+
+test('--gguf-weights quantized keeps the Q4_1 tensors as MLX 4-bit: reported, and equal to mlx_lm on that conversion', async () => {
+  const q = await createTestMesh(2, { inference: true, ggufWeights: 'quantized' });
+  try {
+    const info = await waitFor(async () => {
+      const v = await getJson(`${q.nodes[0].api.url}/distributed/gpu-info`);
+      return v.cluster_status === 'healthy' ? v : null;
+    }, 120_000, 'a healthy quantized cluster');
+    assert.equal(info.devices.map((d: { gguf_weights: string }) => d.gguf_weights), ['quantized', 'quantized']);
+    const url = `${q.nodes[0].api.url}/v1/chat/completions`;
+    const plain = await (await fetch(url, { method: 'POST', body: JSON.stringify({ messages, max_tokens: MAX, temperature: 0 }) })).json();
+    // Each test peer converts into its own data dir.
+    const ref = mlxReference(path.join(q.nodes[0].dataDir, 'models', `${path.basename(modelDir)}-quantized`), { messages }, MAX);
+    assert.is(plain.choices[0].message.content, ref.text);
+    assert.match(ref.text, /Paris/);
+  } finally {
+    await q.stop();
+  }
 });
 
 test.run();

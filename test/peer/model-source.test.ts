@@ -11,6 +11,7 @@ import {
   classifyModelSpec,
   defaultModel,
   ggufCacheDir,
+  ggufForm,
   resolveModel,
   sha256File,
   type ModelEngine,
@@ -110,6 +111,35 @@ test('the default model comes from its PyPI wheel and converts to a chat model',
   assert.is(model.path, path.join(realDataDir, 'models', `SmolLM2-135M-Instruct.Q4_1-${DEFAULT_MODEL.sha256.slice(0, 12)}`));
   const info = await engine.inspect(model.path);
   assert.equal([info.n_layers, info.hidden_size, info.vocab_size], [30, 576, 49152]);
+});
+
+test('GGUF weights: auto keeps quantization on the GPU and dequantizes on the CPU; either can be forced', () => {
+  assert.is(ggufForm('auto', 'gpu'), 'quantized');
+  assert.is(ggufForm('auto', 'cpu'), 'float32');
+  assert.is(ggufForm('quantized', 'cpu'), 'quantized');
+  assert.is(ggufForm('float32', 'gpu'), 'float32');
+  try {
+    ggufForm('int3', 'cpu');
+    assert.unreachable();
+  } catch (err) {
+    assert.ok(isMeshError(err, 'BAD_ARGUMENT'));
+    assert.match((err as Error).message, /auto, quantized, float32/);
+  }
+});
+
+test('a quantized GGUF kept quantized: its own directory, MLX 4-bit with GGUF block size 32', async () => {
+  const python = resolvePython({ dataDir: realDataDir }).path;
+  const model = await resolveModel(undefined, { dataDir: realDataDir, engine, python, ggufWeights: 'quantized' });
+  assert.is(model.ggufWeights, 'quantized');
+  assert.is(model.path, path.join(realDataDir, 'models', `SmolLM2-135M-Instruct.Q4_1-${DEFAULT_MODEL.sha256.slice(0, 12)}-quantized`));
+  const config = JSON.parse(fs.readFileSync(path.join(model.path, 'config.json'), 'utf8'));
+  assert.equal(config.quantization, { group_size: 32, bits: 4, mode: 'affine' });
+  const info = await engine.inspect(model.path);
+  assert.is(info.dtype, 'q4');
+  const float = await resolveModel(undefined, { dataDir: realDataDir, engine, python, ggufWeights: 'auto', backend: 'cpu' });
+  assert.is(float.ggufWeights, 'float32');
+  const bytes = (i: { layer_bytes: number[]; embed_bytes: number }) => i.layer_bytes.reduce((a, b) => a + b, 0) + i.embed_bytes;
+  assert.ok(bytes(info) * 5 < bytes(await engine.inspect(float.path)), 'a fifth of the float32 size or less');
 });
 
 test('a fresh data dir fetches the default model with pip and keeps only the GGUF', async () => {

@@ -1,14 +1,18 @@
 """GGUF (llama family) -> an mlx-lm model directory: config.json, model*.safetensors, tokenizer files.
 
-Weights are written as float32: GGUF float32 tensors stay as they are, and F16/Q8_0/Q4_0/Q4_1 tensors
-are dequantized to float32, because on x86 MLX runs float32 matmuls through BLAS while float16 and
-quantized matmuls are much slower there. The result loads with plain `mlx_lm.load(out_dir)`.
+Two forms. Float32: GGUF float32 tensors stay as they are, and F16/Q8_0/Q4_0/Q4_1 tensors are
+dequantized to float32, because on x86 MLX runs float32 matmuls through BLAS while float16 and
+quantized matmuls are much slower there. Quantized: Q8_0/Q4_0/Q4_1 tensors stay quantized as MLX
+affine quantization (group size 32, which is what GGUF's blocks are), for backends whose quantized
+matmuls are fast (Metal); `config.json` gets mlx-lm's `quantization` block. Either loads with plain
+`mlx_lm.load(out_dir)`.
 """
 
 import json
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -67,8 +71,12 @@ def _dense(weights: Dict[str, mx.array], base: str) -> mx.array:
     if scales is None:
         return w.astype(mx.float32)
     biases = weights.get(f"{base}.biases")
-    bits = w.shape[-1] * 32 // (scales.shape[-1] * _GGUF_GROUP)
-    return mx.dequantize(w, scales, biases, group_size=_GGUF_GROUP, bits=bits).astype(mx.float32)
+    return mx.dequantize(w, scales, biases, group_size=_GGUF_GROUP, bits=_bits(w, scales)).astype(mx.float32)
+
+
+def _bits(weight: mx.array, scales: mx.array) -> int:
+    # Packed uint32 words per row against groups per row.
+    return weight.shape[-1] * 32 // (scales.shape[-1] * _GGUF_GROUP)
 
 
 def _unpermute(w: mx.array, n_heads: int) -> mx.array:
@@ -111,19 +119,31 @@ def _config(metadata: Dict[str, Any], weights: Dict[str, mx.array], tied: bool) 
     return config
 
 
-def _weights(gguf: Dict[str, mx.array], config: Dict[str, Any], tied: bool) -> Dict[str, mx.array]:
+def _weights(gguf: Dict[str, mx.array], config: Dict[str, Any], tied: bool, quantized: bool) -> Dict[str, mx.array]:
     bases = sorted({k.rsplit(".", 1)[0] for k in gguf})
     out = {}
     for base in bases:
         if base == "output" and tied:
             continue
-        w = _dense(gguf, base)
-        if base.endswith(".attn_q"):
-            w = _unpermute(w, config["num_attention_heads"])
-        elif base.endswith(".attn_k"):
-            w = _unpermute(w, config["num_key_value_heads"])
-        out[f"{_hf_name(base)}.weight"] = w
+        keep = quantized and f"{base}.scales" in gguf
+        # A quantized tensor's rows are output rows too: weight, scales and biases unpermute alike.
+        parts = {s: gguf[f"{base}.{s}"] for s in ("weight", "scales", "biases") if f"{base}.{s}" in gguf} if keep else {"weight": _dense(gguf, base)}
+        for suffix, w in parts.items():
+            if base.endswith(".attn_q"):
+                w = _unpermute(w, config["num_attention_heads"])
+            elif base.endswith(".attn_k"):
+                w = _unpermute(w, config["num_key_value_heads"])
+            out[f"{_hf_name(base)}.{suffix}"] = w
+    if any(k.endswith(".scales") for k in out):
+        # mlx-lm infers each module's bits from its tensors; the group size is GGUF's block size.
+        config["quantization"] = {"group_size": _GGUF_GROUP, "bits": _common_bits(out), "mode": "affine"}
     return out
+
+
+def _common_bits(weights: Dict[str, mx.array]) -> int:
+    scales = [k for k in weights if k.endswith(".scales")]
+    bits = Counter(_bits(weights[k[: -len("scales")] + "weight"], weights[k]) for k in scales)
+    return bits.most_common(1)[0][0]
 
 
 def _is_tied(gguf: Dict[str, mx.array]) -> bool:
@@ -156,8 +176,11 @@ def _save_weights(weights: Dict[str, mx.array], out_dir: Path) -> None:
     (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def convert_gguf(gguf_path: str, out_dir: str) -> Tuple[Path, bool]:
-    """Convert once: returns (out_dir, converted) where converted is False when out_dir was complete."""
+def convert_gguf(gguf_path: str, out_dir: str, quantized: bool = False) -> Tuple[Path, bool]:
+    """Convert once: returns (out_dir, converted) where converted is False when out_dir was complete.
+
+    quantized keeps Q8_0/Q4_0/Q4_1 tensors quantized; otherwise everything is float32.
+    """
     src, out = Path(gguf_path), Path(out_dir)
     if is_complete(out):
         return out, False
@@ -169,7 +192,7 @@ def convert_gguf(gguf_path: str, out_dir: str) -> Tuple[Path, bool]:
         raise EngineError("MODEL_NOT_FOUND", f"cannot read GGUF file {src}: {err}") from err
     tied = _is_tied(gguf)
     config = _config(metadata, gguf, tied)
-    weights = _weights(gguf, config, tied)
+    weights = _weights(gguf, config, tied, quantized)
     mx.eval(weights)
 
     # Build in a sibling directory and rename, so a crash never leaves a half-written model behind.

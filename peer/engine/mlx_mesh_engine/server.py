@@ -86,7 +86,8 @@ class Engine:
     def op_convert(self, msg):
         from .gguf_convert import convert_gguf
 
-        out, converted = convert_gguf(_arg(msg, "gguf", str), _arg(msg, "out_dir", str))
+        quantized = _arg(msg, "quantized", bool, default=False)
+        out, converted = convert_gguf(_arg(msg, "gguf", str), _arg(msg, "out_dir", str), quantized)
         return {"path": str(out), "converted": converted}
 
     def op_download(self, msg):
