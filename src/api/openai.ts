@@ -113,6 +113,9 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
     const meta = { id, endpoint: kind === 'chat' ? '/v1/chat/completions' : '/v1/completions' };
     const created = Math.floor(Date.now() / 1000);
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
+    // The engine's generator takes an unsigned 32-bit seed: any integer (OpenAI allows negative and
+    // 64-bit ones) maps to one, the same every time, so a seed still reproduces its output.
+    const seed = body.seed === undefined || body.seed === null ? null : body.seed >>> 0;
     const stops = body.stop === undefined || body.stop === null ? [] : Array.isArray(body.stop) ? body.stop : [body.stop];
     const abort = new AbortController();
     res.on('close', () => {
@@ -122,7 +125,7 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
       tokens: promptTokens,
       maxTokens,
       // top_p 0 keeps only the most likely token, which is greedy decoding.
-      sampling: body.top_p === 0 ? { temperature: 0, topP: 1, seed: body.seed ?? null } : { temperature: body.temperature ?? 1, topP: body.top_p ?? 1, seed: body.seed ?? null },
+      sampling: body.top_p === 0 ? { temperature: 0, topP: 1, seed } : { temperature: body.temperature ?? 1, topP: body.top_p ?? 1, seed },
       stop: stops,
       signal: abort.signal,
     };

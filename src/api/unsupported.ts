@@ -18,7 +18,8 @@ const isNull = (v: unknown) => v === null || v === undefined;
 const empty = (v: unknown) => isNull(v) || (Array.isArray(v) && v.length === 0);
 const TOOLS = 'tool and function calling are not supported by this mesh (the model answers in plain text)';
 
-const RULES: Record<string, Rule> = {
+// Maps, not object literals: a body key such as "constructor" must not find Object.prototype's.
+const RULES = new Map<string, Rule>(Object.entries({
   tools: { endpoints: ['chat'], neutral: empty, why: `${TOOLS}; remove "tools"` },
   tool_choice: {
     endpoints: ['chat'],
@@ -64,10 +65,10 @@ const RULES: Record<string, Rule> = {
   reasoning_effort: { endpoints: ['chat'], neutral: isNull, why: 'the mesh does not control reasoning effort; remove "reasoning_effort"' },
   verbosity: { endpoints: ['chat'], neutral: isNull, why: 'the mesh does not control verbosity; remove "verbosity" and use max_tokens or the prompt' },
   store: { endpoints: ['chat'], neutral: (v) => isNull(v) || v === false, why: 'completions are not stored by this mesh; remove "store"' },
-};
+} satisfies Record<string, Rule>));
 
 /** Accepted and ignored: they never change what the model generates. */
-const IGNORED: Record<string, Endpoint[]> = {
+const IGNORED = new Map<string, Endpoint[]>(Object.entries({
   user: ['chat', 'completion'],
   metadata: ['chat'],
   service_tier: ['chat'],
@@ -76,7 +77,7 @@ const IGNORED: Record<string, Endpoint[]> = {
   parallel_tool_calls: ['chat'],
   // A latency hint: the output is the same with or without it.
   prediction: ['chat'],
-};
+} satisfies Record<string, Endpoint[]>));
 
 /**
  * Throws a 400 naming the first unsupported parameter set to a value that matters; returns the body
@@ -84,15 +85,15 @@ const IGNORED: Record<string, Endpoint[]> = {
  */
 export function refuseUnsupported(body: Record<string, unknown>, endpoint: Endpoint): Record<string, unknown> {
   // In the table's order, so `tools` is named before `tool_choice` whatever order the client wrote.
-  for (const [key, rule] of Object.entries(RULES)) {
-    if (key in body && rule.endpoints.includes(endpoint) && !rule.neutral(body[key], body)) {
+  for (const [key, rule] of RULES) {
+    if (Object.hasOwn(body, key) && rule.endpoints.includes(endpoint) && !rule.neutral(body[key], body)) {
       throw new HttpError(400, `${key}: ${rule.why}`, 'invalid_request_error', 'unsupported_parameter', key);
     }
   }
-  const rest: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(body)) {
-    if (!RULES[key]?.endpoints.includes(endpoint) && !IGNORED[key]?.includes(endpoint)) rest[key] = value;
-  }
+  // fromEntries defines own properties: a "__proto__" key stays a key (and is refused as unknown).
+  const rest: Record<string, unknown> = Object.fromEntries(
+    Object.entries(body).filter(([key]) => !RULES.get(key)?.endpoints.includes(endpoint) && !IGNORED.get(key)?.includes(endpoint)),
+  );
   if (endpoint === 'chat' && Array.isArray(body.messages)) rest.messages = body.messages.map(refuseUnsupportedMessage);
   return rest;
 }
@@ -128,7 +129,7 @@ function refuseUnsupportedMessage(m: unknown, i: number): unknown {
     msg.content.forEach((p, j) => {
       const type = (p as { type?: unknown } | null)?.type;
       if (typeof type === 'string' && type !== 'text') {
-        refuse(`${at}.content[${j}]`, `"${type}" content parts are not supported: ${PART_ADVICE[type] ?? 'only {"type":"text"} parts are'}`);
+        refuse(`${at}.content[${j}]`, `"${type}" content parts are not supported: ${Object.hasOwn(PART_ADVICE, type) ? PART_ADVICE[type] : 'only {"type":"text"} parts are'}`);
       }
     });
   }

@@ -42,14 +42,15 @@ export async function streamCompletion(
     ...(opts.raw ? { prompt: opts.prompt } : { messages: [{ role: 'user', content: opts.prompt }] }),
   };
   const url = `${api}/v1/${opts.raw ? 'completions' : 'chat/completions'}`;
+  const key = opts.apiKey ?? apiKeyFrom(undefined);
   const started = performance.now();
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...authHeaders(opts.apiKey ?? apiKeyFrom(undefined)) }, body: JSON.stringify(body) });
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...authHeaders(key) }, body: JSON.stringify(body) });
   } catch (err) {
     throw meshError('API_UNREACHABLE', `cannot reach ${url}: ${(err as Error).message}. Is "mlx-mesh join" running?`);
   }
-  if (res.status === 401) throw keyRefused(url, opts.apiKey);
+  if (res.status === 401) throw keyRefused(url, key);
   if (!res.ok) {
     const err = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
     throw meshError('REQUEST_FAILED', `${res.status}: ${err.error?.message ?? res.statusText}`);

@@ -123,6 +123,15 @@ test('unknown parameters are refused, never silently dropped, at any depth', asy
   assert.is(nested.param, 'messages[0].cache_control');
   const opts = await refused('/v1/completions', { ...PROMPT, stream: true, stream_options: { include_usage: true, chunk: 1 } });
   assert.is(opts.param, 'stream_options.chunk');
+  // Keys that name Object.prototype's members are keys like any other.
+  for (const key of ['constructor', 'toString', 'hasOwnProperty']) {
+    assert.is((await refused('/v1/chat/completions', { ...CHAT, [key]: 'x' })).param, key);
+  }
+  const proto = await fetch(`${api}/v1/completions`, { method: 'POST', body: '{"prompt":"Once upon a time","max_tokens":1,"__proto__":{"echo":true}}' });
+  assert.is(proto.status, 400);
+  assert.is((await proto.json()).error.param, '__proto__');
+  const part = await refused('/v1/chat/completions', { messages: [{ role: 'user', content: [{ type: 'constructor' }] }] });
+  assert.is(part.message, 'messages[0].content[0]: "constructor" content parts are not supported: only {"type":"text"} parts are');
 });
 
 test('stream_options needs stream; top_p 0 is greedy', async () => {
@@ -134,6 +143,12 @@ test('stream_options needs stream; top_p 0 is greedy', async () => {
   const streamed = await post('/v1/completions', { ...PROMPT, stream: true, stream_options: { include_usage: true } });
   assert.is(streamed.status, 200);
   assert.match(await streamed.text(), /"usage":\{"prompt_tokens":5,"completion_tokens":8/);
+  // Any integer seed is taken, and reproduces its output.
+  for (const seed of [-1, 2 ** 40, Number.MAX_SAFE_INTEGER]) {
+    const twice = await Promise.all([0, 1].map(() => post('/v1/completions', { ...PROMPT, temperature: 1, seed }).then((r) => r.json())));
+    assert.ok(twice[0].choices, JSON.stringify(twice[0]));
+    assert.is(twice[0].choices[0].text, twice[1].choices[0].text, `seed ${seed}`);
+  }
   const res = await post('/v1/completions', { ...PROMPT, temperature: 1.5, top_p: 0, seed: 7 });
   const body = await res.json();
   assert.is(res.status, 200, JSON.stringify(body));
@@ -169,6 +184,49 @@ test('messages the mesh cannot read get a 400 saying what is unsupported', async
   const prompt = await refused('/v1/completions', { prompt: [1, 2, 3] });
   assert.match(prompt.message, /token-id prompts are not supported/);
   for (const e of [toolCall, toolTurn, image, nullContent, role, content, prompt]) assert.not.match(e.message, /^Invalid input$/);
+});
+
+// Every parameter name a client might send, with values of every JSON kind: each request ends in a
+// 200 or a 4xx that names what it refused, never a 500, a hang, or a bare "Invalid input".
+const FUZZ_KEYS = [
+  'model', 'temperature', 'top_p', 'seed', 'stop', 'stream', 'stream_options', 'n', 'best_of', 'echo', 'suffix', 'logprobs',
+  'top_logprobs', 'logit_bias', 'presence_penalty', 'frequency_penalty', 'tools', 'tool_choice', 'functions', 'function_call',
+  'parallel_tool_calls', 'response_format', 'modalities', 'audio', 'store', 'metadata', 'user', 'service_tier', 'reasoning_effort',
+  'prediction', 'top_k', 'messages', 'prompt', 'constructor', '__proto__',
+];
+const FUZZ_VALUES: unknown[] = [
+  null, true, false, 0, 1, -1, 0.5, 3, 1e12, '', 'x', 'none', 'auto', 'required', 'text', [], ['text'], [1, 2], ['a', 'b'],
+  {}, { type: 'text' }, { type: 'json_object' }, { include_usage: true }, { '13': 0 }, { '13': 1 },
+  [{ role: 'user', content: 'hi' }], [{ role: 'assistant', content: null }], [{ role: 'user', content: [{ type: 'text', text: 'a' }] }],
+];
+
+test('randomized bodies: every one ends in a 200 or a 4xx naming the parameter, never a 500', async () => {
+  // mulberry32: a fixed seed, so a failure can be replayed.
+  let seed = 12345;
+  const rand = (n: number) => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return (((t ^ (t >>> 14)) >>> 0) % n);
+  };
+  const counts: Record<number, number> = {};
+  for (let i = 0; i < 300; i++) {
+    const chat = rand(2) === 0;
+    const body: Record<string, unknown> = chat ? { ...CHAT, max_tokens: 1 } : { ...PROMPT, max_tokens: 1 };
+    for (let k = 1 + rand(3); k > 0; k--) Object.defineProperty(body, FUZZ_KEYS[rand(FUZZ_KEYS.length)], { value: FUZZ_VALUES[rand(FUZZ_VALUES.length)], enumerable: true, writable: true, configurable: true });
+    // JSON text, not JSON.stringify: a "__proto__" key must reach the server as a key.
+    const json = `{${Object.entries(body).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`;
+    const res = await fetch(`${api}${chat ? '/v1/chat/completions' : '/v1/completions'}`, { method: 'POST', body: json });
+    const text = await res.text();
+    counts[res.status] = (counts[res.status] ?? 0) + 1;
+    assert.ok(res.status === 200 || (res.status >= 400 && res.status < 500), `${res.status} for ${json}: ${text}`);
+    if (res.status === 200) continue;
+    const e = JSON.parse(text).error;
+    assert.type(e.message, 'string');
+    assert.not.match(e.message, /Invalid input$/, `${json}: ${e.message}`);
+    if (e.code !== 'no_chat_template' && e.code !== 'model_not_found') assert.ok(e.param, `${json}: ${text}`);
+  }
+  assert.ok(counts[200] > 0 && counts[400] > 0, JSON.stringify(counts));
 });
 
 test('/v1/models has a real created; /v1/models/{id} answers 200 for the served model and an OpenAI-shaped 404 otherwise', async () => {
