@@ -64,8 +64,15 @@ test('the dashboard shows both peers and their layers, streams the golden comple
     await page.fill('#prompt', 'Once upon a time');
     await page.fill('#temperature', '0');
     await page.fill('#max-tokens', '60');
+    // Nothing on the page moves while the answer streams in.
+    const boxes = () => page.evaluate(() => [...document.querySelectorAll('main > .panel, #chat-log, #chat-form')].map((e) => JSON.stringify(e.getBoundingClientRect())));
+    const before = await boxes();
     await page.click('#send');
+    await page.waitForFunction(() => (document.querySelector('.turn.answer')?.textContent ?? '').length > 20, null, { timeout: 120_000 });
+    const during = await boxes();
     await page.waitForSelector('.turn.answer[data-done]', { timeout: 120_000 });
+    assert.equal(during, before, 'no layout jump while tokens stream');
+    assert.equal(await boxes(), before, 'no layout jump when the answer ends');
     assert.is(await page.locator('.turn.answer').innerText(), GOLDEN);
     assert.is(await page.locator('#stat-tokens').innerText(), '60');
     assert.match(await page.locator('#stat-ttft').innerText(), /^[0-9.]+ m?s$/);
