@@ -29,7 +29,10 @@ echoed back).
 
 Ratios
   stream_vs_tcp   mesh MB/s ÷ raw TCP MB/s           stream_vs_grpc  mesh MB/s ÷ gRPC MB/s
+  cpu_vs_tcp      raw TCP CPU ÷ mesh CPU per frame   cpu_vs_grpc     gRPC CPU ÷ mesh CPU per frame
   p50_vs_tcp      mesh ping-pong p50 ÷ raw TCP p50   p50_vs_grpc     mesh p50 ÷ gRPC p50
+  CPU is this process's time while streaming (both ends run in it on loopback): the ratio that still
+  means something when other work shares the cores.
   The engine hop's MB/s counts the tensor both ways (to the engine and back), several in flight.
 
 Options:
@@ -76,6 +79,8 @@ export interface Figures {
   mbps: number;
   p50_ms: number;
   p99_ms: number;
+  /** This process's CPU time per streamed frame (both ends, on loopback); null for the engine hop. */
+  cpu_ms_per_frame: number | null;
 }
 
 interface Unavailable {
@@ -90,7 +95,14 @@ export interface SizeResult {
   tcp: Column;
   grpc: Column;
   engine: Column;
-  ratios: { stream_vs_tcp: number | null; stream_vs_grpc: number | null; p50_vs_tcp: number | null; p50_vs_grpc: number | null };
+  ratios: {
+    stream_vs_tcp: number | null;
+    stream_vs_grpc: number | null;
+    cpu_vs_tcp: number | null;
+    cpu_vs_grpc: number | null;
+    p50_vs_tcp: number | null;
+    p50_vs_grpc: number | null;
+  };
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
@@ -359,22 +371,36 @@ async function measureSize(
   ch: Channel,
   size: number,
   plan: Plan,
-  acc: { mbps: number[]; lat: number[] },
+  acc: Acc,
   { both = false, depth = defaults.sendWindow }: { both?: boolean; depth?: number },
 ) {
   const payload = randomBytes(size);
   const frames = framesFor(size, plan);
   await pingPongMs(ch, payload, 2); // warm-up: connection buffers, JIT
+  const cpu = process.cpuUsage();
   const mbps = (await streamMbps(ch, payload, frames, depth)) * (both ? 2 : 1);
+  const used = process.cpuUsage(cpu);
+  if (!both) acc.cpu.push((used.user + used.system) / 1000 / frames);
   const lat = await pingPongMs(ch, payload, pingsFor(size, plan));
   acc.mbps.push(mbps);
   acc.lat.push(...lat);
   progress(`  ${formatBytes(size).padStart(7)}  ${name.padEnd(6)} ${mbps.toFixed(0).padStart(6)} MB/s   ping-pong p50 ${median(lat).toFixed(3)} ms`);
 }
 
-function figures(acc: { mbps: number[]; lat: number[] }): Figures {
+interface Acc {
+  mbps: number[];
+  lat: number[];
+  cpu: number[];
+}
+
+function figures(acc: Acc): Figures {
   const sorted = [...acc.lat].sort((a, b) => a - b);
-  return { mbps: round(median(acc.mbps)), p50_ms: round(quantile(sorted, 0.5), 4), p99_ms: round(quantile(sorted, 0.99), 4) };
+  return {
+    mbps: round(median(acc.mbps)),
+    p50_ms: round(quantile(sorted, 0.5), 4),
+    p99_ms: round(quantile(sorted, 0.99), 4),
+    cpu_ms_per_frame: acc.cpu.length ? round(median(acc.cpu), 4) : null,
+  };
 }
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -418,13 +444,13 @@ export async function run(argv: string[]): Promise<number> {
       }
     }
 
-    const acc = new Map<string, { mbps: number[]; lat: number[] }>();
+    const acc = new Map<string, Acc>();
     for (let r = 0; r < plan.rounds; r++) {
       progress(`round ${r + 1} of ${plan.rounds}`);
       for (const size of plan.sizes) {
         for (const { name, ch, both, depth } of channels) {
           const key = `${name}/${size}`;
-          if (!acc.has(key)) acc.set(key, { mbps: [], lat: [] });
+          if (!acc.has(key)) acc.set(key, { mbps: [], lat: [], cpu: [] });
           await measureSize(name, ch, size, plan, acc.get(key)!, { both, depth });
         }
       }
@@ -444,6 +470,8 @@ export async function run(argv: string[]): Promise<number> {
         ratios: {
           stream_vs_tcp: isFigures(tcp) ? ratio(mesh.mbps, tcp.mbps) : null,
           stream_vs_grpc: isFigures(grpc) ? ratio(mesh.mbps, grpc.mbps) : null,
+          cpu_vs_tcp: isFigures(tcp) ? ratio(tcp.cpu_ms_per_frame!, mesh.cpu_ms_per_frame!) : null,
+          cpu_vs_grpc: isFigures(grpc) ? ratio(grpc.cpu_ms_per_frame!, mesh.cpu_ms_per_frame!) : null,
           p50_vs_tcp: isFigures(tcp) ? ratio(mesh.p50_ms, tcp.p50_ms) : null,
           p50_vs_grpc: isFigures(grpc) ? ratio(mesh.p50_ms, grpc.p50_ms) : null,
         },
@@ -481,6 +509,7 @@ function goalsOf(sizes: SizeResult[]) {
   const add = (goal: string, value: number | null | undefined, ok: (v: number) => boolean) =>
     out.push({ goal, value: value ?? null, met: value == null ? null : ok(value) });
   add('16 MiB: mesh ≥ 0.9 × raw TCP throughput', at(16 << 20)?.ratios.stream_vs_tcp, (v) => v >= 0.9);
+  add('16 MiB: mesh ≥ 0.9 × raw TCP, by CPU per frame', at(16 << 20)?.ratios.cpu_vs_tcp, (v) => v >= 0.9);
   for (const s of sizes.filter((x) => x.bytes >= 64 << 10)) {
     add(`${formatBytes(s.bytes)}: mesh ≥ 1.5 × gRPC throughput`, s.ratios.stream_vs_grpc, (v) => v >= 1.5);
   }
@@ -497,6 +526,7 @@ function chartBars(sizes: SizeResult[]) {
     const size = formatBytes(s.bytes);
     if (r.stream_vs_tcp !== null) bars.push({ label: `${size} MB/s ÷ raw TCP`, value: r.stream_vs_tcp });
     if (r.stream_vs_grpc !== null) bars.push({ label: `${size} MB/s ÷ gRPC`, value: r.stream_vs_grpc });
+    if (r.cpu_vs_tcp !== null) bars.push({ label: `${size} TCP CPU ÷ CPU`, value: r.cpu_vs_tcp });
     if (r.p50_vs_tcp !== null) bars.push({ label: `${size} TCP p50 ÷ p50`, value: round(1 / r.p50_vs_tcp, 3) });
     if (r.p50_vs_grpc !== null) bars.push({ label: `${size} gRPC p50 ÷ p50`, value: round(1 / r.p50_vs_grpc, 3) });
   }
@@ -507,7 +537,7 @@ function table(sizes: SizeResult[], goals: ReturnType<typeof goalsOf>, load: num
   const cell = (c: Column, f: (x: Figures) => string) => (isFigures(c) ? f(c) : '–');
   const x = (v: number | null) => (v === null ? '–' : `${v.toFixed(2)}×`);
   const rows = [
-    ['frame', 'mesh MB/s', 'TCP MB/s', 'gRPC MB/s', 'mesh÷TCP', 'mesh÷gRPC', 'mesh p50 ms', 'TCP p50', 'gRPC p50', 'p50 ÷TCP', 'engine MB/s', 'engine p50'],
+    ['frame', 'mesh MB/s', 'TCP MB/s', 'gRPC MB/s', 'mesh÷TCP', 'mesh÷gRPC', 'CPU TCP÷mesh', 'CPU gRPC÷mesh', 'mesh p50 ms', 'TCP p50', 'gRPC p50', 'p50 ÷TCP', 'engine MB/s', 'engine p50'],
     ...sizes.map((s) => [
       formatBytes(s.bytes),
       s.mesh.mbps.toFixed(0),
@@ -515,6 +545,8 @@ function table(sizes: SizeResult[], goals: ReturnType<typeof goalsOf>, load: num
       cell(s.grpc, (f) => f.mbps.toFixed(0)),
       x(s.ratios.stream_vs_tcp),
       x(s.ratios.stream_vs_grpc),
+      x(s.ratios.cpu_vs_tcp),
+      x(s.ratios.cpu_vs_grpc),
       s.mesh.p50_ms.toFixed(3),
       cell(s.tcp, (f) => f.p50_ms.toFixed(3)),
       cell(s.grpc, (f) => f.p50_ms.toFixed(3)),

@@ -20,7 +20,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
 const finite = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x > 0;
 const TINY = ['--sizes', '1K,8K', '--stream-bytes', '64K', '--pings', '3', '--rounds', '1', '--json'];
 
-function assertFigures(f: { mbps: number; p50_ms: number; p99_ms: number }, what: string) {
+function assertFigures(f: { mbps: number; p50_ms: number; p99_ms: number; cpu_ms_per_frame: number | null }, what: string) {
   assert.ok(finite(f.mbps) && finite(f.p50_ms) && finite(f.p99_ms) && f.p99_ms >= f.p50_ms, `${what}: ${JSON.stringify(f)}`);
 }
 
@@ -35,7 +35,8 @@ test('loopback: mesh, raw TCP, gRPC and the engine hop per size, finite ratios, 
   assert.equal(out.sizes.map((s: { bytes: number }) => s.bytes), [1024, 8192]);
   for (const s of out.sizes) {
     for (const col of ['mesh', 'tcp', 'grpc', 'engine']) assertFigures(s[col], `${s.bytes} ${col}`);
-    assert.equal(Object.keys(s.ratios).sort(), ['p50_vs_grpc', 'p50_vs_tcp', 'stream_vs_grpc', 'stream_vs_tcp']);
+    assert.equal(Object.keys(s.ratios).sort(), ['cpu_vs_grpc', 'cpu_vs_tcp', 'p50_vs_grpc', 'p50_vs_tcp', 'stream_vs_grpc', 'stream_vs_tcp']);
+    assert.ok(finite(s.mesh.cpu_ms_per_frame) && s.engine.cpu_ms_per_frame === null);
     for (const [k, v] of Object.entries(s.ratios)) assert.ok(finite(v), `${s.bytes} ${k}: ${v}`);
   }
   assert.ok(out.goals.some((g: { goal: string; value: number }) => /8 KiB ping-pong/.test(g.goal) && finite(g.value)));
