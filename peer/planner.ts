@@ -13,6 +13,8 @@ export interface ModelShape {
   layerBytes: number[];
   embedBytes: number;
   headBytes: number;
+  /** The head is the embedding: the last stage holds it too. */
+  tied?: boolean;
 }
 
 export interface Capacity {
@@ -34,7 +36,7 @@ export interface Plan {
 function stageBytes(model: ModelShape, start: number, end: number): number {
   let total = 0;
   for (let i = start; i < end; i++) total += model.layerBytes[i];
-  if (start === 0) total += model.embedBytes;
+  if (start === 0 || (model.tied && end === model.layerBytes.length)) total += model.embedBytes;
   if (end === model.layerBytes.length) total += model.headBytes;
   return total;
 }
@@ -118,6 +120,7 @@ export interface ModelFacts {
   layer_bytes: number[];
   embed_bytes: number;
   head_bytes: number;
+  tie_word_embeddings?: boolean;
   context_length: number;
   eos_token_ids: number[];
 }
@@ -149,7 +152,7 @@ export function planIsCurrent(plan: MessageOf<'plan'> | null, live: readonly Pee
 export function makePlan(req: PlanRequest): MessageOf<'plan'> {
   const members = [...req.live].sort((a, b) => (a.id === req.selfId ? -1 : b.id === req.selfId ? 1 : byAge(a, b)));
   const plan = planLayers(
-    { layerBytes: req.model.layer_bytes, embedBytes: req.model.embed_bytes, headBytes: req.model.head_bytes },
+    { layerBytes: req.model.layer_bytes, embedBytes: req.model.embed_bytes, headBytes: req.model.head_bytes, tied: req.model.tie_word_embeddings },
     members.map((m) => ({ id: m.id, usableBytes: usableBytes(m) })),
   );
   return {

@@ -68,6 +68,21 @@ test('the embedding and head count against the first and last stage', () => {
   assert.equal(ranges(p), [[0, 1], [1, 4]]);
 });
 
+test('a tied head is the embedding: the last stage holds it too', () => {
+  const peers = [
+    { id: 'a', usableBytes: 5 * GiB },
+    { id: 'b', usableBytes: 3 * GiB },
+  ];
+  assert.equal(ranges(planLayers(model(4, 1, 3, 0), peers)), [[0, 2], [2, 4]]);
+  try {
+    planLayers({ ...model(4, 1, 3, 0), tied: true }, peers);
+    assert.unreachable();
+  } catch (err) {
+    assert.ok(isMeshError(err, 'MODEL_TOO_LARGE'));
+    assert.match((err as Error).message, /would need 5\.00 GiB but has 3\.00 GiB/);
+  }
+});
+
 test('a cluster that cannot hold the model gets a clear MODEL_TOO_LARGE', () => {
   try {
     planLayers(model(80, 1.75), [

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import EngineError
-from .inspect_model import layer_count, text_config
-from .layer_files import files_for_range
+from .inspect_model import layer_count
+from .layer_files import files_for_range, head_is_tied
 
 _METADATA = [
     "config.json",
@@ -43,12 +43,12 @@ def download(repo: str, out_dir: str, start: Optional[int], end: Optional[int], 
     if not (out / "config.json").is_file():
         raise EngineError("MODEL_NOT_FOUND", f"{repo} has no config.json: not a Hugging Face model repo")
     config = json.loads((out / "config.json").read_text())
-    text, n_layers = text_config(config), layer_count(config)
+    n_layers = layer_count(config)
     lo, hi = (0, n_layers) if start is None or end is None else (start, end)
     index = out / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
-        files = sorted(files_for_range(weight_map, lo, hi, n_layers, bool(text.get("tie_word_embeddings"))))
+        files = sorted(files_for_range(weight_map, lo, hi, n_layers, head_is_tied(weight_map)))
     else:
         files = ["model.safetensors"]
     fetch(files)

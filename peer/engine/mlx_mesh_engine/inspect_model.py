@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 
 from .errors import EngineError
 from .families import family_of
-from .layer_files import LAYER_TENSOR
+from .layer_files import LAYER_TENSOR, head_is_tied
 
 _DTYPES = {
     "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
@@ -76,8 +76,10 @@ def inspect_model(model: str) -> Dict[str, Any]:
     layer_bytes = [0] * n_layers
     embed_bytes = head_bytes = 0
     dtypes: Counter = Counter()
+    names = []
     for file in files:
         for name, info in safetensors_header(file).items():
+            names.append(name)
             size = info["data_offsets"][1] - info["data_offsets"][0]
             match = LAYER_TENSOR.match(name)
             if match and int(match.group(1)) < n_layers:
@@ -98,7 +100,7 @@ def inspect_model(model: str) -> Dict[str, Any]:
         "vocab_size": int(text["vocab_size"]),
         "context_length": int(text.get("max_position_embeddings", 0)),
         "eos_token_ids": eos_ids(model_dir, config),
-        "tie_word_embeddings": bool(text.get("tie_word_embeddings", False)),
+        "tie_word_embeddings": head_is_tied(names),
         "layer_bytes": layer_bytes,
         "embed_bytes": embed_bytes,
         "head_bytes": head_bytes,

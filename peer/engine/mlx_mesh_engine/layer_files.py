@@ -5,10 +5,16 @@ the head is tied to it and end == n_layers), and the final norm and head when en
 """
 
 import re
-from typing import Dict, Set
+from typing import Dict, Iterable, Set
 
 LAYER_TENSOR = re.compile(r"^(?:model\.)?layers\.(\d+)\.")
 """A tensor of decoder layer N: `layers.N.` with or without mlx-lm's `model.` prefix."""
+
+
+def head_is_tied(names: Iterable[str]) -> bool:
+    """The head reuses the embedding when the checkpoint has no lm_head tensor, as mlx-lm's models decide
+    too (a config may not say: Gemma's omit tie_word_embeddings and tie)."""
+    return not any(name.startswith("lm_head.") for name in names)
 
 
 def needs_tensor(name: str, start: int, end: int, n_layers: int, tied: bool) -> bool:

@@ -17,15 +17,15 @@ import mlx.core as mx
 from .errors import EngineError
 from .families import check_module, family_of
 from .inspect_model import layer_count, read_config, text_config
-from .layer_files import files_for_range
+from .layer_files import files_for_range, head_is_tied
 
 
-def _missing_files(model_dir: Path, start: int, end: int, n_layers: int, tied: bool) -> List[str]:
+def _missing_files(model_dir: Path, start: int, end: int, n_layers: int) -> List[str]:
     index = model_dir / "model.safetensors.index.json"
     if not index.is_file():
         return []
     weight_map = json.loads(index.read_text()).get("weight_map", {})
-    needed = files_for_range(weight_map, start, end, n_layers, tied)
+    needed = files_for_range(weight_map, start, end, n_layers, head_is_tied(weight_map))
     return sorted(f for f in needed if not (model_dir / f).is_file())
 
 
@@ -48,8 +48,7 @@ class Shard:
         n_layers = layer_count(config)
         if not (0 <= start < end <= n_layers):
             raise EngineError("BAD_REQUEST", f"layer range [{start}, {end}) is not within [0, {n_layers})")
-        tied = bool(text.get("tie_word_embeddings", False))
-        missing = _missing_files(model_dir, start, end, n_layers, tied)
+        missing = _missing_files(model_dir, start, end, n_layers)
         if missing:
             raise EngineError("MODEL_NOT_FOUND", f"layers [{start}, {end}) need files missing from {model_dir}: {missing}")
         # A directory downloaded for a layer range lacks other ranges' files: load what is there.

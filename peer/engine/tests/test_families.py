@@ -99,6 +99,21 @@ def test_mlx_quantized_layouts(arch, bits, group_size, checkpoints):
     assert staged(model_dir, SPLITS[2], prompt, NEW_TOKENS) == want
 
 
+def test_gemma_head_tied_without_a_config_flag(tmp_path, default_dir):
+    """Gemma checkpoints tie by having no lm_head (their config does not say): the last stage keeps the
+    embedding as its head, the planner counts it there, and a layer range's files include it."""
+    from mlx_mesh_engine.layer_files import files_for_range, head_is_tied
+
+    model_dir = build("gemma3_text", tmp_path / "gemma-tied", default_dir, drop_head=True)
+    assert "tie_word_embeddings" not in json.loads((model_dir / "config.json").read_text())
+    assert inspect_model(str(model_dir))["tie_word_embeddings"] is True
+    prompt = prompt_tokens(model_dir)
+    assert staged(model_dir, SPLITS[3], prompt, NEW_TOKENS) == reference(model_dir, prompt, NEW_TOKENS)
+    weight_map = {"model.embed_tokens.weight": "a.safetensors", "model.layers.5.mlp.up_proj.weight": "b.safetensors"}
+    assert head_is_tied(weight_map)
+    assert files_for_range(weight_map, 4, 6, 6, head_is_tied(weight_map)) == {"a.safetensors", "b.safetensors"}
+
+
 def test_unsupported_family_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "starcoder2", "num_hidden_layers": 2, "hidden_size": 8}))
     for attempt in (lambda: inspect_model(str(tmp_path)), lambda: Shard(str(tmp_path), 0, 2)):

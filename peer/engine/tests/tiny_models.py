@@ -62,7 +62,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def build(arch: str, out_dir: Path, tokenizer_dir: Path, bits: Optional[int] = None, group_size: int = 64,
-          seed: int = 0, **overrides: Any) -> Path:
+          seed: int = 0, drop_head: bool = False, **overrides: Any) -> Path:
+    """drop_head saves no lm_head, so the model ties its head to the embedding (as Gemma checkpoints do)."""
     import mlx.core as mx
     from mlx.utils import tree_map
     from mlx_lm.utils import _get_classes, quantize_model, save_config, save_model
@@ -73,6 +74,9 @@ def build(arch: str, out_dir: Path, tokenizer_dir: Path, bits: Optional[int] = N
     model = model_class(args_class.from_dict(config))
     # Larger weights than the default init, so logits are far apart and greedy picks are not near-ties.
     model.update(tree_map(lambda p: p * 2 if p.ndim > 1 else p, model.parameters()))
+    if drop_head:
+        model.pop("lm_head")
+        config.pop("tie_word_embeddings", None)  # as in Gemma's configs: the missing head says it
     mx.eval(model.parameters())
     if bits is not None:
         model, config = quantize_model(model, config, group_size, bits)
