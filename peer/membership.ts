@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { CloseCode } from '../transport/close-codes.ts';
 import type { Link, LinkClose } from '../transport/link.ts';
 import type { Logger } from '../core/log.ts';
+import { meshError } from '../core/errors.ts';
 import type { Message, PeerInfo } from '../transport/messages.ts';
 import { keepFirst } from '../transport/tiebreak.ts';
 
@@ -49,6 +50,26 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.log.info('peer linked', { peer: id, host: link.remoteHost, direction: link.direction });
     this.emit('up', link);
     return true;
+  }
+
+  /**
+   * Whether a freshly handshaken peer may take its id. A second link from the same process (same
+   * instance) is a simultaneous dial, settled by adopt(). Another process with the id of a peer that
+   * is live on its link is refused (DUPLICATE_ID) and the live link stays. It replaces the link only
+   * as a restart would: the old link silent for more than `liveWithinMs` (dead or dying) and the
+   * newcomer started after it.
+   */
+  checkClaim(remote: PeerInfo, instance: string, liveWithinMs: number): void {
+    const existing = this.links.get(remote.id);
+    if (!existing?.isOpen || existing.remoteInstance === instance) return;
+    const silent = Math.round(existing.silentForMs);
+    if (silent > liveWithinMs && remote.startedAt > existing.remote.startedAt) return;
+    const why = silent > liveWithinMs ? 'started before it' : `heard ${silent} ms ago`;
+    throw meshError(
+      'DUPLICATE_ID',
+      `peer id ${remote.id} is live on another link (${existing.remote.hostname}, ${why}); ${remote.hostname} claims it too: ` +
+        'give one of them its own --data-dir (cloned data dir?)',
+    );
   }
 
   get(id: string): Link | undefined {

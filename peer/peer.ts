@@ -166,6 +166,9 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.evaluate();
     });
     this.membership.on('down', (link, info) => {
+      if (info.code === CloseCode.DUPLICATE_ID && info.reason.startsWith('refused by the other side')) {
+        this.onRefused(meshError('DUPLICATE_ID', info.reason, { peer: link.remote.id, name: link.remote.name }), link.remoteHost, 0);
+      }
       this.connector?.poke(link.remote.id);
       this.emit('down', link, info);
       this.evaluate();
@@ -217,6 +220,8 @@ export class Peer extends EventEmitter<PeerEvents> {
       instance: this.instance,
       self: () => this.info(),
       timeoutMs: o.handshakeTimeoutMs,
+      // A peer is live when heard within two beats; a silent link is dying and a restart may replace it.
+      admit: (remote, instance) => this.membership.checkClaim(remote, instance, 2 * o.heartbeatMs),
       secret: o.secret,
       maxPayloadBytes: o.maxPayloadBytes,
       sendWindow: o.sendWindow,

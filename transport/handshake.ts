@@ -20,6 +20,11 @@ export interface HandshakeOptions {
   maxPayloadBytes: number;
   /** Bytes a socket may send before its handshake completes (defaults.preHandshakeMaxBytes). */
   preHandshakeMaxBytes?: number;
+  /**
+   * Last word on a peer that passed every check (and proved the secret, with one): throws the
+   * MeshError to refuse it with, e.g. DUPLICATE_ID when its id is live on another link.
+   */
+  admit?: (remote: PeerInfo, instance: string) => void;
   /** The cluster secret (--secret); peers without it are refused, and so are peers with another. */
   secret?: string;
   /** 'bench' for `mlx-mesh bench transport`'s side of a link (see transport/bench-echo.ts). */
@@ -34,7 +39,7 @@ export interface HandshakeResult {
   pending: Buffer[];
 }
 
-const CLOSE_FOR: Partial<Record<ErrorCode, number>> = {
+export const CLOSE_FOR: Partial<Record<ErrorCode, number>> = {
   PROTOCOL_MISMATCH: CloseCode.PROTOCOL_MISMATCH,
   CLUSTER_MISMATCH: CloseCode.CLUSTER_MISMATCH,
   SELF_CONNECTION: CloseCode.SELF,
@@ -135,6 +140,13 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex
     };
 
     const succeed = (remote: MessageOf<'hello'>) => {
+      try {
+        opts.admit?.(remote.peer, remote.instance);
+      } catch (err) {
+        const e = isMeshError(err) ? err : meshError('BAD_FRAME', String(err));
+        Object.assign(e, { details: { ...e.details, peer: remote.peer.id, name: remote.peer.name } });
+        return fail(e, true);
+      }
       done = true;
       // Resolve after the frames already parsed from this chunk have been collected.
       queueMicrotask(() => {

@@ -8,7 +8,8 @@ import { CloseCode } from './close-codes.ts';
 import { FramePool } from './frame-pool.ts';
 import { isMeshError, meshError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import type { HandshakeResult } from './handshake.ts';
+import { CLOSE_FOR, type HandshakeResult } from './handshake.ts';
+import type { ErrorCode } from '../core/errors.ts';
 import type { Message, PeerInfo } from './messages.ts';
 
 export interface LinkOptions {
@@ -48,6 +49,8 @@ export class Link extends EventEmitter<LinkEvents> {
   private waiters: Array<() => void> = [];
   private missed = 0;
   private pingSentAt = 0;
+  /** When the other side last showed it is alive (a pong or a frame). */
+  private heardAt = performance.now();
   private heartbeat: NodeJS.Timeout | null = null;
   private closed: LinkClose | null = null;
   /** Frames held until the owner has attached its listeners and called start(). */
@@ -153,7 +156,19 @@ export class Link extends EventEmitter<LinkEvents> {
       this.close(code === 'FRAME_TOO_LARGE' ? CloseCode.TOO_BIG : CloseCode.POLICY, why);
       return;
     }
+    this.heardAt = performance.now();
+    if (msg.type === 'reject') {
+      // The other side refused this link after its handshake (e.g. DUPLICATE_ID): close with its code.
+      const code = CLOSE_FOR[msg.code as ErrorCode] ?? CloseCode.POLICY;
+      this.close(code, `refused by the other side: ${msg.message}`);
+      return;
+    }
     this.emit('message', msg);
+  }
+
+  /** Milliseconds since the other side last showed it is alive. */
+  get silentForMs(): number {
+    return performance.now() - this.heardAt;
   }
 
   private beat(): void {
@@ -174,6 +189,7 @@ export class Link extends EventEmitter<LinkEvents> {
 
   private onPong(): void {
     this.missed = 0;
+    this.heardAt = performance.now();
     if (this.pingSentAt) this.rttMs = Math.round((performance.now() - this.pingSentAt) * 100) / 100;
   }
 

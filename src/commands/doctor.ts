@@ -10,7 +10,7 @@ import { defaults, PROTOCOL_VERSION } from '../../core/defaults.ts';
 import { type CheckResult, fail, formatReport, pass, skip, warn } from '../doctor/check.ts';
 import { checkDataDir, checkDevice, checkDisk, checkInterpreter, checkMemory, checkMlx, checkNode, checkPort, checkVenv, type PortOwner, probePort } from '../doctor/local.ts';
 import { checkFirewall, checkLocalNetwork, checkMdns } from '../doctor/network.ts';
-import { checkResolve, checkTcp, engineVerdict, helloVerdict, type PeerTarget, probeHello, rttVerdict } from '../doctor/remote.ts';
+import { checkResolve, checkTcp, engineVerdict, helloVerdict, type PeerTarget, peerIdVerdict, probeHello, rttVerdict } from '../doctor/remote.ts';
 import type { ClusterView } from '../remote/local-view.ts';
 import { parsePort } from './join.ts';
 
@@ -154,6 +154,7 @@ async function run(argv: string[]): Promise<number> {
   if (view?.ignored?.length) {
     record(warn('this machine', 'ignored peers', `${view.ignored.length} peer(s) of another cluster or protocol: ${JSON.stringify(view.ignored).slice(0, 200)}`, 'start every peer with the same --cluster and mlx-mesh version'));
   }
+  if (view) record(peerIdVerdict(view.refused));
   if (owner?.keyRefused) record(fail('this machine', 'local peer', `${owner.peerId} answers at ${api} but refuses ${apiKey ? 'this API key' : 'requests without an API key'}`, 'pass --api-key <key> or set MLX_MESH_API_KEY to the key the peer was started with'));
   else if (owner) record(pass('this machine', 'local peer', `${owner.peerId} answers at ${api} (${owner.role ?? 'role unknown'})`));
   else record(skip('this machine', 'local peer', `no peer answers at ${api}: only the hosts given are checked`));

@@ -130,3 +130,15 @@ export function engineVerdict(group: string, known: ClusterPeer | undefined, loc
   }
   return pass(group, title, `${state ?? 'idle (no model loaded)'} (${mlx}${backend})`);
 }
+
+/** Refusals a peer lists in /cluster that mean two live processes share one peer id (a cloned data dir). */
+export function peerIdVerdict(refused: unknown[] | undefined): CheckResult {
+  const dups = (refused ?? []).filter((r): r is { from: string; message?: string } => (r as { code?: string })?.code === 'DUPLICATE_ID');
+  if (!dups.length) return pass('this machine', 'peer ids', 'no other live process claims a peer id of this cluster');
+  return fail(
+    'this machine',
+    'peer ids',
+    `DUPLICATE_ID: ${dups.map((d) => d.from).join(', ')} claim(s) the id of a live peer`,
+    'give each machine its own data dir: delete <data-dir>/peer-id on the copy (or pass another --data-dir) and restart it',
+  );
+}

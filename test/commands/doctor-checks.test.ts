@@ -6,7 +6,7 @@ import { parseHostPort, peerTargets } from '../../src/commands/doctor.ts';
 import { formatReport } from '../../src/doctor/check.ts';
 import { checkDevice, checkDisk, checkInterpreter, checkMlx, checkNode, checkPort, checkVenv, probePort } from '../../src/doctor/local.ts';
 import { checkFirewall, checkLocalNetwork, checkMdns, firewallVerdict } from '../../src/doctor/network.ts';
-import { checkResolve, checkTcp, engineVerdict, helloVerdict, rttVerdict } from '../../src/doctor/remote.ts';
+import { checkResolve, checkTcp, engineVerdict, helloVerdict, peerIdVerdict, rttVerdict } from '../../src/doctor/remote.ts';
 import type { PythonEnvCheck } from '../../peer/python-env.ts';
 
 const okEnv: PythonEnvCheck = {
@@ -154,6 +154,15 @@ test('the report marks each check and counts failures', () => {
   assert.match(text, /❌ Node\.js/);
   assert.match(text, /fix: /);
   assert.match(text, /1 check\(s\) failed/);
+});
+
+test('peer ids: a DUPLICATE_ID refusal in the peer\'s view fails with the fix', () => {
+  assert.is(peerIdVerdict([]).status, 'pass');
+  assert.is(peerIdVerdict([{ code: 'AUTH_FAILED', from: 'x' }]).status, 'pass');
+  const r = peerIdVerdict([{ code: 'DUPLICATE_ID', from: 'vm-1 (10.0.0.2)', message: 'live on another link' }]);
+  assert.is(r.status, 'fail');
+  assert.match(r.detail, /vm-1 \(10\.0\.0\.2\)/);
+  assert.match(r.fix!, /peer-id/);
 });
 
 test.run();
