@@ -84,6 +84,8 @@ export interface ForwardResult {
 export interface EngineStats {
   active_memory: number;
   peak_memory: number;
+  /** The engine process's peak resident memory so far (loading and running). */
+  peak_rss_bytes: number;
   requests: number;
   /** Open detokenizer streams (one per request this peer drives). */
   detokenizers: number;

@@ -50,11 +50,24 @@ test('two peers with --memory 0.6 × the model both load within their share, tok
       assert.ok(grew <= budget, `${d.name}: loading grew the engine by ${formatBytes(grew)}, more than its ${formatBytes(budget)} share`);
       assert.ok(d.memory_bytes <= budget, `${d.name}: MLX holds ${formatBytes(d.memory_bytes)}`);
     }
+    // The engines' peaks once loaded (the tokenizer, loaded after the layers, is engine overhead).
+    const ready = await Promise.all(mesh.nodes.map((n) => n.inference!.engine.stats()));
     const ref = mlxReference(model, { messages }, MAX);
     const { status, body } = await chat(mesh.nodes[1].api.url);
     assert.is(status, 200);
     assert.is(body.choices[0].message.content, ref.text);
     assert.is(body.usage.completion_tokens, ref.tokens.length);
+    // Running its range (prefill and decode) keeps each engine within its share too: what loading the
+    // layers added plus what running them added.
+    for (const [i, node] of mesh.nodes.entries()) {
+      const d = info.devices.find((x: { device_id: string }) => x.device_id === node.peer.id);
+      const { peak_rss_bytes: after } = await node.inference!.engine.stats();
+      const total = d.peak_rss_bytes - d.rss_before_load_bytes + (after - ready[i].peak_rss_bytes);
+      console.log(
+        `${d.name}: engine peak RSS ${formatBytes(ready[i].peak_rss_bytes)} once loaded (with the tokenizer), ${formatBytes(after)} after a generation; layers and running them: ${formatBytes(total)}`,
+      );
+      assert.ok(total <= budget, `${d.name}: the layers and running them took ${formatBytes(total)}, more than its ${formatBytes(budget)} share`);
+    }
   } finally {
     await mesh.stop();
   }

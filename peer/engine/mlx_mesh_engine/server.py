@@ -344,6 +344,7 @@ class Engine:
         return {
             "active_memory": mx.get_active_memory(),
             "peak_memory": mx.get_peak_memory(),
+            "peak_rss_bytes": peak_rss_bytes(),
             "requests": len(self.requests),
             "detokenizers": len(self.detokenizers),
         }
