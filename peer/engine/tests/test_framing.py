@@ -69,7 +69,8 @@ def test_serve_answers_bad_requests_and_keeps_going():
     assert r1["id"] == 1 and not r1["ok"] and r1["error"]["code"] == "BAD_REQUEST"
     assert r2["id"] is None and r2["error"]["code"] == "BAD_FRAME"
     assert r3["id"] == 2 and r3["error"]["code"] == "NOT_LOADED"
-    assert r4 == {"id": 3, "ok": True, "active_memory": r4["active_memory"], "peak_memory": r4["peak_memory"], "requests": 0, "compute_ms": r4["compute_ms"]}
+    # The engine kept serving: stats answers with nothing in flight (its other figures are tested where used).
+    assert r4["id"] == 3 and r4["ok"] and r4["requests"] == 0 and r4["detokenizers"] == 0 and r4["peak_rss_bytes"] > 0
     assert all(r["compute_ms"] >= 0 for r in (r1, r3, r4)), "every answered op says how long it took inside the engine"
 
 
