@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const filters = process.argv.slice(2);
-const FILE_TIMEOUT_MS = Number(process.env.MLX_MESH_TEST_TIMEOUT_MS ?? 300_000);
+// Generous: on a loaded machine the SSH bootstrap test alone can take minutes.
+const FILE_TIMEOUT_MS = Number(process.env.MLX_MESH_TEST_TIMEOUT_MS ?? 600_000);
 const dataDir = (process.env.MLX_MESH_DATA_DIR ??= path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'mlx-mesh-test'));
 const tsc = path.join(root, 'node_modules/typescript/bin/tsc');
 

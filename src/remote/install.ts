@@ -31,8 +31,13 @@ export async function discardPack(): Promise<void> {
 /** Packs this package once per process (the tarball lands in a temp dir). */
 export function packLocal(root = PACKAGE_ROOT): Promise<LocalPackage> {
   packed ??= new Promise((resolve, reject) => {
+    // What runs here is what gets packed: the compiled dist/ as it is. --ignore-scripts, because `prepare`
+    // (tsc) needs dev dependencies that an installed mlx-mesh does not have.
+    if (!fs.existsSync(path.join(root, 'dist', 'src', 'cli.js'))) {
+      return reject(meshError('SSH_FAILED', `${root} has no compiled dist/: run "npm run build" there first`));
+    }
     const dest = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-pack-'));
-    execFile('npm', ['pack', '--json', '--pack-destination', dest], { cwd: root, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dest], { cwd: root, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) return reject(meshError('SSH_FAILED', `"npm pack" of the local mlx-mesh failed: ${String(stderr).trim() || err.message}`));
       const info = JSON.parse(String(stdout))[0] as { filename: string; version: string };
       const file = path.join(dest, info.filename);
