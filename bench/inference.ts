@@ -86,6 +86,8 @@ export interface Row {
   /** mlx_lm: the process; mesh: each peer's engine process, by rank. */
   peak_rss_bytes: Array<number | null>;
   same_text: boolean | null;
+  /** Only when the texts differ: the mesh's and mlx_lm's, to see where. */
+  texts?: { mesh: string; mlx_lm: string };
   streams: Record<string, ConcurrentRun>;
   /** Mesh: per stage, compute inside the engine vs transfer, for the prompt and per decoded token. */
   hops?: Hops;
@@ -257,6 +259,7 @@ async function meshRow(
       peak_memory: null,
       peak_rss_bytes: rss,
       same_text: trials.every((t) => t.text === expected),
+      ...(trials.some((t) => t.text !== expected) ? { texts: { mesh: trials.find((t) => t.text !== expected)!.text, mlx_lm: expected } } : {}),
       streams,
       hops,
       trials: trials.map(({ text: _t, ...t }) => t),

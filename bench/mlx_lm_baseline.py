@@ -77,8 +77,10 @@ def main():
 
     def once():
         started = time.perf_counter()
-        stamps, tokens = [], []
+        stamps, tokens, pieces = [], [], []
         for r in stream_generate(model, tokenizer, prompt, max_tokens=max_tokens, sampler=sampler, prefill_step_size=step):
+            # The text as mlx_lm streams it (its streaming detokenizer, as the mesh's origin uses).
+            pieces.append(r.text)
             if r.token in tokenizer.eos_token_ids:
                 break
             stamps.append(time.perf_counter())
@@ -90,7 +92,7 @@ def main():
             "prompt_tps": len(prompt) / prompt_s,
             "generation_tps": (len(stamps) - 1) / decode_s if decode_s > 0 else 0.0,
             "tokens": len(tokens),
-            "text": tokenizer.decode(tokens),
+            "text": "".join(pieces),
         }
 
     if repeats:
