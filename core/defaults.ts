@@ -77,6 +77,12 @@ export const defaults = {
   stepTimeoutMs: 120_000,
   /** Quiet time after a membership change before the coordinator re-plans (joins come in bursts). */
   replanDelayMs: 300,
+  /** A better split (a new peer) waits for running requests to end, at most this long, then replays them. */
+  replanDrainMs: 30_000,
+  /** After a request fails, how long its origin looks for a lost stage or a new plan before giving up. */
+  replayEvidenceMs: 1000,
+  /** After a stage is lost, how long its origin waits for a plan without it before ending the request. */
+  replayPlanWaitMs: 2000,
   /** Requests whose trace a peer keeps for /debug/requests. */
   traceLimit: 100,
 

@@ -1,11 +1,16 @@
 // The coordinator's planning loop: after membership settles (joins come in bursts), turn the live
 // peers and the model's shape into a plan and publish it. Only the coordinator runs it; everyone
 // (the coordinator included) follows the published plan through PlanFollower.
+//
+// Membership churn costs no request: the stages change only when one left (at once: its requests
+// replay on the new plan) or when a new peer gives another split — and then once no request runs, or
+// after a bounded wait. A peer that joins and is left out only amends the plan's `excluded` list
+// (same version, nobody re-loads); a new coordinator takes over an unchanged plan under its own term.
 import { isMeshError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { MessageOf } from '../transport/messages.ts';
 import type { Peer } from './peer.ts';
-import { makePlan, planIsCurrent } from './planner.ts';
+import { makePlan, samePipeline } from './planner.ts';
 import type { InspectResult } from './supervisor.ts';
 
 type PlanMessage = MessageOf<'plan'>;
@@ -24,6 +29,10 @@ export interface CoordinatorPlannerOptions {
   inspect(path: string): Promise<InspectResult>;
   /** Sends the plan to everyone and follows it here. */
   publish(plan: PlanMessage): void;
+  /** Whether any peer is driving a request right now. */
+  busy(): boolean;
+  /** How long a better split waits for running requests to end. */
+  drainMs: number;
 }
 
 export class CoordinatorPlanner {
@@ -34,6 +43,8 @@ export class CoordinatorPlanner {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private model: { name: string; info: InspectResult } | null = null;
+  /** When a better split started waiting for requests to drain. */
+  private drainingSince: number | null = null;
 
   constructor(opts: CoordinatorPlannerOptions) {
     this.opts = opts;
@@ -82,21 +93,43 @@ export class CoordinatorPlanner {
     if (!peer.isCoordinator || !this.opts.canPlan()) return;
     const { info, name } = await this.modelInfo();
     const live = peer.live();
+    const term = peer.leadership.term;
     const current = this.opts.current();
-    if (planIsCurrent(current, live, peer.leadership.term, spec)) return;
-    const msg = makePlan({
-      selfId: peer.id,
-      term: peer.leadership.term,
-      version: Math.max(this.counter, current?.version ?? 0) + 1,
-      spec,
-      name,
-      model: info,
-      live,
-    });
+    const next = makePlan({ selfId: peer.id, term, version: this.nextVersion(), spec, name, model: info, live });
+    const liveIds = new Set(live.map((p) => p.id));
+    if (current && current.model === spec && current.stages.every((s) => liveIds.has(s.id))) {
+      if (samePipeline(next, current)) {
+        if (current.term !== term) return this.publish({ ...current, term, version: next.version, excluded: next.excluded }, 'same stages, new coordinator');
+        if (JSON.stringify(next.excluded) !== JSON.stringify(current.excluded)) return this.publish({ ...current, excluded: next.excluded }, 'excluded peers');
+        this.drainingSince = null;
+        return;
+      }
+      // Every stage is still here: a better split is not worth a request, unless they never drain.
+      const now = Date.now();
+      this.drainingSince ??= now;
+      if (this.opts.busy() && now - this.drainingSince < this.opts.drainMs) {
+        this.opts.log.debug('a new split waits for running requests to end');
+        this.timer ??= setTimeout(() => {
+          this.timer = null;
+          this.schedule();
+        }, this.opts.delayMs);
+        return;
+      }
+    }
+    this.publish(next, 'new stages');
+  }
+
+  private nextVersion(): number {
+    return Math.max(this.counter, this.opts.current()?.version ?? 0) + 1;
+  }
+
+  private publish(msg: PlanMessage, why: string): void {
     this.error = null;
-    this.counter = msg.version;
+    this.drainingSince = null;
+    this.counter = Math.max(this.counter, msg.version);
     this.opts.log.info('publishing plan', {
       version: msg.version,
+      why,
       stages: msg.stages.map((s) => `${s.id}:${s.layers[0]}-${s.layers[1]}`).join(' '),
     });
     this.opts.publish(msg);

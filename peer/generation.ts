@@ -1,9 +1,14 @@
 // One generation, driven by the peer whose API received it: send the prompt into stage 0 in chunks,
 // then feed each sampled token back in until EOS, a stop string, max_tokens or the context end.
 // Tokens come back from the last stage as ids only; this peer's engine turns them into text one by one.
+//
+// When the pipeline breaks under it (a stage lost, the stages re-planned), the generation asks its
+// port for the plan to go on with and replays everything so far — prompt and generated tokens — as a
+// prefill on the new stages, which rebuilds their caches; the client's stream just goes on. Each such
+// attempt has its own request id on the wire, so nothing of the broken one can mix in.
 import { randomBytes } from 'node:crypto';
 import { meshError, MeshError } from '../core/errors.ts';
-import type { Message } from '../transport/messages.ts';
+import type { Message, MessageOf } from '../transport/messages.ts';
 import { CompletionText } from './completion-text.ts';
 
 export interface Sampling {
@@ -36,6 +41,11 @@ export interface ActivePlan {
   contextLength: number;
 }
 
+/** What a generation needs of a plan. */
+export function activePlanOf(plan: MessageOf<'plan'>): ActivePlan {
+  return { version: plan.version, stages: plan.stages, eosTokenIds: plan.meta.eosTokenIds, contextLength: plan.meta.contextLength };
+}
+
 /** The origin engine's streaming detokenizer for one request: each token costs the same, however long the text. */
 export interface TextStream {
   /** Adds tokens; resolves with the text that became final (a partial character or word waits). */
@@ -51,17 +61,30 @@ export interface PipelinePort {
   stepTimeoutMs: number;
   deliver(to: string, msg: Message): Promise<void>;
   openText(stream: string): Promise<TextStream>;
+  /** Routes `token` and `request-error` of this wire request id here (one per attempt). */
+  attach(request: string, gen: Generation): void;
+  /** After `err` broke an attempt on `plan`: the plan to replay on, or a rejection with the error to report. */
+  recover(plan: ActivePlan, err: Error): Promise<ActivePlan>;
+}
+
+/** One run of the pipeline for this generation: its wire request id and the stages it used. */
+export interface Attempt {
+  request: string;
+  plan: ActivePlan;
 }
 
 export class Generation {
   readonly id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  /** Every attempt so far, the current one last (their caches are released when the request ends). */
+  readonly attempts: Attempt[] = [];
   private readonly tokens = new Map<number, number>();
   private waiter: { step: number; resolve: (t: number) => void; reject: (e: Error) => void } | null = null;
   private failure: Error | null = null;
+  private aborted = false;
 
   constructor(
     private readonly port: PipelinePort,
-    private readonly plan: ActivePlan,
+    private plan: ActivePlan,
   ) {}
 
   /** A token id from the last stage. */
@@ -75,7 +98,7 @@ export class Generation {
     }
   }
 
-  /** The request failed somewhere in the pipeline (engine error, peer gone, plan changed). */
+  /** The current attempt broke somewhere in the pipeline (engine error, peer gone, plan changed). */
   fail(err: Error): void {
     this.failure ??= err;
     const w = this.waiter;
@@ -85,57 +108,72 @@ export class Generation {
 
   /** Runs the request; `onText` gets each new piece of text as soon as it is final. */
   async run(req: GenerateRequest, onText: (text: string) => void): Promise<GenerationResult> {
-    const { plan, port } = this;
-    const first = plan.stages[0].id;
-    const base = { type: 'forward' as const, request: this.id, origin: port.selfId, planVersion: plan.version };
-    const sampling = req.sampling;
-    const onAbort = () => this.fail(meshError('REQUEST_FAILED', 'the client went away'));
+    const onAbort = () => {
+      this.aborted = true;
+      this.fail(meshError('REQUEST_FAILED', 'the client went away'));
+    };
     req.signal?.addEventListener('abort', onAbort);
+    const out = new CompletionText(req.stop, onText);
+    const generated: number[] = [];
+    const detok = await this.port.openText(this.id);
+    let open = true;
     try {
-      // Prefill like mlx_lm: all but the last prompt token in chunks, then the last one alone, sampled.
-      const prompt = req.tokens;
-      let offset = 0;
-      for (let i = 0; i < prompt.length - 1; i += port.prefillChunk) {
-        const chunk = prompt.slice(i, Math.min(i + port.prefillChunk, prompt.length - 1));
-        await port.deliver(first, { ...base, step: 0, offset, tokens: chunk, sample: false, sampling });
-        offset += chunk.length;
-      }
-      await port.deliver(first, { ...base, step: 0, offset, tokens: prompt.slice(-1), sample: true, sampling });
-      offset += 1;
-
-      const generated: number[] = [];
-      let finishReason: FinishReason = 'length';
-      const out = new CompletionText(req.stop, onText);
-      const detok = await port.openText(this.id);
-      let open = true;
-      try {
-        for (let step = 0; ; step++) {
-          const token = await this.next(step);
-          if (plan.eosTokenIds.includes(token)) {
-            finishReason = 'stop';
-            break;
-          }
-          generated.push(token);
-          const more = generated.length < req.maxTokens && offset < plan.contextLength;
-          // Send the next step before detokenizing, so the pipeline works while we do.
-          if (more) {
-            await port.deliver(first, { ...base, step: step + 1, offset, tokens: [token], sample: true, sampling });
-            offset += 1;
-          }
-          if (out.push(await detok.add([token]))) break;
-          if (!more) break;
+      let finishReason: FinishReason;
+      for (;;) {
+        try {
+          finishReason = await this.attempt(req, generated, out, detok);
+          break;
+        } catch (err) {
+          if (this.aborted) throw err;
+          this.plan = await this.port.recover(this.plan, err as Error);
         }
-        open = false;
-        const rest = await detok.close();
-        if (!out.stopped) out.push(rest);
-      } finally {
-        if (open) detok.close().catch(() => {});
       }
+      open = false;
+      const rest = await detok.close();
+      if (!out.stopped) out.push(rest);
       if (out.stopped) finishReason = 'stop';
       out.flush();
-      return { finishReason, promptTokens: prompt.length, completionTokens: generated.length, text: out.text };
+      return { finishReason, promptTokens: req.tokens.length, completionTokens: generated.length, text: out.text };
     } finally {
+      if (open) detok.close().catch(() => {});
       req.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Feeds prompt + generated into the current plan's stages, then decodes until the request ends. */
+  private async attempt(req: GenerateRequest, generated: number[], out: CompletionText, detok: TextStream): Promise<FinishReason> {
+    const { plan, port } = this;
+    const request = this.attempts.length ? `${this.id}.${this.attempts.length}` : this.id;
+    this.attempts.push({ request, plan });
+    this.tokens.clear();
+    this.failure = null;
+    port.attach(request, this);
+    const first = plan.stages[0].id;
+    const base = { type: 'forward' as const, request, origin: port.selfId, planVersion: plan.version };
+    const sampling = req.sampling;
+    // Prefill like mlx_lm: all but the last token in chunks, then the last one alone, sampled.
+    const sequence = [...req.tokens, ...generated];
+    let offset = 0;
+    for (let i = 0; i < sequence.length - 1; i += port.prefillChunk) {
+      const chunk = sequence.slice(i, Math.min(i + port.prefillChunk, sequence.length - 1));
+      await port.deliver(first, { ...base, step: 0, offset, tokens: chunk, sample: false, sampling });
+      offset += chunk.length;
+    }
+    await port.deliver(first, { ...base, step: 0, offset, tokens: sequence.slice(-1), sample: true, sampling });
+    offset += 1;
+
+    for (let step = 0; ; step++) {
+      const token = await this.next(step);
+      if (plan.eosTokenIds.includes(token)) return 'stop';
+      generated.push(token);
+      const more = generated.length < req.maxTokens && offset < plan.contextLength;
+      // Send the next step before detokenizing, so the pipeline works while we do.
+      if (more) {
+        await port.deliver(first, { ...base, step: step + 1, offset, tokens: [token], sample: true, sampling });
+        offset += 1;
+      }
+      if (out.push(await detok.add([token]))) return 'stop';
+      if (!more) return 'length';
     }
   }
 
@@ -163,6 +201,11 @@ export class Generation {
         },
       };
     });
+  }
+
+  /** The plan the current attempt runs on. */
+  get activePlan(): ActivePlan {
+    return this.plan;
   }
 }
 

@@ -15,7 +15,7 @@ import type { Link } from '../transport/link.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
 import { CoordinatorPlanner } from './coordinator-planner.ts';
 import { type DeviceState, DeviceStates } from './device-states.ts';
-import type { GenerateRequest, GenerationResult } from './generation.ts';
+import { type ActivePlan, activePlanOf, type GenerateRequest, type GenerationResult } from './generation.ts';
 import { resolveModel } from './model-source.ts';
 import type { Peer } from './peer.ts';
 import { LoadMeter } from './load-meter.ts';
@@ -44,6 +44,10 @@ export interface InferenceOptions {
   stepTimeoutMs?: number;
   /** Quiet time after a membership change before the coordinator re-plans (joins come in bursts). */
   replanDelayMs?: number;
+  /** How long a better split waits for running requests to end (then they replay on it). */
+  replanDrainMs?: number;
+  /** How long the origin of a request whose stage was lost waits for a plan without it. */
+  replayPlanWaitMs?: number;
   /** Requests whose trace is kept for /debug/requests (default 100). */
   traceLimit?: number;
   /** How a GGUF model's quantized tensors are converted (`--gguf-weights`; default defaults.ggufWeights). */
@@ -69,6 +73,8 @@ export class Inference extends EventEmitter<InferenceEvents> {
   private loadTimer: NodeJS.Timeout | null = null;
   private rttReportedAt = -Infinity;
   private running = false;
+  /** Names of peers seen, for messages about peers that are gone. */
+  private readonly names = new Map<string, string>();
 
   constructor(opts: InferenceOptions) {
     super();
@@ -104,11 +110,14 @@ export class Inference extends EventEmitter<InferenceEvents> {
         peer.membership.broadcast(plan);
         this.acceptPlan(plan);
       },
+      busy: () => this.router.inFlight > 0 || peer.live().some((p) => (this.states.get(p.id)?.load?.inFlight ?? 0) > 0),
+      drainMs: opts.replanDrainMs ?? defaults.replanDrainMs,
     });
     this.router = new RequestRouter({
       peer,
       engine: this.engine,
-      plan: () => this.follower.plan,
+      planFor: (version) => this.follower.planFor(version),
+      recover: (plan, err) => this.recover(plan, err),
       prefillChunk: opts.prefillChunk,
       stepTimeoutMs: opts.stepTimeoutMs ?? defaults.stepTimeoutMs,
       traceLimit: opts.traceLimit ?? defaults.traceLimit,
@@ -125,6 +134,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
     peer.on('message', (msg, link) => this.onMessage(msg, link));
     peer.on('leadership', () => this.planner.schedule());
     peer.on('up', (link) => {
+      this.names.set(link.remote.id, link.remote.name);
       link.send(this.states.statusMessage()).catch(() => {});
       // A peer that restarted within the re-plan delay rejoins an unchanged membership, so no new
       // plan would reach it: hand every new link the current plan at once.
@@ -133,9 +143,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
     });
     peer.on('down', (link) => {
       this.states.forget(link.remote.id);
-      if (this.plan?.stages.some((s) => s.id === link.remote.id)) {
-        this.router.failAll(`peer ${link.remote.name} (${link.remote.id}) left the cluster`);
-      }
+      this.router.interrupt(link.remote.id, `peer ${link.remote.name} (${link.remote.id}) left the cluster`);
       this.planner.schedule();
     });
   }
@@ -256,9 +264,66 @@ export class Inference extends EventEmitter<InferenceEvents> {
   }
 
   private acceptPlan(plan: PlanMessage): void {
-    if (!this.follower.accept(plan)) return;
+    const taken = this.follower.accept(plan);
+    if (taken === 'ignored') return;
     this.planner.saw(plan);
-    this.router.failAll('the cluster changed its layer plan mid-request');
+    if (taken === 'new-stages') this.router.interrupt(null, 'the cluster changed its layer plan mid-request');
+  }
+
+  /**
+   * A request's attempt on `plan` broke with `err`. If a stage of it is gone or the stages were
+   * re-planned, resolves with the new plan once every stage of it has its layers (the request
+   * replays there); otherwise — or when no plan without the lost stage comes in time — rejects.
+   */
+  private async recover(plan: ActivePlan, err: Error): Promise<ActivePlan> {
+    if (!this.running) throw err;
+    const moved = () => {
+      const cur = this.plan;
+      return cur !== null && cur.version > plan.version && this.follower.planFor(plan.version)?.version !== plan.version;
+    };
+    const lost = () => plan.stages.find((s) => !this.peer.live().some((p) => p.id === s.id)) ?? null;
+    // A failure reaches us by several paths (the next stage's error, our own link); the evidence may lag a little.
+    const why = await this.until(() => lost() ?? (moved() ? 'replanned' : null), defaults.replayEvidenceMs);
+    if (!why) throw err;
+    const gone = why === 'replanned' ? null : why;
+    const goneName = gone && `peer ${this.names.get(gone.id) ?? gone.id} (${gone.id}, layers ${gone.layers[0]}-${gone.layers[1]})`;
+    const next = await this.until(
+      () => (moved() && this.plan!.stages.every((s) => this.peer.live().some((p) => p.id === s.id)) ? this.plan : null),
+      this.opts.replayPlanWaitMs ?? defaults.replayPlanWaitMs,
+    );
+    if (!next) {
+      const reason = this.planError ?? 'no layer plan without it came in time (the others may not hold the model)';
+      throw meshError('REQUEST_FAILED', `${goneName ?? 'a stage'} left mid-request: ${reason}`, { lostPeer: gone?.id });
+    }
+    const ready = await this.until(() => (this.plan === next && this.isReady() ? next : null), this.opts.stepTimeoutMs ?? defaults.stepTimeoutMs);
+    if (!ready) throw meshError('REQUEST_FAILED', `${goneName ?? 'a stage'} left mid-request and the new plan did not become ready: ${this.notReadyReason()}`);
+    this.log.info('replaying a request on the new plan', { lost: gone?.id ?? null, version: next.version });
+    return activePlanOf(next);
+  }
+
+  /** Resolves with check()'s value as soon as it has one (re-checked on every plan, status and link change), or null after ms. */
+  private until<T>(check: () => T | null, ms: number): Promise<T | null> {
+    return new Promise((resolve) => {
+      const poke = () => {
+        const v = check();
+        if (v) finish(v);
+      };
+      const finish = (v: T | null) => {
+        clearTimeout(timer);
+        clearInterval(tick);
+        this.off('plan', poke);
+        this.off('status', poke);
+        this.peer.off('down', poke);
+        resolve(v);
+      };
+      const timer = setTimeout(() => finish(check()), ms);
+      // Amended plans emit nothing: a slow tick covers them.
+      const tick = setInterval(poke, 100);
+      this.on('plan', poke);
+      this.on('status', poke);
+      this.peer.on('down', poke);
+      poke();
+    });
   }
 
   private onMessage(msg: Message, link: Link): void {

@@ -6,6 +6,7 @@ import type { Logger } from '../core/log.ts';
 import type { MessageOf } from '../transport/messages.ts';
 import type { DeviceStates } from './device-states.ts';
 import type { EngineHello } from './engine-client.ts';
+import { samePipeline } from './planner.ts';
 import type { EngineSupervisor } from './supervisor.ts';
 
 type PlanMessage = MessageOf<'plan'>;
@@ -31,6 +32,8 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
   private markEngineStarted!: () => void;
   /** The plan whose layers the engine holds (survives an engine restart, which re-loads them). */
   private loadedPlan: PlanMessage | null = null;
+  /** The first plan version with the current stages (later versions only changed the term or `excluded`). */
+  private pipelineSince = 0;
 
   constructor(opts: PlanFollowerOptions) {
     super();
@@ -79,15 +82,39 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
     await this.opts.engine.stop();
   }
 
-  /** Takes a plan if it is newer than ours and from the current term; true when taken. */
-  accept(plan: PlanMessage): boolean {
+  /**
+   * Takes a plan if it is newer than ours and from the current term. `new-stages` means requests on
+   * the old plan must move; `same-stages` (a new version of the same pipeline, or an amended list of
+   * excluded peers) changes nothing for them and re-loads nothing.
+   */
+  accept(plan: PlanMessage): 'ignored' | 'same-stages' | 'new-stages' {
     const cur = this.plan;
-    if (cur && (plan.term < cur.term || (plan.term === cur.term && plan.version <= cur.version))) return false;
-    if (plan.term < this.opts.term()) return false; // from a coordinator that has been replaced
+    if (plan.term < this.opts.term()) return 'ignored'; // from a coordinator that has been replaced
+    if (cur && (plan.term < cur.term || (plan.term === cur.term && plan.version < cur.version))) return 'ignored';
+    const same = cur !== null && samePipeline(plan, cur);
+    if (cur && plan.term === cur.term && plan.version === cur.version) {
+      if (!same) return 'ignored';
+      // An amendment: only who is left out changed. In place, so a load of this plan under way still counts.
+      cur.excluded = plan.excluded;
+      return 'same-stages';
+    }
     this.plan = plan;
     this.emit('plan', plan);
+    if (same && this.loadedPlan === cur) {
+      this.loadedPlan = plan;
+      this.update({ planTerm: plan.term, planVersion: plan.version, ready: this.opts.engine.state === 'ready' });
+      return 'same-stages';
+    }
+    if (!same) this.pipelineSince = plan.version;
     this.applying = this.applying.then(() => this.load(plan));
-    return true;
+    return same ? 'same-stages' : 'new-stages';
+  }
+
+  /** The plan a `forward` sent under `version` runs on: ours, if that version has our stages. */
+  planFor(version: number): PlanMessage | null {
+    const plan = this.plan;
+    if (plan && version !== plan.version && version >= this.pipelineSince && version < plan.version) return { ...plan, version };
+    return plan;
   }
 
   private async load(plan: PlanMessage): Promise<void> {

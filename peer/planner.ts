@@ -141,11 +141,13 @@ export function usableBytes(p: PeerInfo): number {
   return Number(p.capabilities.usableMemory ?? p.capabilities.totalMemory * defaults.memoryFraction);
 }
 
-/** Whether the current plan still fits: same term, same model, and the same set of peers. */
-export function planIsCurrent(plan: MessageOf<'plan'> | null, live: readonly PeerInfo[], term: number, spec: string): boolean {
-  if (!plan || plan.term !== term || plan.model !== spec) return false;
-  const planned = [...plan.stages.map((s) => s.id), ...plan.excluded.map((e) => e.id)].sort().join(',');
-  return planned === live.map((m) => m.id).sort().join(',');
+/** Same model and the same stages holding the same layers: switching between two such plans needs no re-load. */
+export function samePipeline(a: MessageOf<'plan'>, b: MessageOf<'plan'>): boolean {
+  return (
+    a.model === b.model &&
+    a.stages.length === b.stages.length &&
+    a.stages.every((s, i) => s.id === b.stages[i].id && s.layers[0] === b.stages[i].layers[0] && s.layers[1] === b.stages[i].layers[1])
+  );
 }
 
 /** The coordinator's plan message. Rank order: the coordinator first (where requests usually arrive), then by age. */

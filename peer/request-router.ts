@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { meshError, MeshError } from '../core/errors.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
-import { type ActivePlan, type GenerateRequest, Generation, type GenerationResult } from './generation.ts';
+import { type ActivePlan, activePlanOf, type GenerateRequest, Generation, type GenerationResult } from './generation.ts';
 import type { Peer } from './peer.ts';
 import { prefillChunkSize } from './prefill-chunk.ts';
 import { type RequestRecord, RequestTrace, TraceRing, wallMs } from './request-trace.ts';
@@ -17,13 +17,15 @@ type PlanMessage = MessageOf<'plan'>;
 export interface RequestRouterOptions {
   peer: Peer;
   engine: EngineSupervisor;
-  /** The plan this peer follows now (a `forward` for another plan version is refused). */
-  plan(): PlanMessage | null;
+  /** The plan a `forward` of this plan version runs on (one of another pipeline is refused). */
+  planFor(version: number): PlanMessage | null;
   /** Fixed prefill step size; by default it follows the prompt length and the number of stages. */
   prefillChunk?: number;
   stepTimeoutMs: number;
   /** Requests whose trace is kept for /debug/requests. */
   traceLimit: number;
+  /** After an attempt broke: the plan to replay on, or a rejection with the error for the client. */
+  recover(plan: ActivePlan, err: Error): Promise<ActivePlan>;
 }
 
 /** Who asked for a generation: the API's response id and endpoint name it in traces and metrics. */
@@ -47,6 +49,8 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
   readonly traces: TraceRing;
   private readonly opts: RequestRouterOptions;
   private readonly generations = new Map<string, Generation>();
+  /** Wire request id (one per attempt, the current one only) → its generation. */
+  private readonly wired = new Map<string, Generation>();
   private readonly tracing = new Map<string, RequestTrace>();
 
   constructor(opts: RequestRouterOptions) {
@@ -68,7 +72,7 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
         void runStage(msg, {
           selfId: peer.id,
           selfName: peer.identity.name,
-          plan: this.opts.plan(),
+          plan: this.opts.planFor(msg.planVersion),
           engine,
           deliver: (to, m) => this.deliver(to, m),
           onHop: (hop) => this.emit('hop', hop),
@@ -78,13 +82,14 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
         engine.release(msg.request).catch(() => {});
         return true;
       case 'token': {
-        const timing = this.tracing.get(msg.request)?.onToken(msg.step, msg.trace, msg.sentAt);
+        const gen = this.wired.get(msg.request);
+        const timing = gen && this.tracing.get(gen.id)?.onToken(msg.step, msg.trace, msg.sentAt);
         if (timing) this.emit('token', timing);
-        this.generations.get(msg.request)?.onToken(msg.step, msg.token);
+        gen?.onToken(msg.step, msg.token);
         return true;
       }
       case 'request-error':
-        this.generations.get(msg.request)?.fail(new MeshError(isErrorCode(msg.code) ? msg.code : 'REQUEST_FAILED', msg.message));
+        this.wired.get(msg.request)?.fail(new MeshError(isErrorCode(msg.code) ? msg.code : 'REQUEST_FAILED', msg.message));
         return true;
       default:
         return false;
@@ -94,12 +99,7 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
   /** Runs one request through the plan's stages; `onText` receives text as it becomes final. */
   async generate(plan: PlanMessage, req: GenerateRequest, onText: (t: string) => void, meta: RequestMeta = {}): Promise<GenerationResult> {
     const { engine } = this.opts;
-    const active: ActivePlan = {
-      version: plan.version,
-      stages: plan.stages,
-      eosTokenIds: plan.meta.eosTokenIds,
-      contextLength: plan.meta.contextLength,
-    };
+    const active = activePlanOf(plan);
     const gen = new Generation(
       {
         selfId: this.opts.peer.id,
@@ -113,6 +113,11 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
             close: async () => (await engine.detokClose(stream)).text,
           };
         },
+        attach: (request, g) => {
+          for (const a of g.attempts) if (a.request !== request) this.wired.delete(a.request);
+          this.wired.set(request, g);
+        },
+        recover: (p, err) => this.opts.recover(p, err),
       },
       active,
     );
@@ -130,13 +135,23 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
     } finally {
       this.tracing.delete(gen.id);
       this.generations.delete(gen.id);
-      for (const s of plan.stages) this.deliver(s.id, { type: 'release', request: gen.id }).catch(() => {});
+      for (const a of gen.attempts) {
+        this.wired.delete(a.request);
+        for (const s of a.plan.stages) this.deliver(s.id, { type: 'release', request: a.request }).catch(() => {});
+      }
     }
   }
 
   /** Fails every generation this peer drives. */
   failAll(why: string): void {
     for (const g of this.generations.values()) g.fail(meshError('REQUEST_FAILED', why));
+  }
+
+  /** Breaks the current attempt of every generation whose stages include `peerId` (any, when null): they replay or fail. */
+  interrupt(peerId: string | null, why: string): void {
+    for (const g of this.generations.values()) {
+      if (peerId === null || g.activePlan.stages.some((s) => s.id === peerId)) g.fail(meshError('REQUEST_FAILED', why));
+    }
   }
 
   /** Sends to a peer, or hands the message to ourselves without touching the network. */

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { makePlan, type ModelShape, planIsCurrent, planLayers } from '../../peer/planner.ts';
+import { makePlan, type ModelShape, planLayers, samePipeline } from '../../peer/planner.ts';
 import type { PeerInfo } from '../../transport/messages.ts';
 import { isMeshError } from '../../core/errors.ts';
 
@@ -113,11 +113,15 @@ test('the plan message: the coordinator is rank 0, then peers by age; shares fol
   const msg = makePlan({ selfId: 'coord', term: 3, version: 7, spec: 'default', name: 'm', model: facts, live });
   assert.equal(msg.stages.map((s) => [s.id, s.rank, s.layers]), [['coord', 0, [0, 2]], ['old', 1, [2, 6]], ['young', 2, [6, 8]]]);
   assert.equal([msg.term, msg.version, msg.meta.contextLength, msg.meta.eosTokenIds], [3, 7, 4096, [2]]);
-  assert.ok(planIsCurrent(msg, [...live].reverse(), 3, 'default'), 'same peers, any order');
-  assert.not.ok(planIsCurrent(msg, live.slice(1), 3, 'default'), 'a peer left');
-  assert.not.ok(planIsCurrent(msg, live, 4, 'default'), 'a new term');
-  assert.not.ok(planIsCurrent(msg, live, 3, 'other.gguf'), 'another model');
-  assert.not.ok(planIsCurrent(null, live, 3, 'default'));
+  const again = makePlan({ selfId: 'coord', term: 4, version: 8, spec: 'default', name: 'm', model: facts, live: [...live].reverse() });
+  assert.ok(samePipeline(msg, again), 'same peers in any order, another term and version: the same stages');
+  const tiny = { ...peerInfo('tiny', 400, 0.1 * GiB) };
+  const withTiny = makePlan({ selfId: 'coord', term: 3, version: 8, spec: 'default', name: 'm', model: facts, live: [...live, tiny] });
+  assert.ok(samePipeline(msg, withTiny), 'a peer left out changes no stage');
+  assert.equal(withTiny.excluded.map((e) => e.id), ['tiny']);
+  const fewer = makePlan({ selfId: 'coord', term: 3, version: 8, spec: 'default', name: 'm', model: facts, live: live.slice(1) });
+  assert.not.ok(samePipeline(msg, fewer), 'a peer left');
+  assert.not.ok(samePipeline(msg, { ...msg, model: 'other.gguf' }), 'another model');
 });
 
 test.run();

@@ -111,8 +111,8 @@ class Engine:
         model, start, end = _arg(msg, "model", str), _arg(msg, "start", int), _arg(msg, "end", int)
         # Free the previous shard first so memory_bytes is this shard's alone.
         self.shard = self.tokenizer = None
+        # Detokenizer streams stay: the origin's requests replay across a re-plan and keep their text.
         self._drop_all()
-        self.detokenizers.clear()
         gc.collect()
         mx.clear_cache()
         mx.reset_peak_memory()

@@ -43,6 +43,9 @@ def test_streams_are_independent_and_unknown_streams_are_errors(stories_dir):
     assert engine.handle({"id": 2, "op": "detok_add", "stream": "a", "tokens": [5]})["error"]["code"] == "NOT_FOUND"
     call(engine, "detok_open", stream="c")
     assert engine.handle({"id": 3, "op": "detok_add", "stream": "c", "tokens": [512]})["error"]["code"] == "BAD_REQUEST"
-    # A new load (a new plan) forgets every stream.
-    call(engine, "load", model=str(stories_dir), start=0, end=5)
-    assert call(engine, "stats")["detokenizers"] == 0
+    # A new load (a new plan) keeps the stream: the request replays on the new plan and its text goes on.
+    text = call(engine, "detok_add", stream="c", tokens=tokens[:3])["text"]
+    call(engine, "load", model=str(stories_dir), start=0, end=3)
+    text += call(engine, "detok_add", stream="c", tokens=tokens[3:])["text"]
+    text += call(engine, "detok_close", stream="c")["text"]
+    assert text == b and call(engine, "stats")["detokenizers"] == 0
