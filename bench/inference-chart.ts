@@ -4,13 +4,15 @@ import fs from 'node:fs';
 export interface Bar {
   label: string;
   value: number;
+  /** Which side of 1.0 is good (colours the bar); default higher. */
+  better?: 'higher' | 'lower';
 }
 
 const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function ratioChartSvg(title: string, bars: Bar[]): string {
   const rowH = 28;
-  const left = 170;
+  const left = 230;
   const width = 640;
   const plotW = width - left - 60;
   const top = 44;
@@ -24,7 +26,7 @@ export function ratioChartSvg(title: string, bars: Bar[]): string {
   ];
   bars.forEach((b, i) => {
     const y = top + i * rowH;
-    const good = b.value >= 1;
+    const good = b.better === 'lower' ? b.value <= 1 : b.value >= 1;
     parts.push(
       `<text x="${left - 8}" y="${y + 17}" text-anchor="end">${escape(b.label)}</text>`,
       `<rect x="${left}" y="${y + 4}" width="${(x(b.value) - left).toFixed(1)}" height="${rowH - 10}" fill="${good ? '#2f7d4f' : '#b5523b'}"/>`,

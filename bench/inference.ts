@@ -418,12 +418,12 @@ export async function run(argv: string[]): Promise<number> {
   if (values.chart) {
     writeRatioChart(
       values.chart,
-      `mesh ÷ mlx_lm, ${path.basename(model)}${values.pin ? ', pinned' : ''}`,
+      `${path.basename(model)}, ${values.pin ? 'pinned, ' : ''}-p ${baseline.prompt_tokens} -g ${g}`,
       ratios.flatMap((r) => [
-        { label: `${r.peers}p decode`, value: r.decode },
-        { label: `${r.peers}p prefill`, value: r.prefill },
-        { label: `${r.peers}p ${Math.max(...levels)} streams`, value: r.streams },
-        { label: `${r.peers}p memory`, value: r.memory ?? NaN },
+        { label: `${r.peers}p decode, mesh ÷ mlx_lm`, value: r.decode },
+        { label: `${r.peers}p prefill, mlx_lm ÷ mesh`, value: r.prefill },
+        { label: `${r.peers}p ${Math.max(...levels)} streams ÷ 1 stream`, value: r.streams },
+        { label: `${r.peers}p memory, peer ÷ mlx_lm`, value: r.memory ?? NaN, better: 'lower' as const },
       ]),
     );
   }

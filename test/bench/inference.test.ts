@@ -51,7 +51,7 @@ test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios
   }
   const svg = fs.readFileSync(chart, 'utf8');
   assert.match(svg, /^<svg /);
-  assert.match(svg, /2p decode/);
+  assert.match(svg, /2p decode, mesh ÷ mlx_lm/);
 });
 
 test('bench inference --api: a running cluster measured as a client, concurrency ratios finite', async () => {
