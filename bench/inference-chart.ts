@@ -12,8 +12,8 @@ const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').rep
 
 export function ratioChartSvg(title: string, bars: Bar[]): string {
   const rowH = 28;
-  const left = 230;
-  const width = 640;
+  const left = 280;
+  const width = 720;
   const plotW = width - left - 60;
   const top = 44;
   const height = top + bars.length * rowH + 30;
