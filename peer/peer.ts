@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../core/log.ts';
 import type { Message, PeerInfo } from '../transport/messages.ts';
 import { LinkServer } from '../transport/server.ts';
 import { Connector, type Target } from './connector.ts';
-import { decide, type Leadership, supersedes } from './election.ts';
+import { decide, type Followed, type Leadership, supersedes } from './election.ts';
 import { describeSelf, type Identity, loadIdentity } from './identity.ts';
 import { Membership } from './membership.ts';
 
@@ -83,6 +83,10 @@ export class Peer extends EventEmitter<PeerEvents> {
   /** Extra capability fields (engine state, backend) filled in by higher layers. */
   extraCapabilities: Record<string, string | number | undefined> = {};
 
+  /** A coordinator our linked peers follow that we cannot reach (partial connectivity), while we defer to it. */
+  deferredTo: string | null = null;
+  /** What each linked peer last said it follows: evidence for decide(), never a coordinator to adopt. */
+  private readonly followed = new Map<string, Followed>();
   private readonly opts: PeerOptions;
   private server: LinkServer | null = null;
   private connector: Connector | null = null;
@@ -169,6 +173,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       if (info.code === CloseCode.DUPLICATE_ID && info.reason.startsWith('refused by the other side')) {
         this.onRefused(meshError('DUPLICATE_ID', info.reason, { peer: link.remote.id, name: link.remote.name }), link.remoteHost, 0);
       }
+      this.followed.delete(link.remote.id);
       this.connector?.poke(link.remote.id);
       this.emit('down', link, info);
       this.evaluate();
@@ -274,7 +279,7 @@ export class Peer extends EventEmitter<PeerEvents> {
             this.addPeer(p.addresses[0], p.port, 'gossip', p.id);
           }
         }
-        this.consider({ term: msg.term, coordinator: msg.coordinator }, link);
+        this.consider({ term: msg.term, coordinator: msg.coordinator }, link, msg.peers);
         return;
       case 'coordinator':
         this.consider({ term: msg.term, coordinator: msg.id }, link);
@@ -284,14 +289,26 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
   }
 
-  /** Adopts an announced leadership if it beats ours; ignores stale terms. */
-  private consider(incoming: Leadership, from: Link): void {
-    const startedAt = (id: string) => (id === this.id ? this.startedAt : this.membership.infoOf(id)?.startedAt);
-    if (!supersedes(incoming, this.leadership, startedAt)) {
-      if (incoming.term < this.leadership.term) this.log.debug('ignored stale term', { from: from.remote.id, term: incoming.term });
-      return;
+  /**
+   * Notes what a linked peer follows, and adopts its leadership only when it announces itself (over
+   * our own link to it) and beats ours: a coordinator heard of through another peer is never followed.
+   */
+  private consider(incoming: Leadership, from: Link, peers?: ReadonlyArray<{ id: string; startedAt: number }>): void {
+    const startedAt = (id: string) => (id === this.id ? this.startedAt : (this.membership.infoOf(id)?.startedAt ?? peers?.find((p) => p.id === id)?.startedAt));
+    const sender = from.remote.id;
+    this.followed.set(sender, {
+      peer: sender,
+      leadership: incoming,
+      coordinatorStartedAt: incoming.coordinator ? startedAt(incoming.coordinator) : undefined,
+    });
+    if (this.leadership.coordinator === sender && incoming.coordinator !== sender) {
+      // Our coordinator stepped down or follows another one now.
+      this.setLeadership({ term: Math.max(this.leadership.term, incoming.term), coordinator: null });
+    } else if (incoming.coordinator === sender && supersedes(incoming, this.leadership, startedAt)) {
+      this.setLeadership(incoming);
+    } else if (incoming.term < this.leadership.term) {
+      this.log.debug('ignored stale term', { from: sender, term: incoming.term });
     }
-    this.setLeadership(incoming);
     this.evaluate();
   }
 
@@ -299,7 +316,17 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (!this.running) return;
     // Until settled we only follow: an existing coordinator may not have announced itself to us yet.
     if (!this.settled && !this.leadership.coordinator) return;
-    const d = decide(this.live(), this.id, this.leadership);
+    const followed = [...this.followed.values()].filter((f) => this.membership.has(f.peer));
+    const d = decide(this.live(), this.id, this.leadership, followed);
+    if (d.action === 'defer') {
+      if (this.deferredTo !== d.coordinator) {
+        this.log.warn('linked peers follow a coordinator this peer cannot reach: no coordinator here until a link to it works', { coordinator: d.coordinator });
+      }
+      this.deferredTo = d.coordinator;
+      this.setLeadership({ term: d.term, coordinator: null });
+      return;
+    }
+    this.deferredTo = null;
     if (d.action === 'lead') {
       this.setLeadership({ term: d.term, coordinator: this.id });
       this.membership.broadcast({ type: 'coordinator', term: d.term, id: this.id });

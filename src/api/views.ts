@@ -47,6 +47,8 @@ function ordered(src: ViewSource): PeerInfo[] {
 
 export function clusterStatus(src: ViewSource): 'healthy' | 'degraded' | 'forming' {
   const { peer } = src;
+  // Partial connectivity: linked peers follow a coordinator this peer cannot reach.
+  if (peer.deferredTo) return 'degraded';
   if (!peer.leadership.coordinator) return 'forming';
   const statuses = peer.live().map((p) => src.extras?.(p.id)?.status ?? 'healthy');
   const lostPeers = peer.targets().some((t) => t.id && !t.self && !peer.membership.has(t.id) && t.source === 'static');
@@ -122,6 +124,7 @@ export function clusterView(src: ViewSource) {
       lastError: t.lastError ?? null,
     })),
     refused: peer.refusals,
+    unreachable_coordinator: peer.deferredTo,
     ignored: peer.ignored,
     plan: src.plan?.() ?? null,
   };
