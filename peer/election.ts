@@ -57,8 +57,13 @@ export function decide(live: readonly Member[], selfId: string, current: Leaders
     return over ? { action: 'defer', coordinator: over.id, term: Math.max(current.term, over.term) } : { action: 'keep' };
   }
   if (current.coordinator && linked(current.coordinator)) return { action: 'keep' };
-  // A newcomer never displaces a live coordinator, even one it only knows a linked peer follows.
-  if (unreachable[0]) return { action: 'defer', coordinator: unreachable[0].id, term: Math.max(current.term, unreachable[0].term) };
+  // A coordinator a linked peer follows and we cannot reach is not challenged, unless we would
+  // outrank it by the same order (older, at a term as high): then it steps down for us, and never the
+  // other way round, so this cannot flap. That settles peers that led alone before their links came up.
+  const u = unreachable[0];
+  if (u && !(self && u.startedAt !== undefined && current.term + 1 >= u.term && byAge(self, { id: u.id, startedAt: u.startedAt }) < 0)) {
+    return { action: 'defer', coordinator: u.id, term: Math.max(current.term, u.term) };
+  }
   const oldest = [...live].sort(byAge)[0];
   if (!oldest) return { action: 'keep' };
   if (oldest.id === selfId) return { action: 'lead', term: current.term + 1 };
