@@ -48,7 +48,8 @@ test('a second process with a live peer\'s id is refused on both sides; the live
   assert.ok(b.peer.membership.has(a.peer.id));
   assert.equal(a.peer.leadership, before, 'no new election');
   assert.equal(b.peer.leadership, before);
-  assert.is(clone.peer.membership.all().length, 0);
+  // The clone may hold a link for the instant before a's refusal reaches it, never longer.
+  await waitFor(() => clone.peer.membership.all().length === 0, 20_000, 'the clone without links');
 });
 
 test('with a secret, a clone that cannot prove it is refused before its id is even considered', async () => {
