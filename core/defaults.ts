@@ -101,5 +101,9 @@ export const defaults = {
   /** max_tokens when a request gives none: chat answers run longer than raw completions (OpenAI's own defaults). */
   chatMaxTokens: 256,
   completionMaxTokens: 16,
+  /** Batched decode: most requests' one-token steps in one engine forward, and the longest a step
+   *  waits at an idle engine for the requests it last stepped with (peer/stage.ts). */
+  batchMaxRequests: 8,
+  batchWaitMs: 2,
 } as const;
 

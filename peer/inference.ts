@@ -19,6 +19,7 @@ import { type ActivePlan, activePlanOf, type GenerateRequest, type GenerationRes
 import { resolveModel } from './model-source.ts';
 import type { Peer } from './peer.ts';
 import { LoadMeter } from './load-meter.ts';
+import type { BatchOptions, Stage } from './stage.ts';
 import { PlanFollower } from './plan-follower.ts';
 import { resolvePython } from './python-env.ts';
 import { RequestRouter, type RequestMeta, type RouterEvents } from './request-router.ts';
@@ -42,6 +43,8 @@ export interface InferenceOptions {
    *  the number of stages (peer/prefill-chunk.ts), so the stages overlap. */
   prefillChunk?: number;
   stepTimeoutMs?: number;
+  /** Batched decode at this peer's stage (defaults in core/defaults.ts). */
+  batch?: Partial<BatchOptions>;
   /** Quiet time after a membership change before the coordinator re-plans (joins come in bursts). */
   replanDelayMs?: number;
   /** How long a better split waits for running requests to end (then they replay on it). */
@@ -121,6 +124,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
       prefillChunk: opts.prefillChunk,
       stepTimeoutMs: opts.stepTimeoutMs ?? defaults.stepTimeoutMs,
       traceLimit: opts.traceLimit ?? defaults.traceLimit,
+      batch: opts.batch,
     });
     this.follower.on('plan', (plan) => this.emit('plan', plan));
     this.router.on('hop', (hop) => {
@@ -160,6 +164,11 @@ export class Inference extends EventEmitter<InferenceEvents> {
 
   get selfState(): DeviceState {
     return this.states.self;
+  }
+
+  /** Forwards run at this peer's stage, batched or not (tests, benchmarks). */
+  get stageStats(): Stage['stats'] {
+    return this.router.stage.stats;
   }
 
   /** The last requests this peer drove, by response id. */

@@ -9,7 +9,7 @@ import { type ActivePlan, activePlanOf, type GenerateRequest, Generation, type G
 import type { Peer } from './peer.ts';
 import { prefillChunkSize } from './prefill-chunk.ts';
 import { type RequestRecord, RequestTrace, TraceRing, wallMs } from './request-trace.ts';
-import { runStage, type StageHop } from './stage.ts';
+import { type BatchOptions, Stage, type StageHop } from './stage.ts';
 import type { EngineSupervisor } from './supervisor.ts';
 
 type PlanMessage = MessageOf<'plan'>;
@@ -26,6 +26,8 @@ export interface RequestRouterOptions {
   traceLimit: number;
   /** After an attempt broke: the plan to replay on, or a rejection with the error for the client. */
   recover(plan: ActivePlan, err: Error): Promise<ActivePlan>;
+  /** Batched decode at this peer's stage (defaults in core/defaults.ts). */
+  batch?: Partial<BatchOptions>;
 }
 
 /** Who asked for a generation: the API's response id and endpoint name it in traces and metrics. */
@@ -52,11 +54,24 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
   /** Wire request id (one per attempt, the current one only) → its generation. */
   private readonly wired = new Map<string, Generation>();
   private readonly tracing = new Map<string, RequestTrace>();
+  /** This peer's pipeline stage: runs (and batches) the forwards that reach it. */
+  readonly stage: Stage;
 
   constructor(opts: RequestRouterOptions) {
     super();
     this.opts = opts;
     this.traces = new TraceRing(opts.traceLimit);
+    this.stage = new Stage(
+      {
+        selfId: opts.peer.id,
+        selfName: opts.peer.identity.name,
+        planFor: opts.planFor,
+        engine: opts.engine,
+        deliver: (to, m) => this.deliver(to, m),
+        onHop: (hop) => this.emit('hop', hop),
+      },
+      opts.batch,
+    );
   }
 
   /** Requests this peer is driving right now. */
@@ -66,20 +81,12 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
 
   /** Handles request traffic; false for messages that are not its business. */
   handle(msg: Message): boolean {
-    const { peer, engine } = this.opts;
     switch (msg.type) {
       case 'forward':
-        void runStage(msg, {
-          selfId: peer.id,
-          selfName: peer.identity.name,
-          plan: this.opts.planFor(msg.planVersion),
-          engine,
-          deliver: (to, m) => this.deliver(to, m),
-          onHop: (hop) => this.emit('hop', hop),
-        });
+        this.stage.forward(msg);
         return true;
       case 'release':
-        engine.release(msg.request).catch(() => {});
+        this.stage.release(msg.request).catch(() => {});
         return true;
       case 'token': {
         const gen = this.wired.get(msg.request);

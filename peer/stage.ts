@@ -1,10 +1,20 @@
-// One peer's part of a request: run our layers on what arrived, then pass the hidden states to the
+// One peer's part of every request: run our layers on what arrived, then pass the hidden states to the
 // next rank, or (on the last stage) send the sampled token id back to the request's origin.
 // Any failure goes back to the origin as `request-error`, so the client gets an error, not a hang.
-import { isMeshError, meshError } from '../core/errors.ts';
+//
+// Continuous batching: one engine op at a time. While the engine is busy, arriving forwards queue; when
+// it frees, every queued one-token step (a decode step of any request) goes as one `forward_batch`, so
+// B requests cost about one memory-bound forward instead of B. A step arriving at an idle engine runs at
+// once (no added latency for a lone request), except that it waits up to `batchWaitMs` for the requests
+// it last stepped with, so a batch does not fall apart because its tokens came back a moment apart.
+import { defaults } from '../core/defaults.ts';
+import { ErrorCodes, isMeshError, meshError, type ErrorCode } from '../core/errors.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
 import { wallMs } from './request-trace.ts';
-import type { EngineSupervisor } from './supervisor.ts';
+import type { EngineSupervisor, ForwardArgs, ForwardBatchResult, ForwardResult } from './supervisor.ts';
+
+type Forward = MessageOf<'forward'>;
+type Plan = MessageOf<'plan'>;
 
 /** One step through this stage, for metrics: where it came from and went, time and bytes. */
 export interface StageHop {
@@ -21,51 +31,200 @@ export interface StageHop {
 export interface StageContext {
   selfId: string;
   selfName: string;
-  plan: MessageOf<'plan'> | null;
-  engine: Pick<EngineSupervisor, 'forward'>;
+  /** The plan of that version this peer still serves, if any (read when a forward arrives). */
+  planFor(version: number): Plan | null;
+  engine: Pick<EngineSupervisor, 'forward' | 'forwardBatch' | 'release'>;
   deliver(to: string, msg: Message): Promise<void>;
   onHop?(hop: StageHop): void;
 }
 
-export async function runStage(msg: MessageOf<'forward'>, ctx: StageContext): Promise<void> {
-  const { plan } = ctx;
-  const replyError = (code: string, message: string) =>
-    ctx.deliver(msg.origin, { type: 'request-error', request: msg.request, code, message }).catch(() => {});
-  const index = plan?.stages.findIndex((s) => s.id === ctx.selfId) ?? -1;
-  if (!plan || plan.version !== msg.planVersion || index < 0) {
-    return replyError('REQUEST_FAILED', `peer ${ctx.selfId} is not a stage of plan ${msg.planVersion}`);
+export interface BatchOptions {
+  /** Most one-token steps in one batched forward. */
+  maxBatch: number;
+  /** Longest wait, with the engine idle, for the rest of a step's last batch. */
+  batchWaitMs: number;
+}
+
+interface Queued {
+  msg: Forward;
+  next: string | undefined;
+  receivedAt: number;
+}
+
+/** One token through this stage: what a decode step (and the last prompt token) looks like. */
+function isStep(msg: Forward): boolean {
+  return msg.tokens ? msg.tokens.length === 1 : msg.hidden?.shape[1] === 1;
+}
+
+export class Stage {
+  /** Forward ops sent to the engine, batched or not, and the largest batch: for tests and metrics. */
+  readonly stats = { forwards: 0, batches: 0, batchedSteps: 0, largestBatch: 0 };
+  private readonly opts: BatchOptions;
+  private queue: Queued[] = [];
+  private busy = false;
+  private scheduled = false;
+  private waitTimer: NodeJS.Timeout | null = null;
+  private waitStarted = 0;
+  /** Each request's companions in the last batch it stepped in (one Set shared by that batch). */
+  private readonly mates = new Map<string, Set<string>>();
+
+  constructor(
+    private readonly ctx: StageContext,
+    opts: Partial<BatchOptions> = {},
+  ) {
+    this.opts = { maxBatch: opts.maxBatch ?? defaults.batchMaxRequests, batchWaitMs: opts.batchWaitMs ?? defaults.batchWaitMs };
   }
-  const receivedAt = wallMs();
-  try {
-    const out = await ctx.engine.forward({
+
+  forward(msg: Forward): void {
+    const plan = this.ctx.planFor(msg.planVersion);
+    const index = plan?.stages.findIndex((s) => s.id === this.ctx.selfId) ?? -1;
+    if (!plan || plan.version !== msg.planVersion || index < 0) {
+      this.replyError(msg, 'REQUEST_FAILED', `peer ${this.ctx.selfId} is not a stage of plan ${msg.planVersion}`);
+      return;
+    }
+    this.queue.push({ msg, next: plan.stages[index + 1]?.id, receivedAt: wallMs() });
+    this.schedule();
+  }
+
+  /** The request is over: drop its queued steps and its engine state. */
+  release(request: string): Promise<unknown> {
+    this.queue = this.queue.filter((q) => q.msg.request !== request);
+    this.mates.get(request)?.delete(request);
+    this.mates.delete(request);
+    return this.ctx.engine.release(request);
+  }
+
+  private schedule(): void {
+    if (this.busy || this.scheduled) return;
+    this.scheduled = true;
+    // After the current burst of socket messages, so steps that arrived together go together.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.busy || !this.queue.length) return;
+    const picked = this.pick();
+    if (picked.length > 1 || isStep(this.queue[picked[0]].msg)) {
+      const wait = this.waitFor(picked);
+      if (wait > 0) {
+        this.waitTimer ??= setTimeout(() => {
+          this.waitTimer = null;
+          this.pump();
+        }, wait);
+        return;
+      }
+    }
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = null;
+    this.waitStarted = 0;
+    const chosen = new Set(picked);
+    const batch = picked.map((i) => this.queue[i]);
+    this.queue = this.queue.filter((_, i) => !chosen.has(i));
+    this.busy = true;
+    this.run(batch).finally(() => {
+      this.busy = false;
+      this.schedule();
+    });
+  }
+
+  /** Queue positions to run next: the head alone, or, if it is a step, every step in the queue whose
+   *  request has nothing queued before it (a request's own messages stay in order), up to maxBatch. */
+  private pick(): number[] {
+    if (!isStep(this.queue[0].msg)) return [0];
+    const seen = new Set<string>();
+    const picked: number[] = [];
+    this.queue.forEach((q, i) => {
+      if (picked.length < this.opts.maxBatch && isStep(q.msg) && !seen.has(q.msg.request)) picked.push(i);
+      seen.add(q.msg.request);
+    });
+    return picked;
+  }
+
+  /** How much longer to wait for the picked steps' last batch-mates, or 0 to go now. */
+  private waitFor(picked: number[]): number {
+    if (picked.length >= this.opts.maxBatch || this.opts.batchWaitMs <= 0) return 0;
+    const here = new Set(picked.map((i) => this.queue[i].msg.request));
+    let missing = false;
+    for (const id of here) for (const mate of this.mates.get(id) ?? []) if (!here.has(mate)) missing = true;
+    if (!missing) return 0;
+    const now = Date.now();
+    this.waitStarted ||= now;
+    return Math.max(0, this.waitStarted + this.opts.batchWaitMs - now);
+  }
+
+  private async run(batch: Queued[]): Promise<void> {
+    const args = batch.map(({ msg }): ForwardArgs => ({
       request: msg.request,
       offset: msg.offset,
       tokens: msg.tokens,
       hidden: msg.hidden,
       sample: msg.sample,
       sampling: { temperature: msg.sampling.temperature, top_p: msg.sampling.topP, seed: msg.sampling.seed },
-    });
-    const next = plan.stages[index + 1];
-    const bytesIn = msg.hidden?.data.byteLength ?? 0;
-    const hop = { peer: ctx.selfId, computeMs: wallMs() - receivedAt, transferMs: msg.sentAt === undefined ? 0 : Math.max(0, receivedAt - msg.sentAt), bytes: bytesIn };
-    const trace = [...(msg.trace ?? []), hop];
-    const from = msg.trace?.at(-1)?.peer ?? msg.origin;
-    const tokens = msg.tokens?.length ?? msg.hidden?.shape[1] ?? 0;
-    const observe = (to: string, bytesOut: number) =>
-      ctx.onHop?.({ from, to, computeMs: hop.computeMs, transferMs: hop.transferMs, bytesIn, bytesOut, tokens });
-    if (next) {
-      if (!out.hidden) throw meshError('ENGINE_ERROR', 'the engine returned no hidden states');
-      observe(next.id, out.hidden.data.byteLength);
-      await ctx.deliver(next.id, { ...msg, tokens: undefined, hidden: out.hidden, trace });
-    } else if (msg.sample) {
-      if (out.token === undefined) throw meshError('ENGINE_ERROR', 'the engine returned no token');
-      observe(msg.origin, 0);
-      await ctx.deliver(msg.origin, { type: 'token', request: msg.request, step: msg.step, token: out.token, trace });
-    } else {
-      observe(msg.origin, 0);
+    }));
+    let results: Array<ForwardResult | Error>;
+    try {
+      if (batch.length === 1) {
+        this.stats.forwards++;
+        results = [await this.ctx.engine.forward(args[0]).catch((err: Error) => err)];
+      } else {
+        this.stats.batches++;
+        this.stats.batchedSteps += batch.length;
+        this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
+        const reply = await this.ctx.engine.forwardBatch(args);
+        results = reply.results.map((r: ForwardBatchResult) => (r.error ? itemError(r.error) : r));
+      }
+    } catch (err) {
+      results = batch.map(() => err as Error);
     }
-  } catch (err) {
-    const code = isMeshError(err) ? err.code : 'ENGINE_ERROR';
-    await replyError(code, `${ctx.selfName}: ${(err as Error).message}`);
+    if (batch.length > 1 || isStep(batch[0].msg)) {
+      const together = new Set(batch.map((q) => q.msg.request));
+      for (const id of together) {
+        this.mates.get(id)?.delete(id); // its old batch-mates stop waiting for it
+        this.mates.set(id, together);
+      }
+    }
+    batch.forEach((q, i) => void this.pass(q, results[i]));
   }
+
+  /** Sends one forward's output on: hidden states to the next stage, or the token to the origin. */
+  private async pass({ msg, next, receivedAt }: Queued, out: ForwardResult | Error): Promise<void> {
+    try {
+      if (out instanceof Error) throw out;
+      // computeMs: from arrival to output here, so it includes the wait for the engine and the batch.
+      const bytesIn = msg.hidden?.data.byteLength ?? 0;
+      const hop = { peer: this.ctx.selfId, computeMs: wallMs() - receivedAt, transferMs: msg.sentAt === undefined ? 0 : Math.max(0, receivedAt - msg.sentAt), bytes: bytesIn };
+      const trace = [...(msg.trace ?? []), hop];
+      const from = msg.trace?.at(-1)?.peer ?? msg.origin;
+      const tokens = msg.tokens?.length ?? msg.hidden?.shape[1] ?? 0;
+      const observe = (to: string, bytesOut: number) =>
+        this.ctx.onHop?.({ from, to, computeMs: hop.computeMs, transferMs: hop.transferMs, bytesIn, bytesOut, tokens });
+      if (next) {
+        if (!out.hidden) throw meshError('ENGINE_ERROR', 'the engine returned no hidden states');
+        observe(next, out.hidden.data.byteLength);
+        await this.ctx.deliver(next, { ...msg, tokens: undefined, hidden: out.hidden, trace });
+      } else if (msg.sample) {
+        if (out.token === undefined) throw meshError('ENGINE_ERROR', 'the engine returned no token');
+        observe(msg.origin, 0);
+        await this.ctx.deliver(msg.origin, { type: 'token', request: msg.request, step: msg.step, token: out.token, trace });
+      } else {
+        observe(msg.origin, 0);
+      }
+    } catch (err) {
+      const code = isMeshError(err) ? err.code : 'ENGINE_ERROR';
+      this.replyError(msg, code, `${this.ctx.selfName}: ${(err as Error).message}`);
+    }
+  }
+
+  private replyError(msg: Forward, code: string, message: string): void {
+    this.ctx.deliver(msg.origin, { type: 'request-error', request: msg.request, code, message }).catch(() => {});
+  }
+}
+
+/** A failed item of a batch, with the engine's code when it is also a mesh code (as engine-client does). */
+function itemError(error: { code: string; message: string }): Error {
+  const code = (error.code in ErrorCodes ? error.code : 'ENGINE_ERROR') as ErrorCode;
+  return meshError(code, `engine forward_batch: ${error.message}`, { engineCode: error.code });
 }

@@ -81,6 +81,10 @@ export interface ForwardResult {
   logits?: Tensor;
 }
 
+export interface ForwardBatchResult extends ForwardResult {
+  error?: { code: string; message: string };
+}
+
 export interface EngineStats {
   active_memory: number;
   peak_memory: number;
@@ -368,6 +372,12 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
 
   forward(args: ForwardArgs): Promise<ForwardResult> {
     return this.call('forward', { ...args });
+  }
+
+  /** One-token steps of several requests as one batched forward; each result is its own forward's
+   *  reply or an error (a bad item fails alone). */
+  forwardBatch(items: ForwardArgs[]): Promise<{ results: ForwardBatchResult[] }> {
+    return this.call('forward_batch', { items });
   }
 
   release(request: string): Promise<{ released: boolean }> {
