@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { prefillChunkSize } from '../../peer/prefill-chunk.ts';
 import { createTestMesh, getJson, type TestMesh, waitFor } from '../helpers/mesh.ts';
 import { defaultModelDir, mlxReference } from '../helpers/models.ts';
 
@@ -22,7 +23,8 @@ test.after(async () => {
   await mesh?.stop();
 });
 
-const reference = () => mlxReference(modelDir, { messages }, MAX);
+/** mlx_lm with the prefill step size the 2-stage mesh uses for this prompt (overlapped prefill). */
+const reference = (promptTokens: number) => mlxReference(modelDir, { messages }, MAX, prefillChunkSize(promptTokens, 2));
 
 test('the layers are split across both peers', async () => {
   const info = await getJson(`${mesh!.nodes[1].api.url}/distributed/gpu-info`);
@@ -33,10 +35,10 @@ test('the layers are split across both peers', async () => {
 });
 
 test('chat completion, non-stream and stream, equals single-process mlx_lm and is readable', async () => {
-  const ref = reference();
   const url = `${mesh!.nodes[1].api.url}/v1/chat/completions`;
   const body = { messages, max_tokens: MAX, temperature: 0 };
   const plain = await (await fetch(url, { method: 'POST', body: JSON.stringify(body) })).json();
+  const ref = reference(plain.usage.prompt_tokens);
   const text = plain.choices[0].message.content;
   assert.is(text, ref.text);
   assert.is(plain.usage.completion_tokens, ref.tokens.length, 'token for token');

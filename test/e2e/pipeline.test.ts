@@ -1,14 +1,13 @@
 // Pipeline throughput features on real engines with the tiny trained model (stories260K), checked
 // against single-process mlx_lm: overlapped prefill (small chunks, so stages work at once) and batched
 // decode (concurrent requests' steps as one forward per stage; joining and leaving at any step).
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { prefillChunkSize } from '../../peer/prefill-chunk.ts';
-import { createTestMesh, getJson, STORIES, TEST_PYTHON, type TestMesh, waitFor } from '../helpers/mesh.ts';
-import { ROOT } from '../helpers/process.ts';
+import { createTestMesh, getJson, STORIES, type TestMesh, waitFor } from '../helpers/mesh.ts';
+import { mlxBatchReference, mlxReference } from '../helpers/models.ts';
 
 const STORY =
   'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. ' +
@@ -30,12 +29,6 @@ function convertedDir(): string {
   return path.join(dir, fs.readdirSync(dir).find((d) => d.startsWith('stories260K-'))!);
 }
 
-function reference(spec: unknown, maxTokens: number, prefillStep?: number): any {
-  const args = [path.join(ROOT, 'test/helpers/mlx_reference.py'), convertedDir(), JSON.stringify(spec), String(maxTokens)];
-  if (prefillStep) args.push(String(prefillStep));
-  return JSON.parse(execFileSync(TEST_PYTHON, args, { encoding: 'utf8' }));
-}
-
 async function complete(prompt: string, maxTokens: number, extra: Record<string, unknown> = {}, node = 1) {
   const res = await fetch(`${mesh.nodes[node].api.url}/v1/completions`, {
     method: 'POST',
@@ -52,7 +45,7 @@ test('overlapped prefill: a long prompt in small chunks is token-identical to ml
   const promptTokens = body.usage.prompt_tokens;
   const chunk = prefillChunkSize(promptTokens, 2);
   assert.ok(chunk < promptTokens - 1, `the prompt (${promptTokens} tokens) is split (chunk ${chunk})`);
-  const ref = reference({ prompt }, 40, chunk);
+  const ref = mlxReference(convertedDir(), { prompt }, 40, chunk);
   assert.is(ref.prompt.length, promptTokens);
   assert.is(body.choices[0].text, ref.text);
 });
@@ -71,7 +64,7 @@ test('4 concurrent greedy requests, batched at each stage, each identical to mlx
   const before = stageStats();
   // Two origins: requests from different peers share the stages' batches.
   const bodies = await Promise.all(PROMPTS.map((p, i) => complete(p, 40, {}, i % 2)));
-  const ref = reference({ batch: PROMPTS }, 40).batch;
+  const ref = mlxBatchReference(convertedDir(), PROMPTS, 40);
   bodies.forEach((body, i) => assert.is(body.choices[0].text, ref[i].text, `request ${i}: ${PROMPTS[i]}`));
   const after = stageStats();
   assert.ok(
@@ -82,7 +75,7 @@ test('4 concurrent greedy requests, batched at each stage, each identical to mlx
 
 test('requests leaving early (stop string, client abort) and joining late do not disturb the others; memory is released', async () => {
   const idle = await engineStats();
-  const solo = (prompt: string) => reference({ prompt }, 60);
+  const solo = (prompt: string) => mlxReference(convertedDir(), { prompt }, 60);
   const long = complete(PROMPTS[0], 60);
   // Leaves early at a stop string.
   const stopped = complete(PROMPTS[1], 60, { stop: ['happy'] });

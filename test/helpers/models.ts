@@ -32,10 +32,22 @@ export async function tinyModel(arch: string, opts: { bits?: number; groupSize?:
   return out;
 }
 
-/** Single-process mlx_lm greedy generation (test/helpers/mlx_reference.py). */
-export function mlxReference(modelDir: string, spec: { prompt: string } | { messages: unknown[] }, maxTokens: number) {
-  const out = execFileSync(TEST_PYTHON, [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify(spec), String(maxTokens)], {
-    encoding: 'utf8',
-  });
-  return JSON.parse(out) as { prompt: number[]; tokens: number[]; text: string };
+export interface ReferenceResult {
+  prompt: number[];
+  tokens: number[];
+  text: string;
+}
+
+/** Single-process mlx_lm greedy generation (test/helpers/mlx_reference.py), with mlx_lm's prefill step
+ *  size or the one given (a mesh of several stages prefills in smaller chunks: peer/prefill-chunk.ts). */
+export function mlxReference(modelDir: string, spec: { prompt: string } | { messages: unknown[] }, maxTokens: number, prefillStep?: number): ReferenceResult {
+  const args = [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify(spec), String(maxTokens)];
+  if (prefillStep !== undefined) args.push(String(prefillStep));
+  return JSON.parse(execFileSync(TEST_PYTHON, args, { encoding: 'utf8' })) as ReferenceResult;
+}
+
+/** mlx_lm's own batched generation (batch_generate) of these prompts in one batch, in prompt order. */
+export function mlxBatchReference(modelDir: string, prompts: string[], maxTokens: number): ReferenceResult[] {
+  const args = [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify({ batch: prompts }), String(maxTokens)];
+  return (JSON.parse(execFileSync(TEST_PYTHON, args, { encoding: 'utf8' })) as { batch: ReferenceResult[] }).batch;
 }
