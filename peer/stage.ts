@@ -124,9 +124,11 @@ export class Stage {
     const batch = picked.map((i) => this.queue[i]);
     this.queue = this.queue.filter((_, i) => !chosen.has(i));
     this.busy = true;
-    this.run(batch).finally(() => {
+    void this.run(batch).then((results) => {
       this.busy = false;
-      this.schedule();
+      // The engine starts on what queued meanwhile before we spend time sending these outputs on.
+      this.pump();
+      batch.forEach((q, i) => void this.pass(q, results[i]));
     });
   }
 
@@ -155,7 +157,8 @@ export class Stage {
     return Math.max(0, this.waitStarted + this.opts.batchWaitMs - now);
   }
 
-  private async run(batch: Queued[]): Promise<void> {
+  /** Runs the batch on the engine: one result (or error) per item, never a rejection. */
+  private async run(batch: Queued[]): Promise<Array<ForwardResult | Error>> {
     const args = batch.map(({ msg }): ForwardArgs => ({
       request: msg.request,
       offset: msg.offset,
@@ -186,7 +189,7 @@ export class Stage {
         this.mates.set(id, together);
       }
     }
-    batch.forEach((q, i) => void this.pass(q, results[i]));
+    return results;
   }
 
   /** Sends one forward's output on: hidden states to the next stage, or the token to the origin. */
