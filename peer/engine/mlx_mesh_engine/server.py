@@ -44,6 +44,12 @@ def _token_ids(msg: Dict[str, Any]) -> list:
     return tokens
 
 
+def _bytes_tensors(reply: Dict[str, Any]) -> Dict[str, Any]:
+    """Tensors of a reply nested in a list, as bytes: the framing writes memoryviews without a copy
+    only near the top of a frame (a decode step's row is small, so the copy costs nothing)."""
+    return {k: {**v, "data": bytes(v["data"])} if isinstance(v, dict) and "data" in v else v for k, v in reply.items()}
+
+
 class Engine:
     def __init__(self):
         self.shard = None
@@ -252,11 +258,11 @@ class Engine:
                     self._drop(args["request"])
                 raise
             for (i, args), state, out in zip(batch, states, outs):
-                results[i] = self._forward_reply(state, args, out)
+                results[i] = _bytes_tensors(self._forward_reply(state, args, out))
         else:
             for i, args in batch:
                 try:
-                    results[i] = self.op_forward(items[i])
+                    results[i] = _bytes_tensors(self.op_forward(items[i]))
                 except EngineError as err:
                     results[i] = {"error": {"code": err.code, "message": err.message}}
         return {"results": results}
