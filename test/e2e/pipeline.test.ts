@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { prefillChunkSize } from '../../peer/prefill-chunk.ts';
-import { createTestMesh, getJson, STORIES, type TestMesh, waitFor } from '../helpers/mesh.ts';
+import { createTestMesh, STORIES, type TestMesh, waitFor } from '../helpers/mesh.ts';
 import { mlxBatchReference, mlxReference } from '../helpers/models.ts';
 
 const STORY =
@@ -15,9 +15,14 @@ const STORY =
 
 let mesh: TestMesh;
 
+// Every request on a connection of its own: the reference runs synchronously for seconds, and a
+// kept-alive connection the server times out meanwhile would reset the next request (ECONNRESET).
+const CLOSE = { connection: 'close' };
+
 test.before(async () => {
   mesh = await createTestMesh(2, { inference: true, model: STORIES });
-  await waitFor(async () => (await getJson(`${mesh.nodes[0].api.url}/distributed/gpu-info`)).cluster_status === 'healthy', 90_000, 'a healthy cluster');
+  const healthy = async () => (await (await fetch(`${mesh.nodes[0].api.url}/distributed/gpu-info`, { headers: CLOSE })).json()).cluster_status === 'healthy';
+  await waitFor(healthy, 90_000, 'a healthy cluster');
 });
 
 test.after(async () => {
@@ -32,7 +37,7 @@ function convertedDir(): string {
 async function complete(prompt: string, maxTokens: number, extra: Record<string, unknown> = {}, node = 1) {
   const res = await fetch(`${mesh.nodes[node].api.url}/v1/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...CLOSE },
     body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0, ...extra }),
   });
   assert.is(res.status, 200, await res.clone().text());
@@ -83,7 +88,7 @@ test('requests leaving early (stop string, client abort) and joining late do not
   const abort = new AbortController();
   const aborted = fetch(`${mesh.nodes[0].api.url}/v1/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...CLOSE },
     body: JSON.stringify({ prompt: PROMPTS[2], max_tokens: 60, temperature: 0, stream: true }),
     signal: abort.signal,
   }).then(async (res) => {
