@@ -24,7 +24,14 @@ def _result(tokenizer, prompt, tokens):
     tokens = [int(t) for t in tokens]
     while tokens and tokens[-1] in tokenizer.eos_token_ids:
         tokens.pop()
-    return {"prompt": list(map(int, prompt)), "tokens": tokens, "text": tokenizer.decode(tokens)}
+    # The text a client of mlx_lm sees: its streaming detokenizer's (which, like mlx_lm's server, drops
+    # the leading space of a BPE/SPM answer), not a plain decode of the tokens.
+    detok = tokenizer.detokenizer
+    detok.reset()
+    for t in tokens:
+        detok.add_token(t)
+    detok.finalize()
+    return {"prompt": list(map(int, prompt)), "tokens": tokens, "text": detok.text}
 
 
 def main():
