@@ -104,14 +104,14 @@ export function registerDashboard(api: ApiServer, src: ViewSource, inference: In
     for (const res of clients) write(res, 'event', e);
   });
 
-  api.route('GET', '/dashboard/stream', (req, res) => {
+  api.route('GET', '/dashboard/stream', (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.write('retry: 1000\n\n');
     write(res, 'state', dashboardState(src, inference));
     write(res, 'events', events.recent());
     clients.add(res);
     timer ??= setInterval(pushState, 1000);
-    req.on('close', () => {
+    res.on('close', () => {
       clients.delete(res);
       if (!clients.size && timer) {
         clearInterval(timer);
