@@ -33,7 +33,7 @@ for (const [arch, quant] of [['gemma3_text', undefined], ['qwen3', { bits: 4 }]]
       assert.is(status, 200);
       assert.is(body.usage.prompt_tokens, ref.prompt.length, 'the same prompt');
       // The streaming detokenizer drops the answer's leading space as mlx_lm's does; tokenizer.decode keeps it.
-      assert.is(body.choices[0].message.content, ref.text.trimStart());
+      assert.is(body.choices[0].message.content, ref.text);
       assert.is(body.usage.completion_tokens, ref.tokens.length);
     } finally {
       await mesh.stop();
