@@ -55,7 +55,7 @@ test('two peers with --memory 0.6 × the model both load within their share, tok
     const ref = mlxReference(model, { messages }, MAX);
     const { status, body } = await chat(mesh.nodes[1].api.url);
     assert.is(status, 200);
-    assert.is(body.choices[0].message.content, ref.text); // the streaming detokenizer drops a leading space
+    assert.is(body.choices[0].message.content, ref.text);
     assert.is(body.usage.completion_tokens, ref.tokens.length);
     // Running its range (prefill and decode) keeps each engine within its share too: what loading the
     // layers added plus what running them added.
