@@ -1,21 +1,13 @@
 // Peers as separate OS processes (`node bin/mlx-mesh.js join ...`), the way users run them.
 import { type ChildProcess, spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin/mlx-mesh.js');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
+/** A port free on 127.0.0.1 right now (the bench starts its peers the same way). */
+export { freePort } from '../../bench/peer-processes.ts';
 
 export interface CliResult {
   code: number;
