@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { meshError } from '../../core/errors.ts';
 import { API_KEY_HELP, API_KEY_OPTION, apiKeyFrom, authHeaders, keyRefused } from '../api-client.ts';
 import type { Command } from '../command.ts';
+import { sseEvents } from '../sse.ts';
 import { defaults } from '../../core/defaults.ts';
 
 const usage = `
@@ -56,31 +57,23 @@ export async function streamCompletion(
     throw meshError('REQUEST_FAILED', `${res.status}: ${err.error?.message ?? res.statusText}`);
   }
   const result: StreamResult = { text: '', completionTokens: 0, promptTokens: 0, seconds: 0, firstTokenSeconds: null, finishReason: null };
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for await (const part of res.body!) {
-    buffer += decoder.decode(part as Uint8Array, { stream: true });
-    let cut: number;
-    while ((cut = buffer.indexOf('\n\n')) >= 0) {
-      const event = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
-      const data = JSON.parse(event.slice(6));
-      if (data.error) throw meshError('REQUEST_FAILED', data.error.message);
-      if (data.usage) {
-        result.completionTokens = data.usage.completion_tokens;
-        result.promptTokens = data.usage.prompt_tokens;
-      }
-      const choice = data.choices?.[0];
-      if (!choice) continue;
-      const piece: string = choice.delta?.content ?? choice.text ?? '';
-      if (piece) {
-        result.firstTokenSeconds ??= (performance.now() - started) / 1000;
-        result.text += piece;
-        onText(piece);
-      }
-      if (choice.finish_reason) result.finishReason = choice.finish_reason;
+  for await (const { data: raw } of sseEvents(res.body!)) {
+    if (raw === '[DONE]') continue;
+    const data = JSON.parse(raw);
+    if (data.error) throw meshError('REQUEST_FAILED', data.error.message);
+    if (data.usage) {
+      result.completionTokens = data.usage.completion_tokens;
+      result.promptTokens = data.usage.prompt_tokens;
     }
+    const choice = data.choices?.[0];
+    if (!choice) continue;
+    const piece: string = choice.delta?.content ?? choice.text ?? '';
+    if (piece) {
+      result.firstTokenSeconds ??= (performance.now() - started) / 1000;
+      result.text += piece;
+      onText(piece);
+    }
+    if (choice.finish_reason) result.finishReason = choice.finish_reason;
   }
   result.seconds = (performance.now() - started) / 1000;
   return result;

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { getJson, STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
+import { sseEvents } from '../../src/sse.ts';
 import { freePort, type PeerProcess, spawnCli } from '../helpers/process.ts';
 
 const CYCLES = Number(process.env.MLX_MESH_REPLAY_CYCLES ?? 2);
@@ -69,29 +70,18 @@ async function stream(origin: Proc, after: number, midway: () => Promise<void>):
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ ...REQUEST, stream: true }),
   });
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
   let text = '';
   let error: string | null = null;
   let chunks = 0;
   let killedAt = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let i: number;
-    while ((i = buffer.indexOf('\n\n')) >= 0) {
-      const event = buffer.slice(0, i);
-      buffer = buffer.slice(i + 2);
-      if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
-      const data = JSON.parse(event.slice(6));
-      if (data.error) error = data.error.message;
-      else text += data.choices[0]?.text ?? '';
-      if (++chunks === after) {
-        await midway();
-        killedAt = Date.now();
-      }
+  for await (const { data: raw } of sseEvents(res.body!)) {
+    if (raw === '[DONE]') continue;
+    const data = JSON.parse(raw);
+    if (data.error) error = data.error.message;
+    else text += data.choices[0]?.text ?? '';
+    if (++chunks === after) {
+      await midway();
+      killedAt = Date.now();
     }
   }
   return { text, error, ms: killedAt ? Date.now() - killedAt : 0 };
