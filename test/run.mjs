@@ -94,13 +94,28 @@ const failures = [];
 const files = findTests(path.join(root, 'test')).filter(
   (f) => filters.length === 0 || filters.some((s) => path.relative(root, f).includes(s)),
 );
-for (const file of files) {
-  const rel = path.relative(root, file);
-  const r = await run(process.execPath, ['--import', 'tsx', file]);
+function uvuCounts(r) {
   const total = Number(/Total:\s+(\d+)/.exec(r.output)?.[1] ?? 0);
   const ok = Number(/Passed:\s+(\d+)/.exec(r.output)?.[1] ?? 0);
   let bad = total - ok;
   if (r.code !== 0 && bad === 0) bad = 1; // crashed or hung before uvu could count
+  return { total, ok, bad };
+}
+
+// A file that fails is run once more, and both outcomes are printed: a failure that does not repeat
+// is reported as flaky (with its first output) instead of hiding, and one that repeats fails the run.
+const flaky = [];
+for (const file of files) {
+  const rel = path.relative(root, file);
+  let r = await run(process.execPath, ['--import', 'tsx', file]);
+  let { total, ok, bad } = uvuCounts(r);
+  if (bad && !process.env.MLX_MESH_TEST_NO_RETRY) {
+    process.stdout.write(`· ${rel} failed ${bad} of ${total || ok + bad}; running it again\n`);
+    const first = r;
+    r = await run(process.execPath, ['--import', 'tsx', file]);
+    ({ total, ok, bad } = uvuCounts(r));
+    if (!bad) flaky.push([rel, first.output]);
+  }
   passed += ok;
   failed += bad;
   const mark = bad ? '✘' : '✔';
@@ -132,6 +147,9 @@ if (runPytest && fs.existsSync(path.join(root, 'peer/engine/tests'))) {
   if (bad) failures.push(['pytest peer/engine/tests', r.output]);
 }
 
+for (const [name, output] of flaky) {
+  process.stdout.write(`\n──── flaky (failed once, passed when run again): ${name} ────\n${output.slice(-3000)}\n`);
+}
 for (const [name, output] of failures) {
   process.stdout.write(`\n──── ${name} ────\n${output.slice(-6000)}\n`);
 }
