@@ -86,6 +86,20 @@ export const defaults = {
   /** Requests whose trace a peer keeps for /debug/requests. */
   traceLimit: 100,
 
+  // --- weights over the mesh (peer/weights-fetch.ts) -----------------------------------------
+  /** Bytes per `weights-get`, and requests in flight per transfer: at most window × chunk bytes held. */
+  weightsChunkBytes: 1024 * 1024,
+  weightsWindow: 4,
+  /** The largest chunk a source sends for one request. */
+  weightsMaxChunkBytes: 16 * 1024 * 1024,
+  /** How long a source may take to index a model (it hashes every tensor once) and to send one chunk. */
+  weightsIndexTimeoutMs: 10 * 60_000,
+  weightsChunkTimeoutMs: 60_000,
+  /** Test-only pacing: a pause (ms) before each chunk request, so a test can interrupt a transfer mid-way. */
+  weightsPaceMs: Number(process.env.MLX_MESH_FETCH_PACE_MS) || 0,
+  /** How often a transfer's progress is told to the cluster (status) and the log. */
+  weightsProgressMs: 500,
+
   // --- engine (the Python child) -------------------------------------------------------------
   /** How long a stopping engine gets to answer `shutdown` and exit before SIGTERM, then before SIGKILL:
    *  a peer leaving must exit within about 2 s even when its engine is busy. */

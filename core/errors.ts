@@ -31,6 +31,8 @@ export const ErrorCodes = {
   UNSUPPORTED_MODEL: "the model's architecture is not one a stage runs exactly (the message lists the supported ones)",
   BAD_OFFSET: "a forward pass's offset does not match the request's KV-cache length",
   MODEL_TOO_LARGE: 'the cluster does not have enough memory for the model',
+  WEIGHTS_UNAVAILABLE: "no linked peer could send the model's weights this peer's layers need",
+  WEIGHTS_CHECKSUM: "weights fetched from a peer did not match the sha256 of the source's index, twice",
   PLAN_FAILED: 'the layer plan could not be loaded on every peer',
   REQUEST_FAILED: 'a generation failed part-way',
   SSH_FAILED: 'an SSH connection or remote command failed',

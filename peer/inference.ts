@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { defaults } from '../core/defaults.ts';
-import { meshError } from '../core/errors.ts';
+import { isMeshError, meshError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Link } from '../transport/link.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
@@ -25,6 +25,8 @@ import { resolvePython } from './python-env.ts';
 import { RequestRouter, type RequestMeta, type RouterEvents } from './request-router.ts';
 import type { TraceRing } from './request-trace.ts';
 import { EngineSupervisor } from './supervisor.ts';
+import { WeightsFetcher } from './weights-fetch.ts';
+import { WeightsSource } from './weights-source.ts';
 
 export type { DeviceState } from './device-states.ts';
 export type { RequestMeta } from './request-router.ts';
@@ -72,6 +74,11 @@ export class Inference extends EventEmitter<InferenceEvents> {
   private readonly follower: PlanFollower;
   private readonly planner: CoordinatorPlanner;
   private readonly router: RequestRouter;
+  /** Weights over the mesh: this peer's own copies it serves, and the transfers it makes. */
+  private readonly source: WeightsSource;
+  private readonly fetcher: WeightsFetcher;
+  /** The models this peer found (or downloaded) itself, by spec: what it may serve to others. */
+  private readonly localModels = new Map<string, { path: string; name: string }>();
   private readonly meter = new LoadMeter();
   private loadTimer: NodeJS.Timeout | null = null;
   private rttReportedAt = -Infinity;
@@ -97,7 +104,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
       engine: this.engine,
       states: this.states,
       log: this.log,
-      resolve: (spec, layers) => this.resolve(spec, layers),
+      resolve: (plan, layers) => this.resolveForPlan(plan, layers),
       term: () => peer.leadership.term,
     });
     this.planner = new CoordinatorPlanner({
@@ -126,6 +133,12 @@ export class Inference extends EventEmitter<InferenceEvents> {
       traceLimit: opts.traceLimit ?? defaults.traceLimit,
       batch: opts.batch,
     });
+    this.source = new WeightsSource({
+      log: createLogger('weights', `[${peer.identity.name}] `),
+      local: (spec) => this.localModels.get(spec) ?? null,
+      maxChunkBytes: defaults.weightsMaxChunkBytes,
+    });
+    this.fetcher = new WeightsFetcher({ dataDir: opts.dataDir, log: createLogger('weights', `[${peer.identity.name}] `) });
     this.follower.on('plan', (plan) => this.emit('plan', plan));
     this.router.on('hop', (hop) => {
       this.meter.add(hop.tokens, performance.now());
@@ -146,6 +159,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
       this.planner.schedule();
     });
     peer.on('down', (link) => {
+      this.fetcher.linkDown(link);
       this.states.forget(link.remote.id);
       this.router.interrupt(link.remote.id, `peer ${link.remote.name} (${link.remote.id}) left the cluster`);
       this.planner.schedule();
@@ -260,9 +274,14 @@ export class Inference extends EventEmitter<InferenceEvents> {
     this.states.updateSelf({ load });
   }
 
+  /** Bytes of weights this peer has sent to others. */
+  get weightsSentBytes(): number {
+    return this.source.bytesSent;
+  }
+
   /** The plan names a model as the user did ("default", a path, a repo id); each peer finds its own copy. */
-  private resolve(spec: string, layers?: [number, number]) {
-    return resolveModel(spec === 'default' ? undefined : spec, {
+  private async resolve(spec: string, layers?: [number, number]) {
+    const resolved = await resolveModel(spec === 'default' ? undefined : spec, {
       dataDir: this.opts.dataDir,
       engine: this.engine,
       python: resolvePython({ python: this.opts.python, dataDir: this.opts.dataDir }).path,
@@ -270,6 +289,39 @@ export class Inference extends EventEmitter<InferenceEvents> {
       ggufWeights: this.opts.ggufWeights,
       backend: this.engine.hello?.backend,
     });
+    // A Hugging Face download for a layer range holds only that range's files: never served whole.
+    if (resolved.kind !== 'hf' || !layers) this.localModels.set(spec, { path: resolved.path, name: resolved.name });
+    return resolved;
+  }
+
+  /** This peer's copy of the plan's model; without one (no such path here, no network), its layers
+   *  come from a linked peer that has it, the coordinator first (peer/weights-fetch.ts). */
+  private async resolveForPlan(plan: PlanMessage, layers?: [number, number]): Promise<{ path: string; ggufWeights?: string }> {
+    try {
+      return await this.resolve(plan.model, layers);
+    } catch (err) {
+      if (!isMeshError(err, 'MODEL_NOT_FOUND')) throw err;
+      this.log.info('no local copy of the model; fetching its layers from a peer', { model: plan.model, reason: err.message });
+    }
+    const coordinator = this.peer.leadership.coordinator;
+    const sources = this.peer.membership
+      .all()
+      .filter((l) => l.isOpen && l.remoteRole === 'peer')
+      .sort((a, b) => Number(b.remote.id === coordinator) - Number(a.remote.id === coordinator));
+    try {
+      const path = await this.fetcher.fetch({
+        spec: plan.model,
+        range: layers ?? [0, 0],
+        nLayers: plan.meta.nLayers,
+        sources,
+        onProgress: (fetch) => this.states.updateSelf({ fetch }),
+        stillWanted: () => this.follower.plan === plan,
+      });
+      return { path };
+    } catch (err) {
+      // The code leads, so a device's error (and a client's 503) says which failure it is.
+      throw isMeshError(err) ? meshError(err.code, `${err.code}: ${err.message}`) : err;
+    }
   }
 
   private acceptPlan(plan: PlanMessage): void {
@@ -345,6 +397,14 @@ export class Inference extends EventEmitter<InferenceEvents> {
         return this.acceptPlan(msg);
       case 'status':
         return this.states.receive(link.remote.id, msg);
+      case 'weights-query':
+      case 'weights-get':
+        this.source.handle(msg, link).catch((err) => this.log.warn('weights request failed', { error: (err as Error).message }));
+        return;
+      case 'weights-index':
+      case 'weights-data':
+      case 'weights-error':
+        return this.fetcher.receive(msg, link);
       default:
         this.router.handle(msg);
     }

@@ -16,8 +16,8 @@ export interface PlanFollowerOptions {
   engine: EngineSupervisor;
   states: DeviceStates;
   log: Logger;
-  /** Finds this peer's local copy of the plan's model (and of the layers it needs). */
-  resolve(spec: string, layers?: [number, number]): Promise<{ path: string; ggufWeights?: string }>;
+  /** Finds this peer's local copy of the plan's model (and of the layers it needs), or fetches them. */
+  resolve(plan: PlanMessage, layers?: [number, number]): Promise<{ path: string; ggufWeights?: string }>;
   /** The current coordinator term: plans from older terms are ignored. */
   term(): number;
 }
@@ -126,7 +126,7 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
     try {
       await this.engineStarted;
       if (this.plan !== plan || !this.running) return;
-      const { path, ggufWeights } = await this.opts.resolve(plan.model, stage?.layers);
+      const { path, ggufWeights } = await this.opts.resolve(plan, stage?.layers);
       this.update({ ggufWeights });
       // A peer outside the plan still loads the tokenizer, so it can serve its own API clients.
       const [start, end] = stage?.layers ?? [0, 0];

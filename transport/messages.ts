@@ -122,6 +122,18 @@ export const StatusSchema = z.object({
   backend: z.string().optional(),
   mlxVersion: z.string().optional(),
   error: z.string().optional(),
+  /** Its layers' weights coming from another peer (peer/weights-fetch.ts): the last transfer's progress. */
+  fetch: z
+    .object({
+      state: z.enum(['fetching', 'done', 'failed']),
+      from: z.string().max(256),
+      bytesDone: z.number().nonnegative(),
+      bytesTotal: z.number().nonnegative(),
+      bytesReceived: z.number().nonnegative(),
+      modelBytes: z.number().nonnegative(),
+      mbPerSec: z.number().nonnegative().optional(),
+    })
+    .optional(),
   /** What the peer's stage is doing right now (sent about once a second while it changes). */
   load: z
     .object({
@@ -201,6 +213,58 @@ export const BenchEchoSchema = z.object({
   tensor: TensorSchema,
 });
 
+/**
+ * Weights over the mesh (peer/weights-source.ts, peer/weights-fetch.ts): a peer lacking its layers asks
+ * another for the index of the plan's model, then pulls bytes of the items it names, one bounded chunk
+ * per `weights-get`. The source reads only files of its own index: names are looked up, never opened.
+ */
+const WeightsItemSchema = z.object({
+  kind: z.enum(['file', 'tensor']),
+  name: z.string().min(1).max(512),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  dtype: z.string().max(16).optional(),
+  shape: z.array(z.number().int().nonnegative()).max(8).optional(),
+});
+
+export const WeightsQuerySchema = z.object({
+  type: z.literal('weights-query'),
+  id: z.string().max(64),
+  /** The plan's model, as the plan names it. */
+  model: z.string().max(4096),
+});
+
+export const WeightsIndexSchema = z.object({
+  type: z.literal('weights-index'),
+  id: z.string().max(64),
+  name: z.string().max(512),
+  digest: z.string().regex(/^[0-9a-f]{64}$/),
+  items: z.array(WeightsItemSchema).max(200_000),
+});
+
+export const WeightsGetSchema = z.object({
+  type: z.literal('weights-get'),
+  id: z.string().max(64),
+  digest: z.string().regex(/^[0-9a-f]{64}$/),
+  kind: z.enum(['file', 'tensor']),
+  name: z.string().min(1).max(512),
+  offset: z.number().int().nonnegative(),
+  length: z.number().int().positive(),
+});
+
+export const WeightsDataSchema = z.object({
+  type: z.literal('weights-data'),
+  id: z.string().max(64),
+  data: bytes,
+});
+
+export const WeightsErrorSchema = z.object({
+  type: z.literal('weights-error'),
+  id: z.string().max(64),
+  code: z.string().max(64),
+  message: z.string().max(4096),
+});
+
 /** Control messages between peers (forwarded API calls use HTTP, not these). */
 export const MessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
@@ -215,6 +279,11 @@ export const MessageSchema = z.discriminatedUnion('type', [
   ReleaseSchema,
   RequestErrorSchema,
   BenchEchoSchema,
+  WeightsQuerySchema,
+  WeightsIndexSchema,
+  WeightsGetSchema,
+  WeightsDataSchema,
+  WeightsErrorSchema,
 ]);
 
 export type Message = z.infer<typeof MessageSchema>;

@@ -29,5 +29,6 @@ export function deviceExtras(inference: Inference, id: string): DeviceExtras {
     backend: st?.backend,
     mlxVersion: st?.mlxVersion,
     load: st?.load,
+    fetch: st?.fetch,
   };
 }

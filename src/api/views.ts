@@ -18,6 +18,7 @@ export interface DeviceExtras {
   mlxVersion?: string;
   rank?: number;
   load?: { tokensPerSec: number; inFlight: number; rttMs?: Record<string, number> };
+  fetch?: { state: string; from: string; bytesDone: number; bytesTotal: number; bytesReceived: number; modelBytes: number; mbPerSec?: number };
 }
 
 export interface ViewSource {
@@ -82,6 +83,17 @@ export function gpuInfoView(src: ViewSource) {
       engine: x?.engine ?? p.capabilities.engine ?? null,
       tokens_per_sec: x?.load?.tokensPerSec ?? 0,
       requests_in_flight: x?.load?.inFlight ?? 0,
+      fetch: x?.fetch
+        ? {
+            state: x.fetch.state,
+            from: x.fetch.from,
+            bytes_done: x.fetch.bytesDone,
+            bytes_total: x.fetch.bytesTotal,
+            bytes_received: x.fetch.bytesReceived,
+            model_bytes: x.fetch.modelBytes,
+            mb_per_s: x.fetch.mbPerSec ?? null,
+          }
+        : null,
     };
   });
   return {

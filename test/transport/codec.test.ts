@@ -50,6 +50,11 @@ const samples: Message[] = [
   { type: 'release', request: 'r1' },
   { type: 'request-error', request: 'r1', code: 'ENGINE_ERROR', message: 'boom' },
   { type: 'bench-echo', seq: 4, answer: 'echo', tensor: tensor('uint8', [32]) },
+  { type: 'weights-query', id: 'w1', model: 'default' },
+  { type: 'weights-index', id: 'w1', name: 'm', digest: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', items: [{ kind: 'tensor', name: 'model.norm.weight', size: 256, sha256: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', dtype: 'F32', shape: [64] }] },
+  { type: 'weights-get', id: 'w2', digest: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', kind: 'file', name: 'config.json', offset: 0, length: 512 },
+  { type: 'weights-data', id: 'w2', data: new Uint8Array(100 * 1024).fill(3) },
+  { type: 'weights-error', id: 'w2', code: 'WEIGHTS_UNAVAILABLE', message: 'no' },
 ];
 
 const withTensor = samples.find((m) => m.type === 'forward' && m.hidden)!;

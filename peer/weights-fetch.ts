@@ -1,0 +1,337 @@
+// The receiving side of weights over the mesh: a peer without a local copy of the plan's model asks a
+// linked peer for its index, then pulls only what its layer range needs (peer/weights-index.ts), in
+// bounded chunks with a few requests in flight, into <dataDir>/models/mesh/<name>-<digest>/layers-<a>-<b>/:
+// the metadata files and one safetensors file holding just its tensors, which mlx-lm loads lazily.
+// Every item is checked against the source's sha256 before use; a transfer cut off resumes from what
+// was written (a progress file beside it records bytes written in order and items verified).
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { defaults } from '../core/defaults.ts';
+import { isMeshError, meshError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { Link } from '../transport/link.ts';
+import type { MessageOf } from '../transport/messages.ts';
+import {
+  bytesDone,
+  type FetchProgress,
+  itemKey,
+  itemsForRange,
+  missingFor,
+  remainingChunks,
+  shardLayout,
+  totalBytes,
+  type WeightsIndex,
+  type WeightsItem,
+} from './weights-index.ts';
+import { hashRange } from './weights-source.ts';
+
+type Reply = MessageOf<'weights-index'> | MessageOf<'weights-data'> | MessageOf<'weights-error'>;
+
+/** A transfer as `status` shows it. */
+export interface FetchState {
+  state: 'fetching' | 'done' | 'failed';
+  from: string;
+  bytesDone: number;
+  bytesTotal: number;
+  /** Bytes that crossed the link in this transfer (less than bytesTotal after a resume). */
+  bytesReceived: number;
+  /** Of the model's whole index, for comparison. */
+  modelBytes: number;
+  mbPerSec?: number;
+}
+
+export interface FetchRequest {
+  /** The plan's model, as the plan names it. */
+  spec: string;
+  range: [number, number];
+  nLayers: number;
+  /** Linked peers to ask, best first (the coordinator holds the model it planned). */
+  sources: Link[];
+  onProgress?: (s: FetchState) => void;
+  /** False once the plan moved on: the transfer stops (and resumes if the range comes back). */
+  stillWanted?: () => boolean;
+}
+
+export interface WeightsFetcherOptions {
+  dataDir: string;
+  log: Logger;
+  chunkBytes?: number;
+  window?: number;
+  paceMs?: number;
+}
+
+const SHARD_FILE = 'model.safetensors';
+const PROGRESS_FILE = '.fetch-progress.json';
+const COMPLETE_FILE = '.fetched';
+
+export class WeightsFetcher {
+  private readonly opts: WeightsFetcherOptions;
+  private readonly pending = new Map<string, { link: Link; resolve: (m: Reply) => void; reject: (e: Error) => void }>();
+  private counter = 0;
+
+  constructor(opts: WeightsFetcherOptions) {
+    this.opts = opts;
+  }
+
+  /** A reply from a source. */
+  receive(msg: Reply, link: Link): void {
+    const p = this.pending.get(msg.id);
+    if (p && p.link === link) {
+      this.pending.delete(msg.id);
+      p.resolve(msg);
+    }
+  }
+
+  /** A link closed: its requests fail now rather than at their timeout. */
+  linkDown(link: Link): void {
+    for (const [id, p] of this.pending) {
+      if (p.link !== link) continue;
+      this.pending.delete(id);
+      p.reject(meshError('LINK_CLOSED', `the link to ${link.remote.name} (${link.remote.id}) closed mid-transfer`));
+    }
+  }
+
+  private ask(link: Link, msg: MessageOf<'weights-query'> | MessageOf<'weights-get'>, timeoutMs: number): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(msg.id);
+        reject(meshError('WEIGHTS_UNAVAILABLE', `${link.remote.name} (${link.remote.id}) did not answer ${msg.type} within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      timer.unref();
+      this.pending.set(msg.id, {
+        link,
+        resolve: (m) => (clearTimeout(timer), resolve(m)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      link.send(msg).catch((err) => {
+        clearTimeout(timer);
+        this.pending.delete(msg.id);
+        reject(err);
+      });
+    });
+  }
+
+  private nextId(): string {
+    return `w${++this.counter}`;
+  }
+
+  /**
+   * Fetches what `range` needs from the first source that has it all; resolves with the local directory.
+   * Fails with WEIGHTS_UNAVAILABLE when no source has it, WEIGHTS_CHECKSUM when bytes fail their sha256 twice.
+   */
+  async fetch(req: FetchRequest): Promise<string> {
+    const reasons: string[] = [];
+    for (const link of req.sources) {
+      let index: WeightsIndex;
+      try {
+        const reply = await this.ask(link, { type: 'weights-query', id: this.nextId(), model: req.spec }, defaults.weightsIndexTimeoutMs);
+        if (reply.type !== 'weights-index') throw meshError('WEIGHTS_UNAVAILABLE', reply.type === 'weights-error' ? reply.message : 'unexpected reply');
+        index = reply;
+      } catch (err) {
+        reasons.push(`${link.remote.name}: ${(err as Error).message}`);
+        continue;
+      }
+      const missing = missingFor(index, req.range, req.nLayers);
+      if (missing.length) {
+        reasons.push(`${link.remote.name} lacks ${missing.join(', ')}`);
+        continue;
+      }
+      try {
+        return await this.fetchFrom(link, index, req);
+      } catch (err) {
+        // A checksum failure or a plan that moved on is final; a source that went away is not.
+        if (isMeshError(err, 'WEIGHTS_CHECKSUM') || (req.stillWanted && !req.stillWanted())) throw err;
+        reasons.push(`${link.remote.name}: ${(err as Error).message}`);
+      }
+    }
+    throw meshError(
+      'WEIGHTS_UNAVAILABLE',
+      `no linked peer could send ${req.spec} for layers ${req.range[0]}-${req.range[1]}` + (reasons.length ? `: ${reasons.join('; ')}` : ' (no peers are linked)'),
+    );
+  }
+
+  private async fetchFrom(link: Link, index: WeightsIndex, req: FetchRequest): Promise<string> {
+    const { log } = this.opts;
+    const [start, end] = req.range;
+    const slug = index.name.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 80) || 'model';
+    const dir = path.join(this.opts.dataDir, 'models', 'mesh', `${slug}-${index.digest.slice(0, 12)}`, `layers-${start}-${end}`);
+    const items = itemsForRange(index, req.range, req.nLayers);
+    const tensors = items.filter((i) => i.kind === 'tensor');
+    const total = totalBytes(items);
+    const modelBytes = totalBytes(index.items);
+    if (readText(path.join(dir, COMPLETE_FILE)) === index.digest) return dir;
+
+    fs.mkdirSync(dir, { recursive: true });
+    const progressPath = path.join(dir, PROGRESS_FILE);
+    let progress = readProgress(progressPath, index.digest);
+    const layout = shardLayout(tensors);
+    const shardPath = path.join(dir, SHARD_FILE);
+    if (tensors.length && fs.statSync(shardPath, { throwIfNoEntry: false })?.size !== layout.size) progress = null;
+    progress ??= { digest: index.digest, done: {} };
+    if (tensors.length) {
+      if (!Object.keys(progress.done).length) fs.rmSync(shardPath, { force: true });
+      const fh = fs.openSync(shardPath, fs.existsSync(shardPath) ? 'r+' : 'w+');
+      fs.writeSync(fh, layout.header, 0, layout.header.byteLength, 0);
+      fs.ftruncateSync(fh, layout.size);
+      fs.closeSync(fh);
+    }
+    const where = (item: WeightsItem) =>
+      item.kind === 'tensor' ? { file: shardPath, base: layout.offsets.get(item.name)! } : { file: path.join(dir, `${item.name}.part`), base: 0 };
+
+    const resumedFrom = bytesDone(items, progress);
+    log.info(resumedFrom ? 'resuming a weights transfer' : 'fetching weights from a peer', {
+      from: link.remote.name,
+      layers: `${start}-${end}`,
+      items: items.length,
+      mb: mib(total),
+      done_mb: mib(resumedFrom),
+      model_mb: mib(modelBytes),
+    });
+    const state: FetchState = { state: 'fetching', from: link.remote.name, bytesDone: resumedFrom, bytesTotal: total, bytesReceived: 0, modelBytes };
+    const t0 = performance.now();
+    let toldAt = 0;
+    const tell = (force = false) => {
+      const now = performance.now();
+      if (!force && now - toldAt < defaults.weightsProgressMs) return;
+      toldAt = now;
+      const secs = (now - t0) / 1000;
+      state.mbPerSec = secs > 0 ? Math.round((state.bytesReceived / 2 ** 20 / secs) * 10) / 10 : undefined;
+      req.onProgress?.({ ...state });
+    };
+    const counted = (n: number) => {
+      state.bytesReceived += n;
+      state.bytesDone += n;
+      tell();
+    };
+    tell(true);
+    try {
+      for (const item of items) {
+        if (progress.done[itemKey(item)]?.verified) continue;
+        await this.fetchItem(link, index.digest, item, where(item), progress, progressPath, req, counted);
+        const rewound = await this.verify(item, where(item), progress, progressPath);
+        if (rewound) {
+          state.bytesDone -= item.size;
+          log.warn('a fetched item failed its sha256; fetching it again', { item: item.name });
+          await this.fetchItem(link, index.digest, item, where(item), progress, progressPath, req, counted);
+          if (await this.verify(item, where(item), progress, progressPath)) {
+            throw meshError('WEIGHTS_CHECKSUM', `${item.kind} ${item.name} from ${link.remote.name} failed its sha256 twice (expected ${item.sha256})`);
+          }
+        }
+      }
+      // Verified metadata files take their names only now (also those verified before an interruption).
+      for (const item of items) {
+        const part = where(item).file;
+        if (item.kind === 'file' && fs.existsSync(part)) fs.renameSync(part, path.join(dir, item.name));
+      }
+    } catch (err) {
+      state.state = 'failed';
+      tell(true);
+      throw err;
+    }
+    if (tensors.length) {
+      const weightMap = Object.fromEntries(tensors.map((t) => [t.name, SHARD_FILE]));
+      // A partial index: the engine loads a directory with one non-strictly (peer/engine/.../shard.py).
+      fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: layout.size }, weight_map: weightMap }, null, 1));
+    }
+    fs.writeFileSync(path.join(dir, COMPLETE_FILE), index.digest);
+    fs.rmSync(progressPath, { force: true });
+    state.state = 'done';
+    tell(true);
+    log.info('weights fetched and verified', {
+      from: link.remote.name,
+      layers: `${start}-${end}`,
+      received_mb: mib(state.bytesReceived),
+      shard_mb: mib(total),
+      model_mb: mib(modelBytes),
+      mb_per_s: state.mbPerSec,
+      seconds: Math.round((performance.now() - t0) / 100) / 10,
+    });
+    return dir;
+  }
+
+  /** Pulls an item's remaining chunks with up to `window` requests in flight, writing each in order. */
+  private async fetchItem(
+    link: Link,
+    digest: string,
+    item: WeightsItem,
+    at: { file: string; base: number },
+    progress: FetchProgress,
+    progressPath: string,
+    req: FetchRequest,
+    onBytes: (n: number) => void,
+  ): Promise<void> {
+    const chunks = remainingChunks([item], progress, this.opts.chunkBytes ?? defaults.weightsChunkBytes);
+    const window = this.opts.window ?? defaults.weightsWindow;
+    const pace = this.opts.paceMs ?? defaults.weightsPaceMs;
+    const fh = fs.openSync(at.file, fs.existsSync(at.file) ? 'r+' : 'w+');
+    const inFlight: Array<Promise<Reply>> = [];
+    let next = 0;
+    const issue = async () => {
+      const c = chunks[next++];
+      if (pace) await sleep(pace);
+      const msg = { type: 'weights-get', id: this.nextId(), digest, kind: item.kind, name: item.name, offset: c.offset, length: c.length } as const;
+      const p = this.ask(link, msg, defaults.weightsChunkTimeoutMs);
+      p.catch(() => {}); // awaited in order below; a later chunk failing first must not go unhandled
+      inFlight.push(p);
+    };
+    try {
+      for (let i = 0; i < chunks.length; i++) {
+        while (next < chunks.length && inFlight.length < window) await issue();
+        const reply = await inFlight.shift()!;
+        if (req.stillWanted && !req.stillWanted()) throw meshError('PLAN_FAILED', 'the plan changed during the transfer');
+        if (reply.type === 'weights-error') throw meshError('WEIGHTS_UNAVAILABLE', `${link.remote.name}: ${reply.message}`);
+        const c = chunks[i];
+        if (reply.type !== 'weights-data' || reply.data.byteLength !== c.length) {
+          throw meshError('WEIGHTS_UNAVAILABLE', `${link.remote.name} sent ${reply.type === 'weights-data' ? reply.data.byteLength : 0} bytes for a ${c.length}-byte chunk of ${item.name}`);
+        }
+        fs.writeSync(fh, reply.data, 0, c.length, at.base + c.offset);
+        progress.done[itemKey(item)] = { bytes: c.offset + c.length, verified: false };
+        writeProgress(progressPath, progress);
+        onBytes(c.length);
+      }
+    } finally {
+      fs.closeSync(fh);
+    }
+  }
+
+  /** Checks an item's bytes on disk; true when they failed (its progress is then rewound to 0). */
+  private async verify(item: WeightsItem, at: { file: string; base: number }, progress: FetchProgress, progressPath: string): Promise<boolean> {
+    const fh = await fs.promises.open(at.file, fs.existsSync(at.file) ? 'r' : 'w+');
+    try {
+      const ok = (await hashRange(fh, at.base, at.base + item.size)) === item.sha256;
+      progress.done[itemKey(item)] = { bytes: ok ? item.size : 0, verified: ok };
+      writeProgress(progressPath, progress);
+      return !ok;
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+function mib(n: number): number {
+  return Math.round((n / 2 ** 20) * 10) / 10;
+}
+
+function readText(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+function readProgress(file: string, digest: string): FetchProgress | null {
+  try {
+    const p = JSON.parse(fs.readFileSync(file, 'utf8')) as FetchProgress;
+    return p.digest === digest && p.done && typeof p.done === 'object' ? p : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Atomically: a progress file is never half-written when the process is killed. */
+function writeProgress(file: string, progress: FetchProgress): void {
+  fs.writeFileSync(`${file}.tmp`, JSON.stringify(progress));
+  fs.renameSync(`${file}.tmp`, file);
+}
