@@ -297,11 +297,13 @@ export class Inference extends EventEmitter<InferenceEvents> {
   /** This peer's copy of the plan's model; without one (no such path here, no network), its layers
    *  come from a linked peer that has it, the coordinator first (peer/weights-fetch.ts). */
   private async resolveForPlan(plan: PlanMessage, layers?: [number, number]): Promise<{ path: string; ggufWeights?: string }> {
+    let local: string;
     try {
       return await this.resolve(plan.model, layers);
     } catch (err) {
       if (!isMeshError(err, 'MODEL_NOT_FOUND')) throw err;
-      this.log.info('no local copy of the model; fetching its layers from a peer', { model: plan.model, reason: err.message });
+      local = err.message;
+      this.log.info('no local copy of the model; fetching its layers from a peer', { model: plan.model, reason: local });
     }
     const coordinator = this.peer.leadership.coordinator;
     const sources = this.peer.membership
@@ -320,7 +322,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
       return { path };
     } catch (err) {
       // The code leads, so a device's error (and a client's 503) says which failure it is.
-      throw isMeshError(err) ? meshError(err.code, `${err.code}: ${err.message}`) : err;
+      throw isMeshError(err) ? meshError(err.code, `${err.code}: ${err.message} (no local copy either: ${local})`) : err;
     }
   }
 
