@@ -49,10 +49,12 @@ process.on('exit', () => {
   for (const c of running) c.kill('SIGKILL');
 });
 
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, prefix?: string[]): PeerProcess {
+/** `cwd` (default the package root) is where relative paths among `args` resolve: two peers on one machine
+ *  with their own working directories see different files under one relative `--model` path. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, prefix?: string[], cwd = ROOT): PeerProcess {
   const cmd = prefix ? prefix[0] : process.execPath;
   const cmdArgs = prefix ? [...prefix.slice(1), process.execPath, BIN, ...args] : [BIN, ...args];
-  const child = spawn(cmd, cmdArgs, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, cmdArgs, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
