@@ -13,6 +13,7 @@ import type { Logger } from '../core/log.ts';
 import type { Link } from '../transport/link.ts';
 import type { MessageOf } from '../transport/messages.ts';
 import {
+  badItem,
   bytesDone,
   type FetchProgress,
   itemKey,
@@ -130,6 +131,12 @@ export class WeightsFetcher {
         index = reply;
       } catch (err) {
         reasons.push(`${link.remote.name}: ${(err as Error).message}`);
+        continue;
+      }
+      // A source's names become file names and a safetensors header here: checked before anything is written.
+      const bad = index.items.map(badItem).find((b) => b !== null);
+      if (bad) {
+        reasons.push(`${link.remote.name} sent an index this peer refuses: ${bad}`);
         continue;
       }
       const missing = missingFor(index, req.range, req.nLayers);

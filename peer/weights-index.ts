@@ -101,7 +101,22 @@ export function itemsForRange(index: WeightsIndex, range: [number, number], nLay
   const [start, end] = range;
   const tensors = index.items.filter((i) => i.kind === 'tensor');
   const tied = headIsTied(tensors.map((t) => t.name));
-  return index.items.filter((i) => i.kind === 'file' || (end > start && needsTensor(i.name, start, end, nLayers, tied)));
+  return index.items.filter((i) => (i.kind === 'file' ? isMetadataFile(i.name) : end > start && needsTensor(i.name, start, end, nLayers, tied)));
+}
+
+/** Bytes per element of the safetensors dtypes a checkpoint holds (MLX's quantized weights are U32). */
+const SAFETENSORS_DTYPE_BYTES: Record<string, number> = {
+  BOOL: 1, U8: 1, I8: 1, F8_E4M3: 1, F8_E5M2: 1, U16: 2, I16: 2, F16: 2, BF16: 2, U32: 4, I32: 4, F32: 4, U64: 8, I64: 8, F64: 8,
+};
+
+/** Why a source's item cannot be written as given (null when it can): a file name that is not a plain
+ *  metadata file name (no paths, no code), or a tensor whose size disagrees with its dtype and shape. */
+export function badItem(item: WeightsItem): string | null {
+  if (item.kind === 'file') return isMetadataFile(item.name) ? null : `file ${JSON.stringify(item.name)} is not a metadata file name`;
+  const width = SAFETENSORS_DTYPE_BYTES[item.dtype ?? ''];
+  if (!width || !item.shape) return `tensor ${item.name} has an unknown dtype ${JSON.stringify(item.dtype)}`;
+  const elements = item.shape.reduce((n, d) => n * d, 1);
+  return elements * width === item.size ? null : `tensor ${item.name} is ${item.size} bytes, not ${item.dtype} ${JSON.stringify(item.shape)}`;
 }
 
 /** What a source's index lacks for layers [start, end) (empty when it has everything): the config and

@@ -95,6 +95,19 @@ export async function buildIndex(dir: string, name: string): Promise<BuiltIndex>
   return { index: { name, digest: indexDigest(items), items }, places };
 }
 
+/** Names, sizes and modification times of a directory's files: what an index was built from. */
+function dirSignature(dir: string): string {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => {
+      const st = fs.statSync(path.join(dir, e.name));
+      return `${e.name}:${st.size}:${st.mtimeMs}`;
+    })
+    .sort()
+    .join('|');
+}
+
 export interface WeightsSourceOptions {
   log: Logger;
   /** This peer's own copy of a model the plan names (never one fetched from a peer); null when it has none. */
@@ -108,7 +121,7 @@ export class WeightsSource {
   bytesSent = 0;
   private readonly opts: WeightsSourceOptions;
   /** Built indexes by directory, and by digest for `weights-get`. */
-  private readonly byDir = new Map<string, Promise<BuiltIndex>>();
+  private readonly byDir = new Map<string, { sig: string; built: Promise<BuiltIndex> }>();
   private readonly byDigest = new Map<string, BuiltIndex>();
 
   constructor(opts: WeightsSourceOptions) {
@@ -131,14 +144,16 @@ export class WeightsSource {
   private async query(msg: MessageOf<'weights-query'>): Promise<MessageOf<'weights-index'>> {
     const local = this.opts.local(msg.model);
     if (!local) throw meshError('WEIGHTS_UNAVAILABLE', `this peer holds no local copy of ${msg.model}`);
-    let built = this.byDir.get(local.path);
-    if (!built) {
+    // Rebuilt when the directory's files change (a model replaced in place), so the index stays true.
+    const sig = dirSignature(local.path);
+    let cached = this.byDir.get(local.path);
+    if (!cached || cached.sig !== sig) {
       this.opts.log.info('indexing model weights for peers (sha256 of every tensor, once)', { model: local.path });
-      built = buildIndex(local.path, local.name);
-      this.byDir.set(local.path, built);
-      built.catch(() => this.byDir.delete(local.path));
+      cached = { sig, built: buildIndex(local.path, local.name) };
+      this.byDir.set(local.path, cached);
+      cached.built.catch(() => this.byDir.delete(local.path));
     }
-    const b = await built;
+    const b = await cached.built;
     this.byDigest.set(b.index.digest, b);
     return { type: 'weights-index', id: msg.id, ...b.index };
   }

@@ -2,6 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
+  badItem,
   bytesDone,
   isMetadataFile,
   itemsForRange,
@@ -59,6 +60,16 @@ test('missingFor names what a source lacks for a range', () => {
 test('metadata files: config, tokenizer, templates; never weights, code or hidden files', () => {
   for (const ok of ['config.json', 'tokenizer.json', 'tokenizer.model', 'chat_template.jinja', 'merges.txt', 'generation_config.json']) assert.ok(isMetadataFile(ok), ok);
   for (const no of ['model.safetensors', 'model.safetensors.index.json', 'modeling_llama.py', '.hidden.json', '../config.json', 'a/b.json']) assert.not.ok(isMetadataFile(no), no);
+});
+
+test('items whose names or sizes cannot be written as given are refused', () => {
+  assert.is(badItem(file('tokenizer.json')), null);
+  assert.is(badItem(tensor('model.norm.weight', 64)), null);
+  assert.match(badItem(file('../../.bashrc.json'))!, /not a metadata file name/);
+  assert.match(badItem(file('evil.py'))!, /not a metadata file name/);
+  assert.match(badItem({ ...tensor('x', 64), shape: [3] })!, /is 64 bytes, not F32 \[3\]/);
+  assert.match(badItem({ ...tensor('x', 64), dtype: 'F32", "shape' })!, /unknown dtype/);
+  assert.equal(names(itemsForRange({ ...model(), items: [...model().items, file('../x.json')] }, [0, 0], 4)), ['config.json', 'tokenizer.json']);
 });
 
 test('the shard layout is a valid safetensors file that parses back to the same tensors', () => {

@@ -180,14 +180,23 @@ test('bytes that fail their sha256 are fetched again, then refused with WEIGHTS_
   const p = await pair(modelDir, tempDir());
   try {
     const link = await p.client();
-    // The source indexes the model, then its file changes under it: it now sends bytes its index does not describe.
-    await p.fetcher.fetch({ spec: 'the-model', range: [0, 0], nLayers: N_LAYERS, sources: [link] });
-    const fd = fs.openSync(path.join(modelDir, 'model.safetensors'), 'r+');
-    fs.writeSync(fd, crypto.randomBytes(fs.statSync(path.join(modelDir, 'model.safetensors')).size - 4096), 0, undefined, 4096);
-    fs.closeSync(fd);
-    const err = await p.fetcher.fetch({ spec: 'the-model', range: [1, 2], nLayers: N_LAYERS, sources: [link] }).catch((e) => e);
+    // The model's file changes under the source once the receiver has its index: the source then sends
+    // bytes its index does not describe.
+    const corrupt = () => {
+      const fd = fs.openSync(path.join(modelDir, 'model.safetensors'), 'r+');
+      fs.writeSync(fd, crypto.randomBytes(fs.statSync(path.join(modelDir, 'model.safetensors')).size - 4096), 0, undefined, 4096);
+      fs.closeSync(fd);
+    };
+    let corrupted = false;
+    const onProgress = () => {
+      if (!corrupted) (corrupted = true), corrupt();
+    };
+    const err = await p.fetcher.fetch({ spec: 'the-model', range: [1, 2], nLayers: N_LAYERS, sources: [link], onProgress }).catch((e) => e);
     assert.ok(isMeshError(err, 'WEIGHTS_CHECKSUM'), String(err));
     assert.match(err.message, /failed its sha256 twice/);
+    // Asked again, the source sees the changed file and indexes it anew: the transfer verifies.
+    const dir = await p.fetcher.fetch({ spec: 'the-model', range: [1, 2], nLayers: N_LAYERS, sources: [link] });
+    assert.ok(fs.existsSync(path.join(dir, '.fetched')));
   } finally {
     await p.stop();
   }
@@ -236,6 +245,40 @@ test('no linked peer holding the model is a clear WEIGHTS_UNAVAILABLE, not a han
     assert.match(none.message, /no peers are linked/);
   } finally {
     await p.stop();
+  }
+});
+
+test('an index naming a path outside the receiver\'s directory is refused before anything is written', async () => {
+  const dataDir = tempDir();
+  const server = new LinkServer({ ...endpoint('source'), host: '127.0.0.1', port: 0 });
+  server.on('link', (l) => {
+    l.on('message', (m: Message) => {
+      if (m.type !== 'weights-query') return;
+      const sha = crypto.createHash('sha256').update('{}').digest('hex');
+      const items = [
+        { kind: 'file' as const, name: 'config.json', size: 2, sha256: sha },
+        { kind: 'file' as const, name: 'tokenizer.json', size: 2, sha256: sha },
+        { kind: 'file' as const, name: '../../escaped.json', size: 2, sha256: sha },
+      ];
+      void l.send({ type: 'weights-index', id: m.id, name: 'x', digest: sha, items });
+    });
+    l.start();
+  });
+  await server.start();
+  const fetcher = new WeightsFetcher({ dataDir, log });
+  const link = await dial('127.0.0.1', server.port, endpoint('receiver'));
+  link.on('message', (m: Message) => {
+    if (m.type === 'weights-index' || m.type === 'weights-data' || m.type === 'weights-error') fetcher.receive(m, link);
+  });
+  link.start();
+  try {
+    const err = await fetcher.fetch({ spec: 'x', range: [0, 0], nLayers: N_LAYERS, sources: [link] }).catch((e) => e);
+    assert.ok(isMeshError(err, 'WEIGHTS_UNAVAILABLE'), String(err));
+    assert.match(err.message, /an index this peer refuses: file "\.\.\/\.\.\/escaped\.json" is not a metadata file name/);
+    assert.not.ok(fs.existsSync(path.join(dataDir, 'models')), 'nothing written');
+  } finally {
+    link.terminate();
+    await server.stop();
   }
 });
 
