@@ -31,6 +31,15 @@ export interface Device {
   layers: [number, number] | null;
   memory_bytes: number;
   backend: string | null;
+  /** Its layers' weights coming from another peer (see README "Weights over the mesh"). */
+  fetch?: { state: string; from: string; bytes_done: number; bytes_total: number } | null;
+}
+
+/** A device's status, with the progress of weights it is fetching from a peer. */
+export function statusCell(d: Device): string {
+  const f = d.fetch;
+  if (!f || f.state !== 'fetching') return d.status;
+  return `${d.status} (fetching ${Math.floor((100 * f.bytes_done) / Math.max(1, f.bytes_total))}% from ${f.from})`;
 }
 
 export async function fetchJson<T>(url: string, timeoutMs = 5000, key?: string): Promise<T> {
@@ -58,7 +67,7 @@ export function formatTable(info: { devices: Device[]; cluster_status: string; w
       d.name ?? '-',
       d.device_id,
       d.hostname,
-      d.status,
+      statusCell(d),
       d.layers ? `${d.layers[0]}-${d.layers[1] - 1}` : '-',
       gib(d.memory_bytes),
       d.backend ?? '-',

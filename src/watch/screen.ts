@@ -2,7 +2,7 @@
 // its layer bar and live tokens/s, peers that left, the links with their RTTs and the recent events.
 // Pure: the caller passes the terminal size and the clock; lines never exceed the width, and the
 // screen never has more lines than fit, so redrawing in place never scrolls.
-import type { Device } from '../commands/status.ts';
+import { type Device, statusCell } from '../commands/status.ts';
 
 /** A device of gpu-info, plus what the dashboard stream adds. */
 export interface WatchDevice extends Device {
@@ -118,7 +118,7 @@ export function renderScreen(state: WatchState | null, events: WatchEvent[], o: 
         gone ? '' : d.role,
         d.name ?? d.device_id,
         d.hostname,
-        gone ? `gone ${clock(gone)}` : d.status,
+        gone ? `gone ${clock(gone)}` : statusCell(d),
         d.layers ? `${d.layers[0]}-${d.layers[1] - 1}` : '-',
         bar(d.layers, state.n_layers),
         gone ? '-' : d.tokens_per_sec.toFixed(1).padStart(5),

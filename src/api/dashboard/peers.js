@@ -23,13 +23,16 @@ export function renderPeers(container, view) {
       const engine = p.engine && p.engine !== 'ready' ? `engine ${p.engine}` : null;
       const meta = [p.hostname, p.backend, memory, engine].filter(Boolean).join(' · ');
       const loaded = p.layers && p.memory_bytes !== p.ram_bytes ? ` · ${fmtBytes(p.memory_bytes)}` : '';
+      // Weights coming over the mesh: how far, and from whom.
+      const f = p.fetch;
+      const fetching = f && f.state === 'fetching' ? ` · fetching ${Math.floor((100 * f.bytes_done) / Math.max(1, f.bytes_total))}% of ${fmtBytes(f.bytes_total)} from ${f.from}` : '';
       return `<article class="peer${p.role === 'coordinator' && !gone ? ' coordinator' : ''}" data-peer="${esc(p.device_id)}" data-status="${esc(p.status)}" data-layers="${p.layers ? `${p.layers[0]}-${p.layers[1]}` : ''}">
         <div class="head">
           <span class="name" title="${esc(p.device_id)}">${esc(p.name || p.device_id)}</span>
           <span class="badge status" data-status="${esc(p.status)}">${esc(p.status)}</span>
         </div>
         <div class="meta">${p.role === 'coordinator' && !gone ? '<span class="role">★ coordinator</span>' : `rank ${esc(p.rank)}`} · ${p.device_id === view.self ? '<span class="self">this peer</span> · ' : ''}${esc(meta)}</div>
-        <div>${layerBar(p.layers, view.nLayers)}<div class="layers">${esc(layerText(p.layers, view.nLayers, p.status) + loaded)}</div></div>
+        <div>${layerBar(p.layers, view.nLayers)}<div class="layers">${esc(layerText(p.layers, view.nLayers, p.status) + loaded + fetching)}</div></div>
         <div class="stats">
           <div class="stat"><span class="v">${gone ? '–' : fmtTps(p.tokens_per_sec)}</span><span class="k">tok/s</span></div>
           <div class="stat"><span class="v">${gone ? '–' : p.requests_in_flight}</span><span class="k">in flight</span></div>
