@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../core/log.ts';
 import type { Message, PeerInfo } from '../transport/messages.ts';
 import { LinkServer } from '../transport/server.ts';
 import { Connector, type Target } from './connector.ts';
-import { decide, type Followed, type Leadership, supersedes } from './election.ts';
+import { decide, type Followed, type Leadership } from './election.ts';
 import { describeSelf, type Identity, loadIdentity } from './identity.ts';
 import { Membership } from './membership.ts';
 
@@ -279,10 +279,10 @@ export class Peer extends EventEmitter<PeerEvents> {
             this.addPeer(p.addresses[0], p.port, 'gossip', p.id);
           }
         }
-        this.consider({ term: msg.term, coordinator: msg.coordinator }, link, msg.peers);
+        this.consider({ term: msg.term, coordinator: msg.coordinator, ...(msg.solo && { solo: true }) }, link, msg.peers);
         return;
       case 'coordinator':
-        this.consider({ term: msg.term, coordinator: msg.id }, link);
+        this.consider({ term: msg.term, coordinator: msg.id, ...(msg.solo && { solo: true }) }, link);
         return;
       default:
         this.emit('message', msg, link);
@@ -290,8 +290,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   }
 
   /**
-   * Notes what a linked peer follows, and adopts its leadership only when it announces itself (over
-   * our own link to it) and beats ours: a coordinator heard of through another peer is never followed.
+   * Notes what a linked peer announced. decide() weighs it: a coordinator is followed only on its own
+   * announcement over our own link, never on what another peer says of it.
    */
   private consider(incoming: Leadership, from: Link, peers?: ReadonlyArray<{ id: string; startedAt: number }>): void {
     const startedAt = (id: string) => (id === this.id ? this.startedAt : (this.membership.infoOf(id)?.startedAt ?? peers?.find((p) => p.id === id)?.startedAt));
@@ -301,21 +301,11 @@ export class Peer extends EventEmitter<PeerEvents> {
       leadership: incoming,
       coordinatorStartedAt: incoming.coordinator ? startedAt(incoming.coordinator) : undefined,
     });
-    if (this.leadership.coordinator === sender && incoming.coordinator !== sender) {
-      // Our coordinator stepped down or follows another one now.
-      this.setLeadership({ term: Math.max(this.leadership.term, incoming.term), coordinator: null });
-    } else if (incoming.coordinator === sender && supersedes(incoming, this.leadership, startedAt)) {
-      this.setLeadership(incoming);
-    } else if (incoming.term < this.leadership.term) {
-      this.log.debug('ignored stale term', { from: sender, term: incoming.term });
-    }
     this.evaluate();
   }
 
   private evaluate(): void {
     if (!this.running) return;
-    // Until settled we only follow: an existing coordinator may not have announced itself to us yet.
-    if (!this.settled && !this.leadership.coordinator) return;
     const followed = [...this.followed.values()].filter((f) => this.membership.has(f.peer));
     const d = decide(this.live(), this.id, this.leadership, followed);
     if (d.action === 'defer') {
@@ -328,17 +318,20 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
     this.deferredTo = null;
     if (d.action === 'lead') {
-      this.setLeadership({ term: d.term, coordinator: this.id });
-      this.membership.broadcast({ type: 'coordinator', term: d.term, id: this.id });
-    } else if (d.action === 'await' && this.leadership.coordinator && !this.membership.has(this.leadership.coordinator)) {
-      // The old coordinator is gone; until the candidate announces itself the cluster is forming.
-      this.setLeadership({ term: this.leadership.term, coordinator: null });
+      // Until settled we only follow: an existing coordinator may not have announced itself to us yet.
+      if (!this.settled && !this.isCoordinator) return;
+      this.setLeadership({ term: d.term, coordinator: this.id, ...(d.solo && { solo: true }) });
+      this.membership.broadcast({ type: 'coordinator', term: d.term, id: this.id, ...(d.solo && { solo: true }) });
+    } else if (d.action === 'follow') {
+      this.setLeadership({ term: d.term, coordinator: d.coordinator });
+    } else if (d.action === 'await') {
+      this.setLeadership({ term: d.term, coordinator: null });
     }
   }
 
   private setLeadership(next: Leadership): void {
     const prev = this.leadership;
-    if (prev.term === next.term && prev.coordinator === next.coordinator) return;
+    if (prev.term === next.term && prev.coordinator === next.coordinator && !prev.solo === !next.solo) return;
     this.leadership = next;
     this.log.info('coordinator', { term: next.term, id: next.coordinator ?? '(electing)', self: next.coordinator === this.id });
     this.emit('leadership', next);
@@ -348,7 +341,8 @@ export class Peer extends EventEmitter<PeerEvents> {
   private gossipMessage(): Message {
     // Addresses as we observe them: the ones that actually reached us.
     const peers = this.membership.all().map((l) => ({ ...l.remote, addresses: [l.remoteHost] }));
-    return { type: 'gossip', peers, coordinator: this.leadership.coordinator, term: this.leadership.term };
+    const { term, coordinator, solo } = this.leadership;
+    return { type: 'gossip', peers, coordinator, term, ...(solo && { solo }) };
   }
 
   private broadcastGossip(): void {

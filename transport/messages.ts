@@ -80,13 +80,16 @@ export const GossipSchema = z.object({
   peers: z.array(PeerInfoSchema).max(1024),
   coordinator: z.string().nullable(),
   term: z.number().int().nonnegative(),
+  /** The sender coordinates on a solo claim: it took its term with no link up, and nobody follows it yet. */
+  solo: z.boolean().optional(),
 });
 
-/** The coordinator's announcement; stale terms are ignored by the receiver. */
+/** The coordinator's announcement (peer/election.ts weighs it). */
 export const CoordinatorSchema = z.object({
   type: z.literal('coordinator'),
   term: z.number().int().nonnegative(),
   id: z.string(),
+  solo: z.boolean().optional(),
 });
 
 export const LayerRangeSchema = z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]);

@@ -1,15 +1,18 @@
 // Elections under real network faults: three peer processes in network namespaces on one bridge (root).
-// A–C cut while A–B and B–C stay up (a blackhole route each way): terms stop moving, one coordinator,
-// the peer that cannot reach it says so (degraded); healed, everyone follows one coordinator again.
+// C's link down: A and B carry on with their coordinator; back up, one coordinator within a deadline and
+// at most one new term for the cut and the heal together. A–C cut while A–B and B–C stay up (a
+// blackhole route each way): terms stop moving, one coordinator, the peer that cannot reach it says so
+// (degraded); healed, everyone follows one coordinator again.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BIN } from '../helpers/process.ts';
 import { createNetwork, type TestNetwork } from '../helpers/netns.ts';
-import { TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
+import { STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
 
 const PORT = 50051;
 const API = 8100;
-const ENV = { ...process.env, MLX_MESH_HEARTBEAT_MS: '250', MLX_MESH_SETTLE_MS: '500', MLX_MESH_LOG: 'warn' };
+// The peer component at debug level: its `coordinator` lines are what a failure message shows.
+const ENV = { ...process.env, MLX_MESH_HEARTBEAT_MS: '250', MLX_MESH_SETTLE_MS: '500', MLX_MESH_LOG: 'warn,peer' };
 
 interface View {
   term: number;
@@ -30,12 +33,16 @@ async function view(address: string): Promise<View | null> {
 
 async function startCluster(net: TestNetwork) {
   const [a, b, c] = net.namespaces;
+  const logs: string[] = [];
   for (const [i, ns] of net.namespaces.entries()) {
-    const args = [BIN, 'join', '--no-mdns', '--host', ns.address, '--port', String(PORT), '--api-host', ns.address, '--api-port', String(API), '--data-dir', tempDir(), '--name', 'abc'[i], '--python', TEST_PYTHON, '--insecure-api'];
+    const args = [BIN, 'join', '--no-mdns', '--host', ns.address, '--port', String(PORT), '--api-host', ns.address, '--api-port', String(API), '--data-dir', tempDir(), '--name', 'abc'[i], '--model', STORIES, '--python', TEST_PYTHON, '--insecure-api'];
     // Each peer is told of the others, so links come back by themselves after a cut.
     for (const other of net.namespaces) if (other !== ns) args.push('--peer', `${other.address}:${PORT}`);
-    const child = net.run(ns.name, process.execPath, args, { env: ENV, stdio: ['ignore', 'ignore', 'ignore'] });
+    const child = net.run(ns.name, process.execPath, args, { env: ENV, stdio: ['ignore', 'ignore', 'pipe'] });
     child.on('error', () => {});
+    child.stderr!.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n')) if (/coordinator|cannot reach/.test(line)) logs.push(line);
+    });
     // Start in order, so ages are a < b < c.
     await waitFor(() => view(ns.address), 60_000, `peer ${'abc'[i]} up`);
   }
@@ -45,8 +52,10 @@ async function startCluster(net: TestNetwork) {
     const vs = await all();
     return vs.every((v) => v && v.peers.length === 2 && v.coordinator && v.coordinator === vs[0]!.coordinator);
   }, 60_000, 'three linked peers agreeing');
-  return { all, a, b, c };
+  return { all, a, b, c, logs };
 }
+
+const terms = (vs: Array<View | null>) => vs.map((v) => v && `${v.self.id.slice(0, 8)}:${v.term}/${v.coordinator?.slice(0, 8) ?? '-'}`).join(' ');
 
 /** Waits until no peer's term or coordinator has moved for `quietMs`; returns the views then. */
 async function settled(all: () => Promise<Array<View | null>>, quietMs: number, timeoutMs: number) {
@@ -63,6 +72,36 @@ async function settled(all: () => Promise<Array<View | null>>, quietMs: number, 
     if (Date.now() > end) throw new Error(`terms still moving after ${timeoutMs} ms: ${k}`);
   }
 }
+
+test('C cut off (link down) and restored: A and B keep their coordinator; one coordinator after, at most one new term', async () => {
+  const net = await createNetwork(3);
+  try {
+    const { all, a, b, c, logs } = await startCluster(net);
+    const before = await settled(all, 2000, 30_000);
+    const term0 = Math.max(...before.map((v) => v!.term));
+    const leader = before[0]!.coordinator;
+    net.cut(c.name);
+    const ab = async () => Promise.all([view(a.address), view(b.address)]); // c cannot answer while cut
+    await waitFor(async () => (await ab()).every((v) => v?.peers.length === 1), 20_000, 'c gone from a and b');
+    const during = await settled(ab, 3000, 30_000);
+    assert.ok(during.every((v) => v!.coordinator === leader), `a and b carry on with ${leader}: ${terms(during)}\n${logs.join('\n')}`);
+    net.restore(c.name);
+    const t0 = Date.now();
+    const healed = await waitFor(async () => {
+      const vs = await all();
+      return vs.every((x) => x && x.peers.length === 2 && x.coordinator && x.coordinator === vs[0]!.coordinator) ? vs : null;
+    }, 30_000, 'one coordinator after the heal');
+    const took = Date.now() - t0;
+    const after = await settled(all, 3000, 30_000);
+    const why = `${terms(before)} → ${terms(after)} (one coordinator ${took} ms after the link came back)\n${logs.join('\n')}`;
+    assert.ok(after.every((v) => v!.coordinator === healed![0]!.coordinator), why);
+    assert.ok(Math.max(...after.map((v) => v!.term)) <= term0 + 1, `at most one new term: ${why}`);
+    assert.is(after[0]!.coordinator, leader, `the connected side's coordinator stays: ${why}`);
+    console.log(`  heal: one coordinator after ${took} ms; ${terms(before)} → ${terms(after)}`);
+  } finally {
+    await net.teardown();
+  }
+});
 
 test('A–C cut, A–B and B–C up: terms stop moving, one coordinator, the peer that cannot reach it is degraded', async () => {
   const net = await createNetwork(3);

@@ -22,6 +22,10 @@ export interface TestNetwork {
   /** Runs `ip -n <ns> ...args` (e.g. to renumber a peer); throws with ip's message on failure. */
   ip(ns: string, ...args: string[]): string;
   run(ns: string, cmd: string, args: string[], options?: SpawnOptions): ChildProcess;
+  /** Takes a peer's only interface down (`ip link set eth0 down`): it is cut off from every other peer. */
+  cut(ns: string): void;
+  /** Brings it back up with the routes the link's going down removed (default and multicast). */
+  restore(ns: string): void;
   teardown(): Promise<void>;
 }
 
@@ -93,6 +97,13 @@ export async function createNetwork(n: number): Promise<TestNetwork> {
   const children = new Set<ChildProcess>();
   let removed = false;
 
+  const linkUp = (ns: string) => {
+    ip('-n', ns, 'link', 'set', 'eth0', 'up');
+    // bonjour-service sends on the default-route interface and joins groups per interface.
+    ip('-n', ns, 'route', 'replace', 'default', 'via', `${prefix}.126`);
+    ip('-n', ns, 'route', 'replace', '224.0.0.0/4', 'dev', 'eth0');
+  };
+
   const removeAll = () => {
     if (removed) return;
     removed = true;
@@ -130,10 +141,7 @@ export async function createNetwork(n: number): Promise<TestNetwork> {
       ip('link', 'add', 'name', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', `p${i}`, 'netns', hub);
       ip('-n', hub, 'link', 'set', `p${i}`, 'master', 'br0', 'up');
       ip('-n', ns, 'addr', 'add', `${prefix}.${i + 1}/25`, 'dev', 'eth0');
-      ip('-n', ns, 'link', 'set', 'eth0', 'up');
-      // bonjour-service sends on the default-route interface and joins groups per interface.
-      ip('-n', ns, 'route', 'add', 'default', 'via', `${prefix}.126`);
-      ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0');
+      linkUp(ns);
     });
   } catch (err) {
     removeAll();
@@ -151,6 +159,8 @@ export async function createNetwork(n: number): Promise<TestNetwork> {
       child.once('exit', () => children.delete(child));
       return child;
     },
+    cut: (ns) => void ip('-n', ns, 'link', 'set', 'eth0', 'down'),
+    restore: linkUp,
     async teardown() {
       const waits = [...children].map((c) => new Promise((r) => c.once('exit', r)));
       for (const child of children) child.kill('SIGKILL');

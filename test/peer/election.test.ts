@@ -2,7 +2,7 @@
 // that they end up agreeing, with terms only moving up; then random partial topologies.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decide, type Leadership, type Member, supersedes } from '../../peer/election.ts';
+import { decide, type Followed, type Leadership, type Member } from '../../peer/election.ts';
 
 const m = (id: string, startedAt: number): Member => ({ id, startedAt });
 const A = m('a', 100);
@@ -10,99 +10,72 @@ const B = m('b', 200);
 const C = m('c', 300);
 const none: Leadership = { term: 0, coordinator: null };
 
+const claim = (peer: string, term: number, solo = false) => ({ peer, leadership: { term, coordinator: peer, ...(solo && { solo }) } });
+const follows = (peer: string, coordinator: string | null, term: number) => ({ peer, leadership: { term, coordinator } });
+/** Linked peers that said they follow nobody yet. */
+const quiet = (term: number, ...peers: string[]) => peers.map((p) => follows(p, null, term));
+
 test('the longest-running live peer is chosen; only it takes the lead', () => {
-  assert.equal(decide([A, B, C], 'a', none), { action: 'lead', term: 1 });
-  assert.equal(decide([A, B, C], 'b', none), { action: 'await', candidate: 'a' });
-  assert.equal(decide([C, B, A], 'c', none), { action: 'await', candidate: 'a' });
+  assert.equal(decide([A, B, C], 'a', none, quiet(0, 'b', 'c')), { action: 'lead', term: 1, solo: false });
+  assert.equal(decide([A, B, C], 'b', none, quiet(0, 'a', 'c')), { action: 'await', candidate: 'a', term: 0 });
+  assert.equal(decide([C, B, A], 'c', none, quiet(0, 'a', 'b')), { action: 'await', candidate: 'a', term: 0 });
+});
+
+test('no election before every linked peer has said what it follows (a link just up may bring a coordinator)', () => {
+  assert.equal(decide([A, B, C], 'a', none, quiet(0, 'b')), { action: 'await', candidate: 'c', term: 0 });
 });
 
 test('equal start times are broken by id, the same way everywhere', () => {
   const x = m('x', 5);
   const y = m('y', 5);
-  assert.equal(decide([y, x], 'x', none), { action: 'lead', term: 1 });
-  assert.equal(decide([x, y], 'y', none), { action: 'await', candidate: 'x' });
+  assert.equal(decide([y, x], 'x', none, quiet(0, 'y')), { action: 'lead', term: 1, solo: false });
+  assert.equal(decide([x, y], 'y', none, quiet(0, 'x')), { action: 'await', candidate: 'x', term: 0 });
 });
 
 test('a newcomer never displaces a live coordinator, even an older one', () => {
   const old = m('old', 1); // e.g. a machine whose clock is behind
   const current: Leadership = { term: 4, coordinator: 'b' };
-  assert.equal(decide([old, B, C], 'old', current), { action: 'keep' });
-  assert.equal(decide([old, B, C], 'c', current), { action: 'keep' });
+  assert.equal(decide([old, B, C], 'old', current, [claim('b', 4), follows('c', 'b', 4)]), { action: 'keep' });
+  assert.equal(decide([old, B, C], 'c', current, [claim('b', 4), follows('old', 'b', 4)]), { action: 'keep' });
+  assert.equal(decide([old, B, C], 'old', none, [claim('b', 4), follows('c', 'b', 4)]), { action: 'follow', coordinator: 'b', term: 4 });
 });
 
 test('when the coordinator leaves, the oldest survivor leads with a higher term', () => {
   const current: Leadership = { term: 3, coordinator: 'a' };
-  assert.equal(decide([B, C], 'b', current), { action: 'lead', term: 4 });
-  assert.equal(decide([B, C], 'c', current), { action: 'await', candidate: 'b' });
+  assert.equal(decide([B, C], 'b', current, quiet(3, 'c')), { action: 'lead', term: 4, solo: false });
+  assert.equal(decide([B, C], 'c', current, quiet(3, 'b')), { action: 'await', candidate: 'b', term: 3 });
 });
 
-test('stale terms are ignored; higher terms win', () => {
-  const at = (id: string) => ({ a: 100, b: 200, c: 300 })[id];
-  const current: Leadership = { term: 5, coordinator: 'b' };
-  assert.not.ok(supersedes({ term: 4, coordinator: 'a' }, current, at));
-  assert.ok(supersedes({ term: 6, coordinator: 'c' }, current, at));
-  assert.not.ok(supersedes({ term: 5, coordinator: 'b' }, current, at), 'same announcement again');
-  assert.not.ok(supersedes({ term: 9, coordinator: null }, current, at), 'an empty announcement');
-  assert.ok(supersedes({ term: 0, coordinator: 'c' }, none, at), 'anything beats nothing');
+test('a peer without a coordinator follows a claim; a solo claim only at a higher term, never a same-term leftover', () => {
+  assert.equal(decide([A, B, C], 'c', none, [claim('b', 1, true)]), { action: 'follow', coordinator: 'b', term: 1 });
+  // a (term 3) is gone; b still says it leads solo at term 3 (it led before its links came up): not a new election.
+  assert.equal(decide([B, C], 'b', { term: 3, coordinator: null }, [follows('c', null, 3)]), { action: 'lead', term: 4, solo: false });
+  assert.equal(decide([B, C], 'c', { term: 3, coordinator: null }, [claim('b', 3, true)]), { action: 'await', candidate: 'b', term: 3 });
+  assert.equal(decide([B, C], 'b', { term: 3, coordinator: 'b', solo: true }, [follows('c', null, 3)]), { action: 'lead', term: 4, solo: false });
+  assert.equal(decide([B, C], 'c', { term: 3, coordinator: null }, [claim('b', 4)]), { action: 'follow', coordinator: 'b', term: 4 });
+  assert.equal(decide([C], 'c', { term: 3, coordinator: null }), { action: 'lead', term: 4, solo: true });
 });
 
-test('two coordinators of the same term resolve to the one that started first', () => {
-  const at = (id: string) => ({ a: 100, b: 200 })[id];
-  assert.ok(supersedes({ term: 2, coordinator: 'a' }, { term: 2, coordinator: 'b' }, at));
-  assert.not.ok(supersedes({ term: 2, coordinator: 'b' }, { term: 2, coordinator: 'a' }, at));
+test('a claim made with links outweighs a solo one whatever its term; the solo one follows at its own term, taken over', () => {
+  const a1: Leadership = { term: 1, coordinator: 'a' };
+  // c led alone at term 2 while cut off; b, which follows a, keeps a.
+  assert.equal(decide([A, B, C], 'b', a1, [claim('a', 1), claim('c', 2, true)]), { action: 'keep' });
+  // c follows a at term 2, and a takes that term over: no new term.
+  assert.equal(decide([A, B, C], 'c', { term: 2, coordinator: 'c', solo: true }, [claim('a', 1), follows('b', 'a', 1)]), { action: 'follow', coordinator: 'a', term: 2 });
+  assert.equal(decide([A, C], 'c', { term: 2, coordinator: null }, [claim('a', 1)]), { action: 'follow', coordinator: 'a', term: 2 });
+  assert.equal(decide([A, B, C], 'a', a1, [follows('b', 'a', 1), follows('c', 'a', 2)]), { action: 'lead', term: 2, solo: false });
+  assert.equal(decide([A, B, C], 'b', a1, [claim('a', 2), follows('c', 'a', 2)]), { action: 'follow', coordinator: 'a', term: 2 });
+  // Linked only to b, c cannot reach a: it steps down for it rather than lead beside it.
+  assert.equal(decide([B, C], 'c', { term: 2, coordinator: 'c', solo: true }, [follows('b', 'a', 1)]), { action: 'defer', coordinator: 'a', term: 2 });
+  // A solo coordinator that gets a follower is solo no more.
+  assert.equal(decide([A, B], 'a', { term: 1, coordinator: 'a', solo: true }, [follows('b', 'a', 1)]), { action: 'lead', term: 1, solo: false });
 });
 
-/** A small simulation: each peer has its own view and leadership; announcements are delivered to all. */
-function simulate(peers: Member[], views: Record<string, string[]>, start: Record<string, Leadership>) {
-  const state = { ...start };
-  const byId = Object.fromEntries(peers.map((p) => [p.id, p]));
-  const at = (id: string) => byId[id]?.startedAt;
-  for (let round = 0; round < 5; round++) {
-    const announcements: Leadership[] = [];
-    for (const p of peers) {
-      const live = views[p.id].map((id) => byId[id]);
-      const d = decide(live, p.id, state[p.id]);
-      if (d.action === 'lead') {
-        state[p.id] = { term: d.term, coordinator: p.id };
-        announcements.push(state[p.id]);
-      }
-    }
-    for (const ann of announcements) {
-      for (const p of peers) {
-        if (views[p.id].includes(ann.coordinator!) && supersedes(ann, state[p.id], at)) state[p.id] = ann;
-      }
-    }
-  }
-  return state;
-}
-
-test('three peers starting together agree on one coordinator in term 1', () => {
-  const all = ['a', 'b', 'c'];
-  const s = simulate([A, B, C], { a: all, b: all, c: all }, { a: none, b: none, c: none });
-  assert.equal(s.a, { term: 1, coordinator: 'a' });
-  assert.equal(s.b, s.a);
-  assert.equal(s.c, s.a);
-});
-
-test('flapping: a peer that briefly lost the coordinator takes over, and everyone follows the higher term', () => {
-  const all = ['a', 'b', 'c'];
-  const t: Leadership = { term: 1, coordinator: 'a' };
-  // b lost its link to a (and thinks it is the oldest live peer); a and c still see everyone.
-  let s = simulate([A, B, C], { a: all, b: ['b', 'c'], c: all }, { a: t, b: t, c: t });
-  assert.equal(s.b, { term: 2, coordinator: 'b' });
-  assert.equal(s.c, s.b, 'c follows the higher term');
-  // The link comes back: nobody moves back to a, because b is live and holds the higher term.
-  s = simulate([A, B, C], { a: all, b: all, c: all }, { ...s, a: s.b });
-  assert.equal(new Set(Object.values(s).map((x) => `${x.term}/${x.coordinator}`)).size, 1);
-  assert.equal(s.a, { term: 2, coordinator: 'b' });
-});
-
-test('a split brain heals: the same term on both sides resolves to the older coordinator', () => {
-  const at = (id: string) => ({ a: 100, c: 300 })[id];
-  const left: Leadership = { term: 2, coordinator: 'a' };
-  const right: Leadership = { term: 2, coordinator: 'c' };
-  assert.ok(supersedes(left, right, at));
-  assert.not.ok(supersedes(right, left, at));
+test('two coordinators of one term, both solo or neither, resolve to the one that started first', () => {
+  assert.equal(decide([A, C], 'c', { term: 2, coordinator: 'c' }, [claim('a', 2)]), { action: 'follow', coordinator: 'a', term: 2 });
+  assert.equal(decide([A, C], 'a', { term: 2, coordinator: 'a' }, [claim('c', 2)]), { action: 'keep' });
+  assert.equal(decide([A, C], 'c', { term: 2, coordinator: 'c', solo: true }, [claim('a', 2, true)]), { action: 'follow', coordinator: 'a', term: 2 });
+  assert.equal(decide([A, B, C], 'b', { term: 2, coordinator: 'c' }, [claim('a', 2), claim('c', 2)]), { action: 'follow', coordinator: 'a', term: 2 });
 });
 
 // --- partial connectivity: property tests over random topologies ------------------------------
@@ -130,44 +103,105 @@ function rng(seed: number) {
 type Graph = Set<string>;
 const edge = (a: string, b: string) => (a < b ? `${a}|${b}` : `${b}|${a}`);
 
+/**
+ * Peers as peer.ts runs them: each keeps what every linked peer last announced (its leadership, solo
+ * or not), forgets a peer when the link drops, and decides
+ * on what it heard. A peer leads only after its settle period (it may follow before). Announcements
+ * travel one link at a time, in any order: `step` delivers one and lets the receiver decide.
+ */
+class Sim {
+  readonly state: Record<string, Leadership>;
+  readonly graph: Graph;
+  private readonly heard: Record<string, Map<string, Followed>> = {};
+  private readonly settled: Set<string>;
+  private readonly dead = new Set<string>();
+  maxTerm: number;
+
+  constructor(readonly members: Member[], graph: Graph, start: Record<string, Leadership>, settled = members.map((x) => x.id)) {
+    this.state = { ...start };
+    this.graph = new Set(graph);
+    this.settled = new Set(settled);
+    for (const x of members) this.heard[x.id] = new Map();
+    this.maxTerm = Math.max(...Object.values(this.state).map((l) => l.term));
+  }
+
+  linked(a: string, b: string): boolean {
+    return this.graph.has(edge(a, b));
+  }
+
+  link(a: string, b: string): void {
+    this.graph.add(edge(a, b));
+  }
+
+  unlink(a: string, b: string): void {
+    this.graph.delete(edge(a, b));
+    this.heard[a].delete(b);
+    this.heard[b].delete(a);
+  }
+
+  settle(id: string): void {
+    this.settled.add(id);
+  }
+
+  /** kill -9: its links drop and it never speaks again. */
+  kill(id: string): void {
+    for (const x of this.members) this.unlink(id, x.id);
+    this.dead.add(id);
+  }
+
+  /** What `from` tells its links now. */
+  private announcement(from: string): Followed {
+    const l = this.state[from];
+    const startOf = (id: string) => this.members.find((x) => x.id === id)?.startedAt;
+    return { peer: from, leadership: l, coordinatorStartedAt: l.coordinator ? startOf(l.coordinator) : undefined };
+  }
+
+  deliver(from: string, to: string): void {
+    if (this.linked(from, to)) this.heard[to].set(from, this.announcement(from));
+  }
+
+  decide(id: string): void {
+    if (this.dead.has(id)) return;
+    const live = this.members.filter((x) => x.id === id || this.linked(id, x.id));
+    const d = decide(live, id, this.state[id], [...this.heard[id].values()]);
+    if (d.action === 'lead' && (this.settled.has(id) || this.state[id].coordinator === id)) this.state[id] = { term: d.term, coordinator: id, ...(d.solo && { solo: true }) };
+    else if (d.action === 'follow') this.state[id] = { term: d.term, coordinator: d.coordinator };
+    else if (d.action === 'defer' || d.action === 'await') this.state[id] = { term: d.term, coordinator: null };
+    this.maxTerm = Math.max(this.maxTerm, this.state[id].term);
+  }
+
+  /** One announcement over a random link, then the receiver decides. */
+  step(random: () => number): void {
+    const edges = [...this.graph];
+    if (!edges.length) return this.decide(this.members[Math.floor(random() * this.members.length)].id);
+    const [a, b] = edges[Math.floor(random() * edges.length)].split('|');
+    const [from, to] = random() < 0.5 ? [a, b] : [b, a];
+    this.deliver(from, to);
+    this.decide(to);
+  }
+
+  /** Everyone announces to every link, then everyone decides. */
+  round(): void {
+    for (const p of this.members) for (const q of this.members) this.deliver(q.id, p.id);
+    for (const p of this.members) this.decide(p.id);
+  }
+
+  /** Rounds until nothing changes for three of them. */
+  run(maxRounds = 60) {
+    let quiet = 0;
+    let rounds = 0;
+    for (; rounds < maxRounds && quiet < 3; rounds++) {
+      const before = JSON.stringify(this.state);
+      this.round();
+      quiet = JSON.stringify(this.state) === before ? quiet + 1 : 0;
+    }
+    return { state: this.state, settled: quiet >= 3, rounds, maxTerm: this.maxTerm };
+  }
+}
+
 /** Every peer exchanges announcements with its links and decides, round after round, until quiet. */
 function settle(members: Member[], graph: Graph, start: Record<string, Leadership>, maxRounds = 60) {
-  const state: Record<string, Leadership> = { ...start };
-  const startOf = (id: string) => members.find((m) => m.id === id)?.startedAt;
-  const linked = (a: string, b: string) => graph.has(edge(a, b));
-  let quiet = 0;
-  let rounds = 0;
-  let maxTerm = Math.max(...Object.values(state).map((l) => l.term));
-  for (; rounds < maxRounds && quiet < 3; rounds++) {
-    const before = JSON.stringify(state);
-    for (const p of members) {
-      for (const q of members) {
-        if (!linked(p.id, q.id)) continue;
-        const ann = state[q.id];
-        if (state[p.id].coordinator === q.id && ann.coordinator !== q.id) {
-          state[p.id] = { term: Math.max(state[p.id].term, ann.term), coordinator: null };
-        }
-        const c = ann.coordinator;
-        // Only the coordinator's own announcement counts, over our own link to it.
-        if (c === q.id && supersedes(ann, state[p.id], startOf)) state[p.id] = ann;
-      }
-    }
-    for (const p of members) {
-      const live = members.filter((m) => m.id === p.id || linked(p.id, m.id));
-      const followed = live
-        .filter((m) => m.id !== p.id)
-        .map((m) => ({ peer: m.id, leadership: state[m.id], coordinatorStartedAt: state[m.id].coordinator ? startOf(state[m.id].coordinator!) : undefined }));
-      const d = decide(live, p.id, state[p.id], followed);
-      if (d.action === 'lead') state[p.id] = { term: d.term, coordinator: p.id };
-      else if (d.action === 'defer') state[p.id] = { term: d.term, coordinator: null };
-      else if (d.action === 'await' && state[p.id].coordinator && !linked(p.id, state[p.id].coordinator!)) {
-        state[p.id] = { term: state[p.id].term, coordinator: null };
-      }
-    }
-    maxTerm = Math.max(maxTerm, ...Object.values(state).map((l) => l.term));
-    quiet = JSON.stringify(state) === before ? quiet + 1 : 0;
-  }
-  return { state, settled: quiet >= 3, rounds, maxTerm };
+  return new Sim(members, graph, start).run(maxRounds);
 }
 
 function components(members: Member[], graph: Graph): string[][] {
@@ -246,6 +280,45 @@ test('property: from a converged full mesh, any cut settles with at most one new
     const healed = settle(members, full, during.state);
     checkGuarantees(members, full, healed, `seed ${seed} healed`);
     assert.ok(healed.maxTerm <= during.maxTerm + 1, `seed ${seed}: heal took terms ${during.maxTerm} → ${healed.maxTerm}`);
+  }
+});
+
+const fullMesh = (members: Member[]): Graph => new Set(members.flatMap((a) => members.filter((b) => a.id < b.id).map((b) => edge(a.id, b.id))));
+const shuffle = <T>(xs: T[], random: () => number): T[] => xs.map((x) => [random(), x] as const).sort((a, b) => a[0] - b[0]).map(([, x]) => x);
+const coordinatorOf = (sim: Sim, ids: string[]) => new Set(ids.map((id) => sim.state[id].coordinator));
+
+test('property: a peer cut off and back, its links dropping and returning one by one in any order: the others never change coordinator, one new term in all', () => {
+  for (let seed = 1; seed <= 400; seed++) {
+    const random = rng(seed * 104729);
+    const n = 3 + Math.floor(random() * 5); // with two, each is cut off as much as the other
+    const members = Array.from({ length: n }, (_, i) => m(`p${i}`, Math.floor(random() * 1000) + i / 100));
+    const full = fullMesh(members);
+    const sim = new Sim(members, full, fresh(members));
+    const term0 = sim.run().maxTerm;
+    const x = members[Math.floor(random() * n)].id;
+    const others = members.map((p) => p.id).filter((id) => id !== x);
+    const what = `seed ${seed} (${n} peers, ${x} cut)`;
+    for (const other of shuffle(others, random)) {
+      sim.unlink(x, other);
+      for (let i = Math.floor(random() * 4 * n); i > 0; i--) sim.step(random);
+    }
+    sim.run();
+    const leaders = coordinatorOf(sim, others);
+    assert.is(leaders.size, 1, `${what}: the others follow ${[...leaders]}`);
+    const [leader] = leaders;
+    assert.ok(leader && leader !== x, `${what}: the others follow ${leader}`);
+    for (const other of shuffle(others, random)) {
+      sim.link(x, other);
+      for (let i = Math.floor(random() * 4 * n); i > 0; i--) {
+        sim.step(random);
+        const now = coordinatorOf(sim, others);
+        assert.ok(now.size === 1 && now.has(leader), `${what}: while healing the others follow ${[...now]}, not ${leader}: ${JSON.stringify(sim.state)}`);
+      }
+    }
+    const healed = sim.run();
+    checkGuarantees(members, full, healed, what);
+    assert.is(healed.state[x].coordinator, leader, `${what}: ${x} rejoins under ${leader}`);
+    assert.ok(healed.maxTerm <= term0 + 1, `${what}: terms ${term0} → ${healed.maxTerm}`);
   }
 });
 
