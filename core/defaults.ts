@@ -83,6 +83,11 @@ export const defaults = {
   replayEvidenceMs: 1000,
   /** After a stage is lost, how long its origin waits for a plan without it before ending the request. */
   replayPlanWaitMs: 2000,
+  /** After a stage's engine crashed (its caches are gone), how long the origin of a request through it
+   *  waits for it to be restarted with its layers re-loaded before ending the request. */
+  replayEngineWaitMs: 120_000,
+  /** Replays one request may take (each after a lost stage, a new plan or an engine restart). */
+  replayMaxAttempts: 16,
   /** Requests whose trace a peer keeps for /debug/requests. */
   traceLimit: 100,
 

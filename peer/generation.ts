@@ -2,11 +2,12 @@
 // then feed each sampled token back in until EOS, a stop string, max_tokens or the context end.
 // Tokens come back from the last stage as ids only; this peer's engine turns them into text one by one.
 //
-// When the pipeline breaks under it (a stage lost, the stages re-planned), the generation asks its
-// port for the plan to go on with and replays everything so far — prompt and generated tokens — as a
-// prefill on the new stages, which rebuilds their caches; the client's stream just goes on. Each such
-// attempt has its own request id on the wire, so nothing of the broken one can mix in.
+// When the pipeline breaks under it (a stage lost, the stages re-planned, a stage's engine restarted),
+// the generation asks its port for the plan to go on with and replays everything so far — prompt and
+// generated tokens — as a prefill on those stages, which rebuilds their caches; the client's stream just
+// goes on. Each such attempt has its own request id on the wire, so nothing of the broken one can mix in.
 import { randomBytes } from 'node:crypto';
+import { defaults } from '../core/defaults.ts';
 import { meshError, MeshError } from '../core/errors.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
 import { CompletionText } from './completion-text.ts';
@@ -52,6 +53,8 @@ export interface TextStream {
   add(tokens: number[]): Promise<string>;
   /** Flushes what was held back and frees the stream. */
   close(): Promise<string>;
+  /** Frees the stream without its text (the request failed). */
+  drop(): Promise<void>;
 }
 
 /** What a generation needs from the rest of the peer. */
@@ -118,24 +121,26 @@ export class Generation {
     const detok = await this.port.openText(this.id);
     let open = true;
     try {
-      let finishReason: FinishReason;
+      let finishReason: FinishReason | null = null;
+      let rest = '';
       for (;;) {
         try {
-          finishReason = await this.attempt(req, generated, out, detok);
+          finishReason ??= await this.attempt(req, generated, out, detok);
+          // Inside the loop: the origin's engine may restart before the last text is out.
+          rest = await detok.close();
+          open = false;
           break;
         } catch (err) {
-          if (this.aborted) throw err;
+          if (this.aborted || this.attempts.length > defaults.replayMaxAttempts) throw err;
           this.plan = await this.port.recover(this.plan, err as Error);
         }
       }
-      open = false;
-      const rest = await detok.close();
       if (!out.stopped) out.push(rest);
       if (out.stopped) finishReason = 'stop';
       out.flush();
       return { finishReason, promptTokens: req.tokens.length, completionTokens: generated.length, text: out.text };
     } finally {
-      if (open) detok.close().catch(() => {});
+      if (open) detok.drop().catch(() => {});
       req.signal?.removeEventListener('abort', onAbort);
     }
   }

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { defaults } from '../core/defaults.ts';
-import { isMeshError, meshError } from '../core/errors.ts';
+import { isMeshError, meshError, MeshError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Link } from '../transport/link.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
@@ -33,6 +33,9 @@ export type { RequestMeta } from './request-router.ts';
 
 type PlanMessage = MessageOf<'plan'>;
 
+/** Engine states in which a device holds none of its requests' caches (they replay once it is ready). */
+const ENGINE_DOWN = new Set(['restarting', 'starting', 'loading', 'failed']);
+
 export interface InferenceOptions {
   peer: Peer;
   dataDir: string;
@@ -53,6 +56,8 @@ export interface InferenceOptions {
   replanDrainMs?: number;
   /** How long the origin of a request whose stage was lost waits for a plan without it. */
   replayPlanWaitMs?: number;
+  /** How long the origin of a request whose stage's engine crashed waits for it to serve again. */
+  replayEngineWaitMs?: number;
   /** Requests whose trace is kept for /debug/requests (default 100). */
   traceLimit?: number;
   /** How a GGUF model's quantized tensors are converted (`--gguf-weights`; default defaults.ggufWeights). */
@@ -96,8 +101,9 @@ export class Inference extends EventEmitter<InferenceEvents> {
 
     this.states = new DeviceStates(peer.id);
     this.states.on('status', (id, state) => {
-      this.emit('status', id, state);
       if (id === peer.id && this.running) peer.membership.broadcast(this.states.statusMessage());
+      this.onEngineLost(id, state);
+      this.emit('status', id, state);
     });
     this.follower = new PlanFollower({
       selfId: peer.id,
@@ -334,9 +340,53 @@ export class Inference extends EventEmitter<InferenceEvents> {
   }
 
   /**
+   * A stage's engine (or our own, which holds the requests' detokenizers) crashed or gave up: its
+   * caches are gone, so the requests through it break now and replay once it serves again (recover).
+   * The status saying so reaches us before that stage's `request-error`s: both come over the same link.
+   */
+  private onEngineLost(id: string, state: DeviceState): void {
+    if (state.engine !== 'restarting' && state.engine !== 'failed') return;
+    const self = id === this.peer.id;
+    if (!self && !this.plan?.stages.some((s) => s.id === id)) return;
+    const err = meshError('ENGINE_FAILED', `the engine of ${this.deviceName(id)} ${state.engine === 'failed' ? 'failed' : 'crashed'} mid-request`, { stage: id });
+    this.router.interrupt(self ? null : id, err);
+  }
+
+  /** "peer <name> (<id>, layers a-b)", for messages about a device. */
+  private deviceName(id: string): string {
+    const name = id === this.peer.id ? this.peer.identity.name : (this.names.get(id) ?? id);
+    const layers = this.plan?.stages.find((s) => s.id === id)?.layers;
+    return `peer ${name} (${id}${layers ? `, layers ${layers[0]}-${layers[1]}` : ''})`;
+  }
+
+  /** The devices a request on `plan` needs (its stages and this peer, whose engine detokenizes). */
+  private devicesOf(plan: ActivePlan): string[] {
+    const ids = plan.stages.map((s) => s.id);
+    return ids.includes(this.peer.id) ? ids : [...ids, this.peer.id];
+  }
+
+  /** A device of `plan` whose engine is down or coming back (crashed, restarting, re-loading). */
+  private engineDown(plan: ActivePlan): string | null {
+    return this.devicesOf(plan).find((id) => ENGINE_DOWN.has(this.states.get(id)?.engine ?? '')) ?? null;
+  }
+
+  /** A device of `plan` whose engine will not serve it again by itself: failed, or could not re-load. */
+  private engineGivenUp(plan: ActivePlan): { id: string; reason: string } | null {
+    for (const id of this.devicesOf(plan)) {
+      const st = this.states.get(id);
+      if (!st) continue;
+      const refused = !st.ready && st.error && (st.engine === 'idle' || st.engine === 'ready');
+      if (st.engine === 'failed' || refused) return { id, reason: st.error ?? `its engine is ${st.engine}` };
+    }
+    return null;
+  }
+
+  /**
    * A request's attempt on `plan` broke with `err`. If a stage of it is gone or the stages were
    * re-planned, resolves with the new plan once every stage of it has its layers (the request
    * replays there); otherwise — or when no plan without the lost stage comes in time — rejects.
+   * If a stage's engine crashed, resolves with the same stages once it serves again, or rejects
+   * naming it when it cannot come back.
    */
   private async recover(plan: ActivePlan, err: Error): Promise<ActivePlan> {
     if (!this.running) throw err;
@@ -345,9 +395,28 @@ export class Inference extends EventEmitter<InferenceEvents> {
       return cur !== null && cur.version > plan.version && this.follower.planFor(plan.version)?.version !== plan.version;
     };
     const lost = () => plan.stages.find((s) => !this.peer.live().some((p) => p.id === s.id)) ?? null;
+    const crashed = () => (isMeshError(err, 'ENGINE_FAILED') || this.engineDown(plan) || this.engineGivenUp(plan) ? 'engine' : null);
     // A failure reaches us by several paths (the next stage's error, our own link); the evidence may lag a little.
-    const why = await this.until(() => lost() ?? (moved() ? 'replanned' : null), defaults.replayEvidenceMs);
+    const why = await this.until(() => lost() ?? (moved() ? 'replanned' : null) ?? crashed(), defaults.replayEvidenceMs);
     if (!why) throw err;
+    if (why === 'engine') {
+      const wait = this.opts.replayEngineWaitMs ?? defaults.replayEngineWaitMs;
+      const back = await this.until(() => {
+        if (lost() || moved()) return 'moved';
+        const given = this.engineGivenUp(plan);
+        if (given) return given;
+        return this.isReady() && this.states.self.engine === 'ready' ? 'ready' : null;
+      }, wait);
+      if (back === 'moved') return this.recover(plan, err);
+      if (back === 'ready') {
+        this.log.info('replaying a request after an engine restart', { version: this.plan!.version });
+        return activePlanOf(this.plan!);
+      }
+      const down = back?.id ?? this.engineDown(plan) ?? (err instanceof MeshError && typeof err.details?.stage === 'string' ? err.details.stage : null);
+      const who = down ? this.deviceName(down) : 'a stage';
+      const cause = back ? back.reason : `it did not serve again within ${wait / 1000} s (${this.notReadyReason() ?? 'its engine is down'})`;
+      throw meshError('ENGINE_FAILED', `the engine of ${who} crashed mid-request and cannot come back: ${cause}`, { stage: down });
+    }
     const gone = why === 'replanned' ? null : why;
     const goneName = gone && `peer ${this.names.get(gone.id) ?? gone.id} (${gone.id}, layers ${gone.layers[0]}-${gone.layers[1]})`;
     const next = await this.until(

@@ -8,6 +8,7 @@ import type { Message, MessageOf } from '../transport/messages.ts';
 import { type ActivePlan, activePlanOf, type GenerateRequest, Generation, type GenerationResult } from './generation.ts';
 import type { Peer } from './peer.ts';
 import { prefillChunkSize } from './prefill-chunk.ts';
+import { EngineTextStream } from './text-stream.ts';
 import { type RequestRecord, RequestTrace, TraceRing, wallMs } from './request-trace.ts';
 import { type BatchOptions, Stage, type StageHop } from './stage.ts';
 import type { EngineSupervisor } from './supervisor.ts';
@@ -114,11 +115,9 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
         stepTimeoutMs: this.opts.stepTimeoutMs,
         deliver: (to, msg) => this.deliver(to, msg),
         openText: async (stream) => {
-          await engine.detokOpen(stream);
-          return {
-            add: async (tokens) => (await engine.detokAdd(stream, tokens)).text,
-            close: async () => (await engine.detokClose(stream)).text,
-          };
+          const text = new EngineTextStream(engine, stream);
+          await text.open();
+          return text;
         },
         attach: (request, g) => {
           for (const a of g.attempts) if (a.request !== request) this.wired.delete(a.request);
@@ -155,9 +154,10 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
   }
 
   /** Breaks the current attempt of every generation whose stages include `peerId` (any, when null): they replay or fail. */
-  interrupt(peerId: string | null, why: string): void {
+  interrupt(peerId: string | null, why: string | MeshError): void {
+    const err = typeof why === 'string' ? meshError('REQUEST_FAILED', why) : why;
     for (const g of this.generations.values()) {
-      if (peerId === null || g.activePlan.stages.some((s) => s.id === peerId)) g.fail(meshError('REQUEST_FAILED', why));
+      if (peerId === null || g.activePlan.stages.some((s) => s.id === peerId)) g.fail(err);
     }
   }
 

@@ -132,6 +132,7 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
   private stopping?: Promise<void>;
   private healthTimer?: NodeJS.Timeout;
   private checking = false;
+  private launches = 0;
 
   constructor(opts: EngineSupervisorOptions) {
     super();
@@ -155,6 +156,12 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
 
   get pid(): number | undefined {
     return this.client?.pid;
+  }
+
+  /** Which engine process this is (1 for the first, +1 per restart): state kept in an engine, such as a
+   *  detokenizer stream, lives only as long as its process. */
+  get instance(): number {
+    return this.launches;
   }
 
   /** Per-op totals of the running engine process (count, compute and round-trip ms, bytes each way). */
@@ -199,6 +206,7 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
   private async launch(): Promise<EngineHello> {
     const client = new EngineClient(this.opts);
     this.client = client;
+    this.launches++;
     client.once('exit', (exit: EngineExit) => this.onExit(client, exit));
     // A call past its deadline means a hung engine (the health check skips a busy one): replace it.
     client.on('timeout', (op: string) => {

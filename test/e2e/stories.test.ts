@@ -247,7 +247,8 @@ test('an engine killed while idle is restarted and the peer stays in the cluster
   }
 });
 
-test('an engine killed mid-request ends that request with an error event, not a hang', async () => {
+// Exactly the undisturbed text, the origin's engine too, a sampled stream and the give-up: test/e2e/engine-replay.test.ts.
+test('an engine killed mid-request is restarted and the request goes on to its end, not a hang', async () => {
   const mesh = await readyMesh(2);
   try {
     const res = await post(`${mesh.nodes[0].api.url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 500, temperature: 0, stream: true });
@@ -262,8 +263,9 @@ test('an engine killed mid-request ends that request with an error event, not a 
       if (done) break;
       rest += decoder.decode(value);
     }
-    assert.ok(Date.now() - started < 15_000, 'ended promptly');
-    assert.match(rest, /"error":\{"message":"[^"]*engine/);
+    assert.ok(Date.now() - started < 60_000, 'ended promptly');
+    assert.not.match(rest, /"error"/);
+    assert.match(rest, /"finish_reason":"length"/);
     assert.ok(rest.trimEnd().endsWith('data: [DONE]'));
   } finally {
     await mesh.stop();

@@ -11,6 +11,9 @@ import { type MeshNode, type NodeOptions, startNode } from '../../src/node.ts';
 /** The engine interpreter of this machine's managed venv (set up by .ci/run or `mlx-mesh setup`). */
 export const TEST_PYTHON = resolvePython({ dataDir: defaults.dataDir }).path;
 export const STORIES = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../shared/models/stories260K.gguf');
+/** stories260K's golden greedy continuation of "Once upon a time" (60 tokens; its README). */
+export const STORIES_GREEDY =
+  ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily';
 
 export const FAST = {
   heartbeatMs: 200,
