@@ -10,6 +10,7 @@ export interface Suite {
 
 const SUITES: Record<string, { summary: string; load: () => Promise<Suite> }> = {
   transport: { summary: 'mesh link vs raw TCP and gRPC per frame size, and the engine hop: MB/s, ping-pong p50/p99', load: () => import('./transport.ts') },
+  weights: { summary: 'a layer range fetched over the mesh link (chunked, written, sha256-checked) vs a file copy: MB/s', load: () => import('./weights.ts') },
   inference: { summary: 'mlx_lm against the mesh with N peers: tok/s, prefill, concurrent streams, memory', load: () => import('./inference.ts') },
 };
 

@@ -148,7 +148,7 @@ async function pingPongMs(ch: Channel, payload: Uint8Array, pings: number): Prom
 
 // ---- the mesh's link -----------------------------------------------------------------------------
 
-function benchEndpoint(name: string, cluster: string, secret: string | undefined): EndpointOptions {
+export function benchEndpoint(name: string, cluster: string, secret: string | undefined): EndpointOptions {
   return {
     protocol: PROTOCOL_VERSION,
     cluster,

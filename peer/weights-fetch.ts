@@ -4,6 +4,7 @@
 // the metadata files and one safetensors file holding just its tensors, which mlx-lm loads lazily.
 // Every item is checked against the source's sha256 before use; a transfer cut off resumes from what
 // was written (a progress file beside it records bytes written in order and items verified).
+import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,7 +26,6 @@ import {
   type WeightsIndex,
   type WeightsItem,
 } from './weights-index.ts';
-import { hashRange } from './weights-source.ts';
 
 type Reply = MessageOf<'weights-index'> | MessageOf<'weights-data'> | MessageOf<'weights-error'>;
 
@@ -213,17 +213,14 @@ export class WeightsFetcher {
     };
     tell(true);
     try {
-      for (const item of items) {
-        if (progress.done[itemKey(item)]?.verified) continue;
-        await this.fetchItem(link, index.digest, item, where(item), progress, progressPath, req, counted);
-        const rewound = await this.verify(item, where(item), progress, progressPath);
-        if (rewound) {
-          state.bytesDone -= item.size;
-          log.warn('a fetched item failed its sha256; fetching it again', { item: item.name });
-          await this.fetchItem(link, index.digest, item, where(item), progress, progressPath, req, counted);
-          if (await this.verify(item, where(item), progress, progressPath)) {
-            throw meshError('WEIGHTS_CHECKSUM', `${item.kind} ${item.name} from ${link.remote.name} failed its sha256 twice (expected ${item.sha256})`);
-          }
+      const failed = await this.transfer(link, index.digest, items, where, progress, progressPath, req, counted);
+      if (failed.length) {
+        for (const item of failed) state.bytesDone -= item.size;
+        log.warn('fetched items failed their sha256; fetching them again', { items: failed.map((i) => i.name).join(' ') });
+        const again = await this.transfer(link, index.digest, failed, where, progress, progressPath, req, counted);
+        if (again.length) {
+          const item = again[0];
+          throw meshError('WEIGHTS_CHECKSUM', `${item.kind} ${item.name} from ${link.remote.name} failed its sha256 twice (expected ${item.sha256})`);
         }
       }
       // Verified metadata files take their names only now (also those verified before an interruption).
@@ -257,32 +254,68 @@ export class WeightsFetcher {
     return dir;
   }
 
-  /** Pulls an item's remaining chunks with up to `window` requests in flight, writing each in order. */
-  private async fetchItem(
+  /**
+   * Pulls the remaining chunks of every unverified item, one pipeline across items with up to `window`
+   * requests in flight, each written in place in order and hashed as it arrives (a resumed item's bytes
+   * already on disk are hashed first). Returns the items whose sha256 did not match: rewound to 0.
+   */
+  private async transfer(
     link: Link,
     digest: string,
-    item: WeightsItem,
-    at: { file: string; base: number },
+    items: WeightsItem[],
+    where: (item: WeightsItem) => { file: string; base: number },
     progress: FetchProgress,
     progressPath: string,
     req: FetchRequest,
     onBytes: (n: number) => void,
-  ): Promise<void> {
-    const chunks = remainingChunks([item], progress, this.opts.chunkBytes ?? defaults.weightsChunkBytes);
+  ): Promise<WeightsItem[]> {
+    const todo = items.filter((i) => !progress.done[itemKey(i)]?.verified);
+    const chunks = remainingChunks(todo, progress, this.opts.chunkBytes ?? defaults.weightsChunkBytes);
     const window = this.opts.window ?? defaults.weightsWindow;
     const pace = this.opts.paceMs ?? defaults.weightsPaceMs;
-    const fh = fs.openSync(at.file, fs.existsSync(at.file) ? 'r+' : 'w+');
+    const failed: WeightsItem[] = [];
+    const open = new Map<string, { fd: number; hash: Hash }>();
+    let savedAt = performance.now();
+    const save = (force: boolean) => {
+      if (!force && performance.now() - savedAt < defaults.weightsProgressMs) return;
+      savedAt = performance.now();
+      writeProgress(progressPath, progress);
+    };
+    /** The item's file and running hash, with the bytes it already has on disk hashed. */
+    const opened = (item: WeightsItem) => {
+      const key = itemKey(item);
+      let o = open.get(key);
+      if (!o) {
+        const at = where(item);
+        const fd = fs.openSync(at.file, fs.existsSync(at.file) ? 'r+' : 'w+');
+        o = { fd, hash: createHash('sha256') };
+        open.set(key, o);
+        hashPrefix(fd, at.base, Math.min(progress.done[key]?.bytes ?? 0, item.size), o.hash);
+      }
+      return o;
+    };
+    const finish = (item: WeightsItem) => {
+      const o = opened(item);
+      const ok = o.hash.digest('hex') === item.sha256;
+      fs.closeSync(o.fd);
+      open.delete(itemKey(item));
+      progress.done[itemKey(item)] = { bytes: ok ? item.size : 0, verified: ok };
+      save(true);
+      if (!ok) failed.push(item);
+    };
     const inFlight: Array<Promise<Reply>> = [];
     let next = 0;
     const issue = async () => {
       const c = chunks[next++];
       if (pace) await sleep(pace);
-      const msg = { type: 'weights-get', id: this.nextId(), digest, kind: item.kind, name: item.name, offset: c.offset, length: c.length } as const;
+      const msg = { type: 'weights-get', id: this.nextId(), digest, kind: c.item.kind, name: c.item.name, offset: c.offset, length: c.length } as const;
       const p = this.ask(link, msg, defaults.weightsChunkTimeoutMs);
       p.catch(() => {}); // awaited in order below; a later chunk failing first must not go unhandled
       inFlight.push(p);
     };
     try {
+      // Items with nothing left to fetch (empty, or fully written before an interruption) are checked at once.
+      for (const item of todo) if (!chunks.some((c) => c.item === item)) finish(item);
       for (let i = 0; i < chunks.length; i++) {
         while (next < chunks.length && inFlight.length < window) await issue();
         const reply = await inFlight.shift()!;
@@ -290,29 +323,32 @@ export class WeightsFetcher {
         if (reply.type === 'weights-error') throw meshError('WEIGHTS_UNAVAILABLE', `${link.remote.name}: ${reply.message}`);
         const c = chunks[i];
         if (reply.type !== 'weights-data' || reply.data.byteLength !== c.length) {
-          throw meshError('WEIGHTS_UNAVAILABLE', `${link.remote.name} sent ${reply.type === 'weights-data' ? reply.data.byteLength : 0} bytes for a ${c.length}-byte chunk of ${item.name}`);
+          throw meshError('WEIGHTS_UNAVAILABLE', `${link.remote.name} sent ${reply.type === 'weights-data' ? reply.data.byteLength : 0} bytes for a ${c.length}-byte chunk of ${c.item.name}`);
         }
-        fs.writeSync(fh, reply.data, 0, c.length, at.base + c.offset);
-        progress.done[itemKey(item)] = { bytes: c.offset + c.length, verified: false };
-        writeProgress(progressPath, progress);
+        const o = opened(c.item);
+        fs.writeSync(o.fd, reply.data, 0, c.length, where(c.item).base + c.offset);
+        o.hash.update(reply.data);
+        progress.done[itemKey(c.item)] = { bytes: c.offset + c.length, verified: false };
         onBytes(c.length);
+        if (c.offset + c.length === c.item.size) finish(c.item);
+        else save(false);
       }
     } finally {
-      fs.closeSync(fh);
+      for (const o of open.values()) fs.closeSync(o.fd);
+      save(true);
     }
+    return failed;
   }
+}
 
-  /** Checks an item's bytes on disk; true when they failed (its progress is then rewound to 0). */
-  private async verify(item: WeightsItem, at: { file: string; base: number }, progress: FetchProgress, progressPath: string): Promise<boolean> {
-    const fh = await fs.promises.open(at.file, fs.existsSync(at.file) ? 'r' : 'w+');
-    try {
-      const ok = (await hashRange(fh, at.base, at.base + item.size)) === item.sha256;
-      progress.done[itemKey(item)] = { bytes: ok ? item.size : 0, verified: ok };
-      writeProgress(progressPath, progress);
-      return !ok;
-    } finally {
-      await fh.close();
-    }
+/** Feeds bytes [base, base + n) of an open file into a hash, in bounded reads. */
+function hashPrefix(fd: number, base: number, n: number, hash: Hash): void {
+  const buf = Buffer.allocUnsafe(Math.min(n, 4 * 1024 * 1024));
+  for (let pos = 0; pos < n; ) {
+    const got = fs.readSync(fd, buf, 0, Math.min(buf.byteLength, n - pos), base + pos);
+    if (got === 0) break;
+    hash.update(buf.subarray(0, got));
+    pos += got;
   }
 }
 
