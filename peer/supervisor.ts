@@ -246,8 +246,9 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
             { lastStderr: this.client?.recentStderr() },
           );
           this.stopHealth();
-          this.setState('failed');
+          // The reason first: whoever sees the state `failed` can already tell why.
           this.emit('failed', err);
+          this.setState('failed');
           return;
         }
         this.setState('restarting');

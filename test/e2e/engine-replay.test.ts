@@ -2,8 +2,10 @@
 // model, a long greedy stream from the coordinator, kill -9 of one engine process (the remote stage's,
 // then the origin's own). The supervisor restarts it and re-loads its layers; the request waits for
 // that and replays its tokens, so the client sees one stream with exactly the undisturbed text. Also a
-// non-streaming request and a sampled one, and the give-up: an engine whose re-load fails (its
-// converted model moved away) ends the stream with an error event naming the device and the cause.
+// non-streaming request, concurrent streams and a sampled one, and the give-ups: an engine past its restart
+// budget (5 crashes in 3 minutes) or whose re-load fails (its converted model moved away) ends the
+// stream with an error event naming the device and the cause. Before a kill the budget could not take,
+// other tests restart that peer's process (a fresh budget).
 // MLX_MESH_REPLAY_CYCLES=10 node test/run.mjs replay   is the soak (default 2 cycles of each kill).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,12 +32,36 @@ async function engineOf(x: CliPeer, not?: number): Promise<number> {
   return pid;
 }
 
+/** When each peer's engine was killed, by name: its supervisor restarts it 5 times in 3 minutes, then gives up. */
+const kills = new Map<string, number[]>();
+const BUDGET = { restarts: 5, windowMs: 3 * 60_000 };
+
+const recentKills = (x: CliPeer) => (kills.get(x.name) ?? []).filter((t) => Date.now() - t < BUDGET.windowMs).length;
+
 /** kill -9 of `x`'s engine; resolves once it is gone. */
 async function killEngine(x: CliPeer): Promise<number> {
   const pid = await engineOf(x);
   process.kill(pid, 'SIGKILL');
+  kills.set(x.name, [...(kills.get(x.name) ?? []), Date.now()]);
   await waitFor(() => !alive(pid), 15_000, `engine ${pid} gone`);
   return pid;
+}
+
+/** Restarts `x`'s peer process (same ports and data dir): its engine starts with a fresh restart budget. */
+async function restartPeer(x: CliPeer): Promise<void> {
+  await x.p.kill('SIGTERM');
+  const other = procs.find((y) => y !== x)!;
+  procs[procs.indexOf(x)] = await startPeer(x.name, [other.port], [], x);
+  kills.delete(x.name);
+  await healthy(procs, 2);
+}
+
+/** The peer `name` as it runs now, with room in its engine's restart budget for `crashes` more. */
+async function withBudget(name: string, crashes = 1): Promise<CliPeer> {
+  const x = procs.find((y) => y.name === name)!;
+  if (recentKills(x) + crashes > BUDGET.restarts) await restartPeer(x);
+  await healthy(procs, 2);
+  return procs.find((y) => y.name === name)!;
 }
 
 test.before(async () => {
@@ -57,13 +83,14 @@ test.after(async () => {
   await Promise.all(procs.map((x) => x.p.kill('SIGTERM')));
 });
 
+const origin = () => procs.find((x) => x.name === 'a')!;
+
 test(`kill -9 of a stage's engine mid-stream, the remote one and the origin's own: the undisturbed text (${CYCLES} cycles each)`, async () => {
-  const [a, b] = procs;
   for (let cycle = 0; cycle < CYCLES; cycle++) {
-    for (const [target, what] of [[b, 'remote'], [a, 'origin']] as const) {
-      await healthy(procs, 2);
+    for (const [name, what] of [['b', 'remote'], ['a', 'origin']] as const) {
+      const target = await withBudget(name);
       let killed = 0;
-      const got = await streamCompletion(a, REQUEST, 20, async () => {
+      const got = await streamCompletion(origin(), REQUEST, 20, async () => {
         killed = await killEngine(target);
       });
       assert.is(got.error, null, `${what} cycle ${cycle}: no error event`);
@@ -75,9 +102,24 @@ test(`kill -9 of a stage's engine mid-stream, the remote one and the origin's ow
   }
 });
 
+test('three concurrent streams through an engine that crashes: every one goes on to its end', async () => {
+  const [a, b] = [origin(), await withBudget('b')];
+  const never = async () => {};
+  const all = await Promise.all([
+    streamCompletion(a, REQUEST, 20, () => killEngine(b).then(() => {})),
+    streamCompletion(a, REQUEST, Infinity, never),
+    streamCompletion(a, REQUEST, Infinity, never),
+  ]);
+  for (const [i, got] of all.entries()) {
+    assert.is(got.error, null, `stream ${i}: no error event`);
+    assert.is(got.finishReason, 'length', `stream ${i} ran to max_tokens`);
+    // Batched steps may round differently from a lone request's, so only the golden start is exact.
+    assert.ok(got.text.startsWith(STORIES_GREEDY), `stream ${i}: the golden text`);
+  }
+});
+
 test('a non-streaming request through an engine that crashes mid-request gets the undisturbed text', async () => {
-  const [a, b] = procs;
-  await healthy(procs, 2);
+  const [a, b] = [origin(), await withBudget('b')];
   const pending = fetch(`http://127.0.0.1:${a.api}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -97,22 +139,16 @@ test('a non-streaming request through an engine that crashes mid-request gets th
 });
 
 test('a sampled stream (temperature > 0) through an engine that crashes still ends in a completion', async () => {
-  const [a, b] = procs;
-  await healthy(procs, 2);
+  const [a, b] = [origin(), await withBudget('b')];
   const got = await streamCompletion(a, { ...REQUEST, temperature: 0.9, seed: 7 }, 20, () => killEngine(b).then(() => {}));
   assert.is(got.error, null, 'no error event');
   assert.ok(got.finishReason === 'length' || got.finishReason === 'stop', `a finish reason: ${got.finishReason}`);
   assert.ok(got.text.length > 100, 'text on both sides of the crash');
 });
 
-test('an engine that cannot re-load its layers ends the stream with an error event naming the device and the cause', async () => {
-  const [a, b] = procs;
-  await healthy(procs, 2);
-  // The layers' files move away (a test-only act; a user deleting the model cache does the same): the
-  // supervisor restarts the engine, its re-load is refused, and the device cannot serve again by itself.
-  const models = path.join(b.dataDir, 'models');
-  const converted = fs.readdirSync(models).find((n) => n.startsWith('stories260K'))!;
-  // When the origin sees the device fail (its status), to time the error event against the give-up.
+/** Streams from the origin and strikes `b` after 20 chunks; also times when the origin shows b `failed`. */
+async function strikeUntilFailed(b: CliPeer, strike: () => Promise<unknown>) {
+  const a = origin();
   let failedAt = 0;
   let watching = true;
   const watch = (async () => {
@@ -122,11 +158,7 @@ test('an engine that cannot re-load its layers ends the stream with an error eve
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
-  let killed = 0;
-  const got = await streamCompletion(a, REQUEST, 20, async () => {
-    fs.renameSync(path.join(models, converted), path.join(models, `${converted}.moved`));
-    killed = await killEngine(b);
-  });
+  const got = await streamCompletion(a, REQUEST, 20, () => strike().then(() => {}));
   const endedAt = Date.now();
   await waitFor(() => failedAt, 10_000, 'the device shown failed');
   watching = false;
@@ -134,18 +166,45 @@ test('an engine that cannot re-load its layers ends the stream with an error eve
   assert.ok(got.error, 'an error event');
   assert.is(got.error!.code, 'engine_failed');
   assert.ok(got.error!.message.includes(b.id), `it names the device: ${got.error!.message}`);
-  assert.match(got.error!.message, /re-load/, 'and the cause');
   assert.ok(got.text.length > 0 && reference.startsWith(got.text), 'the text before the error is the undisturbed text');
-  // Polled every 50 ms: the error event may come first.
+  // gpu-info is polled every 50 ms: the error event may come first (a negative figure).
   const afterGiveUp = endedAt - failedAt;
-  console.log(`engine that cannot re-load: error event ${got.ms} ms after the kill, ${afterGiveUp} ms after gpu-info (polled every 50 ms) showed the device failed: ${got.error!.message}`);
   assert.ok(afterGiveUp < 10_000, `the stream ends soon after the give-up (${afterGiveUp} ms)`);
+  return { ...got, afterGiveUp };
+}
+
+test('an engine past its restart budget ends the stream with an error event naming the device and the cause', async () => {
+  const b = await withBudget('b', BUDGET.restarts + 1);
+  // Spend the budget but one restart, each time waiting for the layers to be back.
+  for (let i = recentKills(b); i < BUDGET.restarts; i++) {
+    const killed = await killEngine(b);
+    await engineOf(b, killed);
+    await healthy(procs, 2);
+  }
+  const got = await strikeUntilFailed(b, () => killEngine(b));
+  assert.match(got.error!.message, /crashed 5 times/, `and the cause: ${got.error!.message}`);
+  console.log(`engine past its restart budget: error event ${got.ms} ms after the kill, ${got.afterGiveUp} ms after gpu-info showed the device failed: ${got.error!.message}`);
+});
+
+test('an engine that cannot re-load its layers ends the stream with an error event naming the device and the cause', async () => {
+  const b = await withBudget('b');
+  // The layers' files move away (a test-only act; a user deleting the model cache does the same): the
+  // supervisor restarts the engine, its re-load is refused, and the device cannot serve again by itself.
+  const models = path.join(b.dataDir, 'models');
+  const converted = fs.readdirSync(models).find((n) => n.startsWith('stories260K') && !n.endsWith('.moved'))!;
+  let killed = 0;
+  const got = await strikeUntilFailed(b, async () => {
+    fs.renameSync(path.join(models, converted), path.join(models, `${converted}.moved`));
+    killed = await killEngine(b);
+  });
+  assert.match(got.error!.message, /re-load/, `and the cause: ${got.error!.message}`);
+  console.log(`engine that cannot re-load: error event ${got.ms} ms after the kill, ${got.afterGiveUp} ms after gpu-info showed the device failed: ${got.error!.message}`);
   await engineOf(b, killed); // the restarted engine stays up without layers (and must end with its peer)
 });
 
 test('no engine process outlives its peer', async () => {
   await Promise.all(procs.map((x) => x.p.kill('SIGTERM')));
-  assert.ok(engines.size >= 5 + 2 * CYCLES, `engines seen: ${engines.size}`);
+  assert.ok(engines.size >= 11 + 2 * CYCLES, `engines seen: ${engines.size}`);
   await waitFor(() => [...engines].every((pid) => !alive(pid)), 15_000, 'every engine gone');
 });
 
