@@ -104,6 +104,8 @@ export const defaults = {
   weightsPaceMs: Number(process.env.MLX_MESH_FETCH_PACE_MS) || 0,
   /** How often a transfer's progress is told to the cluster (status) and the log. */
   weightsProgressMs: 500,
+  /** How often a long transfer logs its progress. */
+  weightsLogMs: 10_000,
 
   // --- engine (the Python child) -------------------------------------------------------------
   /** How long a stopping engine gets to answer `shutdown` and exit before SIGTERM, then before SIGKILL:

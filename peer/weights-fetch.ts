@@ -17,10 +17,13 @@ import {
   badItem,
   bytesDone,
   type FetchProgress,
+  isMetadataFile,
   itemKey,
   itemsForRange,
   missingFor,
+  parseSafetensorsHeader,
   remainingChunks,
+  safetensorsHeaderLength,
   shardLayout,
   totalBytes,
   type WeightsIndex,
@@ -186,6 +189,12 @@ export class WeightsFetcher {
     const where = (item: WeightsItem) =>
       item.kind === 'tensor' ? { file: shardPath, base: layout.offsets.get(item.name)! } : { file: path.join(dir, `${item.name}.part`), base: 0 };
 
+    // Tensors and files this peer already fetched for another range of the same model are copied, not fetched.
+    const reused = reuseSiblings(path.dirname(dir), dir, index.digest, items, where, progress);
+    if (reused) {
+      writeProgress(progressPath, progress);
+      log.info('reusing weights fetched for another layer range', { layers: `${start}-${end}`, mb: mib(reused) });
+    }
     const resumedFrom = bytesDone(items, progress);
     log.info(resumedFrom ? 'resuming a weights transfer' : 'fetching weights from a peer', {
       from: link.remote.name,
@@ -198,6 +207,7 @@ export class WeightsFetcher {
     const state: FetchState = { state: 'fetching', from: link.remote.name, bytesDone: resumedFrom, bytesTotal: total, bytesReceived: 0, modelBytes };
     const t0 = performance.now();
     let toldAt = 0;
+    let loggedAt = performance.now();
     const tell = (force = false) => {
       const now = performance.now();
       if (!force && now - toldAt < defaults.weightsProgressMs) return;
@@ -205,6 +215,10 @@ export class WeightsFetcher {
       const secs = (now - t0) / 1000;
       state.mbPerSec = secs > 0 ? Math.round((state.bytesReceived / 2 ** 20 / secs) * 10) / 10 : undefined;
       req.onProgress?.({ ...state });
+      if (now - loggedAt >= defaults.weightsLogMs) {
+        loggedAt = now;
+        log.info('fetching weights', { from: state.from, done_mb: mib(state.bytesDone), mb: mib(total), mb_per_s: state.mbPerSec });
+      }
     };
     const counted = (n: number) => {
       state.bytesReceived += n;
@@ -339,6 +353,66 @@ export class WeightsFetcher {
     }
     return failed;
   }
+}
+
+/**
+ * Copies unstarted items from this model's other finished ranges (sibling directories) into place, each
+ * checked against its sha256 as it is copied; those become verified. Returns the bytes reused.
+ */
+function reuseSiblings(
+  parent: string,
+  dir: string,
+  digest: string,
+  items: WeightsItem[],
+  where: (item: WeightsItem) => { file: string; base: number },
+  progress: FetchProgress,
+): number {
+  const have = new Map<string, { file: string; start: number; size: number }>();
+  for (const sib of fs.readdirSync(parent)) {
+    const d = path.join(parent, sib);
+    if (d === dir || readText(path.join(d, COMPLETE_FILE)) !== digest) continue;
+    for (const f of fs.readdirSync(d)) if (isMetadataFile(f)) have.set(`file:${f}`, { file: path.join(d, f), start: 0, size: fs.statSync(path.join(d, f)).size });
+    const shard = path.join(d, SHARD_FILE);
+    if (!fs.existsSync(shard)) continue;
+    const fd = fs.openSync(shard, 'r');
+    try {
+      const first = Buffer.alloc(8);
+      fs.readSync(fd, first, 0, 8, 0);
+      const n = safetensorsHeaderLength(first);
+      const header = Buffer.alloc(n);
+      fs.readSync(fd, header, 0, n, 8);
+      for (const t of parseSafetensorsHeader(header, fs.fstatSync(fd).size)) have.set(`tensor:${t.name}`, { file: shard, start: t.start, size: t.end - t.start });
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  let reused = 0;
+  const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+  for (const item of items) {
+    const key = itemKey(item);
+    const from = have.get(key);
+    if (!from || from.size !== item.size || progress.done[key]) continue;
+    const at = where(item);
+    const src = fs.openSync(from.file, 'r');
+    const dst = fs.openSync(at.file, fs.existsSync(at.file) ? 'r+' : 'w+');
+    const hash = createHash('sha256');
+    try {
+      for (let pos = 0; pos < item.size; ) {
+        const got = fs.readSync(src, buf, 0, Math.min(buf.byteLength, item.size - pos), from.start + pos);
+        if (got === 0) break;
+        fs.writeSync(dst, buf, 0, got, at.base + pos);
+        hash.update(buf.subarray(0, got));
+        pos += got;
+      }
+    } finally {
+      fs.closeSync(src);
+      fs.closeSync(dst);
+    }
+    if (hash.digest('hex') !== item.sha256) continue;
+    progress.done[key] = { bytes: item.size, verified: true };
+    reused += item.size;
+  }
+  return reused;
 }
 
 /** Feeds bytes [base, base + n) of an open file into a hash, in bounded reads. */

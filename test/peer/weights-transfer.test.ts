@@ -126,6 +126,18 @@ test('a last stage gets only its layers, the norm and the head, verified, in a s
     const before = p.source.bytesSent;
     assert.is(await p.fetcher.fetch({ spec: 'the-model', range: [2, 4], nLayers: N_LAYERS, sources: [link] }), dir);
     assert.is(p.source.bytesSent, before);
+
+    // A new plan gives this peer layers 1-4: only layer 1 crosses the link; the rest is copied from the
+    // range it fetched before, and checked.
+    const wider: FetchState[] = [];
+    const dir2 = await p.fetcher.fetch({ spec: 'the-model', range: [1, 4], nLayers: N_LAYERS, sources: [link], onProgress: (s) => wider.push(s) });
+    const layer1 = [...tensors.keys()].filter((n) => n.includes('layers.1.'));
+    assert.is(wider.at(-1)!.bytesReceived, sum(layer1.map((n) => tensors.get(n)!.byteLength)));
+    assert.is(p.source.bytesSent, before + wider.at(-1)!.bytesReceived);
+    const got2 = readShard(path.join(dir2, 'model.safetensors'));
+    assert.equal([...got2.keys()].sort(), [...want, ...layer1].sort());
+    for (const [n, b] of got2) assert.ok(b.equals(tensors.get(n)!), `${n} intact`);
+    assert.is(fs.readFileSync(path.join(dir2, 'tokenizer.json'), 'utf8'), fs.readFileSync(path.join(modelDir, 'tokenizer.json'), 'utf8'));
   } finally {
     await p.stop();
   }
