@@ -17,6 +17,7 @@ import {
   badItem,
   bytesDone,
   type FetchProgress,
+  indexDigest,
   isMetadataFile,
   itemKey,
   itemsForRange,
@@ -137,7 +138,8 @@ export class WeightsFetcher {
         continue;
       }
       // A source's names become file names and a safetensors header here: checked before anything is written.
-      const bad = index.items.map(badItem).find((b) => b !== null);
+      const bad =
+        index.items.map(badItem).find((b) => b !== null) ?? (indexDigest(index.items) === index.digest ? null : 'its digest does not match its items');
       if (bad) {
         reasons.push(`${link.remote.name} sent an index this peer refuses: ${bad}`);
         continue;

@@ -2,6 +2,7 @@
 // file and every tensor, with size and sha256), which of those a layer range needs, how the receiver
 // lays its tensors out in one local safetensors file, and what is left to fetch after an interruption.
 // The same rule as peer/engine/mlx_mesh_engine/layer_files.py decides which tensors a range needs.
+import { createHash } from 'node:crypto';
 import { meshError } from '../core/errors.ts';
 
 /** One thing a source can send: a metadata file (config, tokenizer) or one tensor's bytes. */
@@ -21,6 +22,13 @@ export interface WeightsIndex {
   /** sha256 over every item's kind, name and sha256: names a model's exact content. */
   digest: string;
   items: WeightsItem[];
+}
+
+/** The digest that names a model's content: every item's kind, name, size and sha256, in index order. */
+export function indexDigest(items: WeightsItem[]): string {
+  const h = createHash('sha256');
+  for (const i of items) h.update(`${i.kind}\t${i.name}\t${i.size}\t${i.sha256}\n`);
+  return h.digest('hex');
 }
 
 /** One tensor as a safetensors header describes it; `start`/`end` are absolute byte offsets in the file. */

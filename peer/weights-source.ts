@@ -10,6 +10,7 @@ import type { Logger } from '../core/log.ts';
 import type { Link } from '../transport/link.ts';
 import type { MessageOf } from '../transport/messages.ts';
 import {
+  indexDigest,
   isMetadataFile,
   itemKey,
   parseSafetensorsHeader,
@@ -41,13 +42,6 @@ export async function hashRange(fh: fs.promises.FileHandle, start: number, end: 
     pos += bytesRead;
   }
   return hash.digest('hex');
-}
-
-/** The digest that names a model's content: every item's kind, name and sha256, in index order. */
-export function indexDigest(items: WeightsItem[]): string {
-  const h = createHash('sha256');
-  for (const i of items) h.update(`${i.kind}\t${i.name}\t${i.size}\t${i.sha256}\n`);
-  return h.digest('hex');
 }
 
 /** Reads a model directory's metadata files and safetensors headers and hashes every item once. */

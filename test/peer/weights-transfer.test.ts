@@ -260,7 +260,7 @@ test('no linked peer holding the model is a clear WEIGHTS_UNAVAILABLE, not a han
   }
 });
 
-test('an index naming a path outside the receiver\'s directory is refused before anything is written', async () => {
+test('an index naming a path outside the receiver\'s directory, or with a digest not its own, is refused before anything is written', async () => {
   const dataDir = tempDir();
   const server = new LinkServer({ ...endpoint('source'), host: '127.0.0.1', port: 0 });
   server.on('link', (l) => {
@@ -272,7 +272,8 @@ test('an index naming a path outside the receiver\'s directory is refused before
         { kind: 'file' as const, name: 'tokenizer.json', size: 2, sha256: sha },
         { kind: 'file' as const, name: '../../escaped.json', size: 2, sha256: sha },
       ];
-      void l.send({ type: 'weights-index', id: m.id, name: 'x', digest: sha, items });
+      // 'x' names a file outside the directory; 'y' has plain names and a digest that is not theirs.
+      void l.send({ type: 'weights-index', id: m.id, name: 'x', digest: sha, items: m.model === 'x' ? items : items.slice(0, 2) });
     });
     l.start();
   });
@@ -287,6 +288,8 @@ test('an index naming a path outside the receiver\'s directory is refused before
     const err = await fetcher.fetch({ spec: 'x', range: [0, 0], nLayers: N_LAYERS, sources: [link] }).catch((e) => e);
     assert.ok(isMeshError(err, 'WEIGHTS_UNAVAILABLE'), String(err));
     assert.match(err.message, /an index this peer refuses: file "\.\.\/\.\.\/escaped\.json" is not a metadata file name/);
+    const forged = await fetcher.fetch({ spec: 'y', range: [0, 0], nLayers: N_LAYERS, sources: [link] }).catch((e) => e);
+    assert.match(forged.message, /an index this peer refuses: its digest does not match its items/);
     assert.not.ok(fs.existsSync(path.join(dataDir, 'models')), 'nothing written');
   } finally {
     link.terminate();
