@@ -7,7 +7,9 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { defaults, ENGINE_PROTOCOL } from '../core/defaults.ts';
 import { cbor, encodeFrameParts } from '../transport/codec.ts';
+import type { Socket } from 'node:net';
 import { FrameReader } from './frame-reader.ts';
+import { openOutputSocket } from './output-socket.ts';
 import { ENGINE_DIR } from '../core/paths.ts';
 import { meshError, MeshError, ErrorCodes, type ErrorCode } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -69,6 +71,8 @@ export class EngineClient extends EventEmitter {
   private readonly log: Logger;
   private readonly opts: EngineClientOptions;
   private child?: ChildProcess;
+  /** Where the engine's frames arrive when they come over the output socket (else child.stdout). */
+  private output?: Socket;
   private pending = new Map<number, Pending>();
   /** Ids sent and not answered yet, in send order, abandoned (timed-out) calls included. */
   private unanswered: number[] = [];
@@ -117,11 +121,23 @@ export class EngineClient extends EventEmitter {
     const env = { ...(this.opts.env ?? process.env) };
     env.PYTHONPATH = env.PYTHONPATH ? `${ENGINE_DIR}${path.delimiter}${env.PYTHONPATH}` : ENGINE_DIR;
     env.PYTHONUNBUFFERED = '1';
+    // Frames come back over a socket read in place; a plain pipe if that socket cannot be made.
+    const output = await openOutputSocket(this.frames, (err) => this.onBrokenOutput(err)).catch((err: Error) => {
+      this.log.debug('engine output socket unavailable, using a pipe', { error: err.message });
+      return null;
+    });
+    if (this.stopping) {
+      output?.reader.destroy();
+      output?.childEnd.destroy();
+      throw meshError('ENGINE_FAILED', 'the engine was stopped before it started');
+    }
     const child = spawn(this.python.path, ['-m', 'mlx_mesh_engine'], {
       cwd: ENGINE_DIR,
       env,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', output?.childEnd ?? 'pipe', 'pipe'],
     });
+    // The child holds its own copy now; ours would keep the reader from ever seeing the end.
+    output?.childEnd.destroy();
     this.child = child;
 
     const spawnError = new Promise<never>((_, reject) => {
@@ -141,8 +157,11 @@ export class EngineClient extends EventEmitter {
     });
     spawnError.catch(() => {});
 
+    // Replies still in the output socket are read before the exit is reported, as with a pipe.
+    const outputClosed = output ? new Promise((resolve) => output.reader.once('close', resolve)) : Promise.resolve();
     this.exited = new Promise<EngineExit>((resolve) => {
-      child.once('close', (code, signal) => {
+      child.once('close', async (code, signal) => {
+        await outputClosed;
         this.exitInfo = { code, signal };
         this.failAll(this.exitError());
         this.log.debug('engine exited', { code, signal });
@@ -151,7 +170,8 @@ export class EngineClient extends EventEmitter {
       });
     });
 
-    child.stdout!.on('data', (chunk: Buffer) => this.onStdout(chunk));
+    if (!output) child.stdout!.on('data', (chunk: Buffer) => this.onStdout(chunk));
+    this.output = output?.reader;
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (text: string) => this.onStderr(text));
     // A write to a dead engine's stdin fails with EPIPE; the exit handler reports it.
@@ -248,11 +268,16 @@ export class EngineClient extends EventEmitter {
     try {
       this.frames.push(chunk);
     } catch (err) {
-      // The stream is out of sync: nothing after this can be trusted.
-      this.log.error('engine sent an oversize frame; killing it', { error: (err as Error).message });
       this.child?.stdout?.removeAllListeners('data');
-      this.child?.kill('SIGKILL');
+      this.onBrokenOutput(err as Error);
     }
+  }
+
+  /** The stream is out of sync (an oversize frame): nothing after this can be trusted. */
+  private onBrokenOutput(err: Error): void {
+    this.log.error('engine sent an oversize frame; killing it', { error: err.message });
+    this.child?.kill('SIGKILL');
+    this.output?.destroy();
   }
 
   private onFrame(frame: Uint8Array): void {

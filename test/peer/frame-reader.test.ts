@@ -69,4 +69,44 @@ test('an oversize length is an error before any of its payload is buffered', () 
   }
 });
 
+/** Feeds the stream as a socket with `onread` would: each read into nextBuffer(), at most `cap` bytes. */
+function readInPlace(reader: FrameReader, stream: Buffer, cap: number): Buffer[] {
+  const targets: Buffer[] = [];
+  for (let at = 0; at < stream.length; ) {
+    const into = reader.nextBuffer();
+    const n = Math.min(into.length, cap, stream.length - at);
+    stream.copy(into, 0, at, at + n);
+    targets.push(into);
+    reader.filled(n);
+    at += n;
+  }
+  return targets;
+}
+
+test('reads in place give the same frames for any read size; a large frame is filled where it is delivered', () => {
+  const big = Buffer.alloc(300_000);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7919) & 0xff;
+  const stream = framed(a, big, empty, a, b);
+  for (const cap of [1, 3, 4096, 65_536, 1 << 20]) {
+    const frames: Buffer[] = [];
+    const reader = new FrameReader(1 << 30, (f) => frames.push(f)); // kept as delivered, not copied
+    const targets = readInPlace(reader, stream, cap);
+    assert.equal(frames, [a, big, empty, a, b], `reads of at most ${cap} bytes`);
+    assert.is(reader.partialBytes, 0);
+    if (cap >= 4096) {
+      // After the scratch read that held its start, the big frame's bytes went straight into it.
+      assert.ok(targets.some((t) => t.buffer === frames[1].buffer), `reads of ${cap}: the big frame was read into`);
+    }
+  }
+});
+
+test('reads in place: an oversize length is an error before any of its payload is read', () => {
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(1 << 20);
+  const frames: Buffer[] = [];
+  const r = new FrameReader(1024, (f) => frames.push(Buffer.from(f)));
+  assert.throws(() => readInPlace(r, Buffer.concat([framed(a), header]), 1 << 16), (e: unknown) => isMeshError(e, 'FRAME_TOO_LARGE'));
+  assert.equal(frames, [a]);
+});
+
 test.run();
