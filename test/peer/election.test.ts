@@ -322,6 +322,34 @@ test('property: a peer cut off and back, its links dropping and returning one by
   }
 });
 
+test('property: peers that come up in any order (some leading alone first), then lose their coordinator: the survivors follow one at a higher term', () => {
+  for (let seed = 1; seed <= 400; seed++) {
+    const random = rng(seed * 15485863);
+    const n = 2 + Math.floor(random() * 5);
+    const members = Array.from({ length: n }, (_, i) => m(`p${i}`, i * 10 + random()));
+    const sim = new Sim(members, new Set(), fresh(members), []);
+    // Links come up and settle periods end in a random interleaving, announcements in between.
+    const events = shuffle([...[...fullMesh(members)].map((e) => () => sim.link(...(e.split('|') as [string, string]))), ...members.map((p) => () => sim.settle(p.id))], random);
+    for (const event of events) {
+      event();
+      for (let i = Math.floor(random() * 3 * n); i > 0; i--) sim.step(random);
+    }
+    const ids = members.map((p) => p.id);
+    const what = `seed ${seed} (${n} peers)`;
+    const before = sim.run();
+    checkGuarantees(members, fullMesh(members), before, what);
+    const [dead] = coordinatorOf(sim, ids);
+    const deadTerm = sim.state[dead!].term;
+    sim.kill(dead!);
+    const survivors = members.filter((p) => p.id !== dead);
+    for (let i = Math.floor(random() * 6 * n); i > 0; i--) sim.step(random);
+    const after = sim.run();
+    checkGuarantees(survivors, fullMesh(survivors), after, `${what} after ${dead} died`);
+    const next = after.state[survivors[0].id];
+    assert.ok(next.term > deadTerm, `${what}: ${dead} led at term ${deadTerm}, now ${next.coordinator} at term ${next.term}`);
+  }
+});
+
 test('A–B and B–C up, A–C cut: one coordinator for every age order; the peer that cannot reach it is degraded', () => {
   const orders = [[1, 2, 3], [1, 3, 2], [2, 1, 3], [2, 3, 1], [3, 1, 2], [3, 2, 1]];
   const line: Graph = new Set([edge('a', 'b'), edge('b', 'c')]);
