@@ -73,6 +73,13 @@ export class MeshMetrics {
     const restarts = counter('mlx_mesh_engine_restarts_total', 'Engine restarts after a crash.');
     inference.engine.on('restart', () => restarts.inc());
     gauge('mlx_mesh_engine_memory_bytes', "Memory the engine's loaded layers take.", (g) => g.set(inference.selfState.memoryBytes ?? 0));
+    gauge('mlx_mesh_weights_served_bytes', "Bytes of model weights this peer has sent to peers fetching their layers.", (g) => g.set(inference.weightsSentBytes));
+    gauge('mlx_mesh_weights_fetch_bytes', "This peer's last transfer of its layers' weights from a peer: bytes done, total, received over the link.", (g) => {
+      const f = inference.selfState.fetch;
+      g.set({ kind: 'done' }, f?.bytesDone ?? 0);
+      g.set({ kind: 'total' }, f?.bytesTotal ?? 0);
+      g.set({ kind: 'received' }, f?.bytesReceived ?? 0);
+    }, ['kind']);
     gauge('mlx_mesh_engine_peak_rss_bytes', "The engine process's peak resident memory, as it reported after its last load.", (g) => g.set(inference.selfState.peakRssBytes ?? 0));
     // Per engine op since the engine process started (a restarted engine starts again from zero): the time
     // inside the engine (each reply says), the round trip seen from here (adds framing, pipes, queueing), bytes.

@@ -12,6 +12,7 @@ import { DEFAULT_MODEL } from '../../peer/model-source.ts';
 import { getJson, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
 import { defaultModelDir, mlxReference, tinyModel } from '../helpers/models.ts';
 import { freePort, type PeerProcess, spawnCli } from '../helpers/process.ts';
+import { scrape, value } from '../helpers/prometheus.ts';
 
 const ENV = { MLX_MESH_HEARTBEAT_MS: '250', MLX_MESH_SETTLE_MS: '500', MLX_MESH_LOG: 'info' };
 const SECRET = 'weights-over-the-mesh';
@@ -108,6 +109,14 @@ test('a peer without the model fetches only its layers from the one that has it,
     assert.ok(f.bytes_total < 0.6 * modelBytes, `${mib(f.bytes_total)} is well below the model's ${mib(modelBytes)}`);
     assert.ok(f.bytes_received < f.bytes_total - cut.bytes_done / 2, `the restart received ${mib(f.bytes_received)}, not all ${mib(f.bytes_total)} again`);
     assert.is(f.model_bytes, modelBytes + metaBytes);
+
+    // Killed and resumed, the whole transfer cost about one shard at the source (plus what was in flight
+    // when b was killed): never the model.
+    const served = value(await scrape(`http://127.0.0.1:${a.api}`), 'mlx_mesh_weights_served_bytes');
+    const b2m = await scrape(`http://127.0.0.1:${b2.api}`);
+    assert.is(value(b2m, 'mlx_mesh_weights_fetch_bytes', { kind: 'received' }), f.bytes_received);
+    console.log(`a served ${mib(served)} in all for b's ${mib(f.bytes_total)} shard`);
+    assert.ok(served >= f.bytes_received + cut.bytes_done && served <= f.bytes_total + 16 * MIB, `a served ${mib(served)}`);
 
     // b's copy holds only its tensors.
     const meshDir = path.join(dirB, 'models', 'mesh');
