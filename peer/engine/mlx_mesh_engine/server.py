@@ -216,8 +216,14 @@ class Engine:
         args = self._forward_args(msg)
         state = self._state(args)
         try:
-            out = shard.forward(state.own_cache(), args["tokens"], args["hidden"])
-            mx.eval(out)
+            cache = state.own_cache()
+            out = shard.forward(cache, args["tokens"], args["hidden"])
+            if shard.last and not args["sample"]:
+                # A prompt chunk nobody samples: only the caches matter, as in mlx_lm's prefill, so the
+                # head (and the last layer's MLP) are never computed.
+                mx.eval([c.state for c in cache])
+            else:
+                mx.eval(out)
         except Exception:
             # The cache may be half-updated: drop the request rather than continue from a wrong state.
             self._drop(args["request"])
