@@ -172,10 +172,13 @@ export class Generation {
       if (plan.eosTokenIds.includes(token)) return 'stop';
       generated.push(token);
       const more = generated.length < req.maxTokens && offset < plan.contextLength;
-      // Send the next step before detokenizing, so the pipeline works while we do.
+      // Send the next step before detokenizing, so the pipeline works while we do. A stage hands steps
+      // to its engine a turn later (to batch those arriving together); when this peer is stage 0, that
+      // engine also detokenizes: wait the turn, so the step does not queue behind the detokenizing.
       if (more) {
         await port.deliver(first, { ...base, step: step + 1, offset, tokens: [token], sample: true, sampling });
         offset += 1;
+        await new Promise(setImmediate);
       }
       if (out.push(await detok.add([token]))) return 'stop';
       if (!more) return 'length';
