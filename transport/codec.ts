@@ -4,6 +4,7 @@
 // so a 16 MiB tensor is copied once into the frame (or not at all when sent as parts).
 import { Encoder } from 'cbor-x';
 import { meshError, MeshError } from '../core/errors.ts';
+import { fastParse } from './fast-parse.ts';
 import type { FramePool } from './frame-pool.ts';
 import { MessageSchema, type Message } from './messages.ts';
 
@@ -247,6 +248,8 @@ export function decodeMessage(frame: Uint8Array | readonly Uint8Array[], maxByte
   }
   const type = (value as { type?: unknown }).type;
   if (typeof type !== 'string') throw meshError('BAD_FRAME', 'frame has no string `type`');
+  const fast = fastParse(value as Record<string, unknown>);
+  if (fast) return fast;
   const parsed = MessageSchema.safeParse(value);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
