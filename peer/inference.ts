@@ -237,6 +237,12 @@ export class Inference extends EventEmitter<InferenceEvents> {
 
   /** Why the cluster cannot serve right now, for a 503 message; null when it can. */
   notReadyReason(): string | null {
+    const unreachable = this.peer.deferredTo;
+    if (unreachable) {
+      // Partial connectivity: the cluster serves through the peers linked to its coordinator, not here.
+      const name = this.names.get(unreachable);
+      return `this peer has no link to the coordinator ${name ? `${name} (${unreachable})` : unreachable}, which its linked peers follow: send the request to one of them`;
+    }
     if (!this.peer.leadership.coordinator) return 'the cluster is still electing a coordinator';
     if (this.planError) return this.planError;
     const plan = this.plan;
@@ -250,6 +256,8 @@ export class Inference extends EventEmitter<InferenceEvents> {
       if (failed.length) return `peer ${failed[0][0]} could not load its layers: ${failed[0][1]}`;
       return `waiting for ${waiting.join(', ')} to load their layers`;
     }
+    // The origin tokenizes with its own engine: a peer outside the plan serves once it has the tokenizer.
+    if (!this.states.isReadyFor(this.peer.id, plan)) return "this peer is loading the model's tokenizer";
     return null;
   }
 

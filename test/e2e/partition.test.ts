@@ -2,12 +2,13 @@
 // C's link down: A and B carry on with their coordinator; back up, one coordinator within a deadline and
 // at most one new term for the cut and the heal together. A–C cut while A–B and B–C stay up (a
 // blackhole route each way): terms stop moving, one coordinator, the peer that cannot reach it says so
-// (degraded); healed, everyone follows one coordinator again.
+// (degraded); the cluster keeps serving through the peers that follow the coordinator, the degraded
+// one answers with a 503 naming it; healed, everyone follows one coordinator again and serves.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BIN } from '../helpers/process.ts';
 import { createNetwork, type TestNetwork } from '../helpers/netns.ts';
-import { STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
+import { STORIES, STORIES_GREEDY, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
 
 const PORT = 50051;
 const API = 8100;
@@ -57,6 +58,27 @@ async function startCluster(net: TestNetwork) {
 
 const terms = (vs: Array<View | null>) => vs.map((v) => v && `${v.self.id.slice(0, 8)}:${v.term}/${v.coordinator?.slice(0, 8) ?? '-'}`).join(' ');
 
+/** A greedy completion through the peer at `address`: its status and OpenAI-shaped body, or a timeout. */
+async function complete(address: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://${address}:${API}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 60, temperature: 0 }),
+    signal: AbortSignal.timeout(60_000), // far beyond a 60-token answer of this model: a hang, not a slow answer
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** Waits until the peer at `address` serves the golden text (503 while the plan loads). */
+async function serves(address: string, what: string): Promise<void> {
+  const r = (await waitFor(async () => {
+    const x = await complete(address);
+    return x.status === 503 ? null : x;
+  }, 60_000, what))!;
+  assert.is(r.status, 200, `${what}: ${JSON.stringify(r.body)}`);
+  assert.is(r.body.choices[0].text, STORIES_GREEDY, what);
+}
+
 /** Waits until no peer's term or coordinator has moved for `quietMs`; returns the views then. */
 async function settled(all: () => Promise<Array<View | null>>, quietMs: number, timeoutMs: number) {
   const key = (vs: Array<View | null>) => JSON.stringify(vs.map((v) => v && [v.term, v.coordinator]));
@@ -103,10 +125,10 @@ test('C cut off (link down) and restored: A and B keep their coordinator; one co
   }
 });
 
-test('A–C cut, A–B and B–C up: terms stop moving, one coordinator, the peer that cannot reach it is degraded', async () => {
+test('A–C cut, A–B and B–C up: terms stop moving, one coordinator, it keeps serving; the peer that cannot reach it is degraded and says so', async () => {
   const net = await createNetwork(3);
   try {
-    const { all, a, c } = await startCluster(net);
+    const { all, a, b, c } = await startCluster(net);
     const before = await all();
     net.ip(a.name, 'route', 'add', 'blackhole', `${c.address}/32`);
     net.ip(c.name, 'route', 'add', 'blackhole', `${a.address}/32`);
@@ -121,6 +143,20 @@ test('A–C cut, A–B and B–C up: terms stop moving, one coordinator, the pee
     }
     assert.is(vs[1]!.coordinator, leader, 'b, linked to both, follows the coordinator');
     assert.ok(Math.max(...vs.map((v) => v!.term)) <= Math.max(...before.map((v) => v!.term)) + 1, 'at most one new term');
+    // It keeps serving: through the peers that follow the coordinator (on a plan without the degraded
+    // one), while the degraded peer answers at once with an OpenAI-shaped error naming the coordinator.
+    const peers = [a, b, c];
+    const degraded = peers.filter((_, i) => vs[i]!.coordinator !== leader);
+    for (const x of peers.filter((y) => !degraded.includes(y))) await serves(x.address, `a request to ${x.name}`);
+    for (const x of degraded) {
+      const t0 = Date.now();
+      const r = await complete(x.address);
+      console.log(`  A–C cut: the degraded peer answered ${r.status} in ${Date.now() - t0} ms`);
+      assert.is(r.status, 503, JSON.stringify(r.body));
+      assert.is(r.body.error.code, 'cluster_not_ready');
+      assert.match(r.body.error.message, `no link to the coordinator`);
+      assert.match(r.body.error.message, leader!);
+    }
     // Healed: everyone follows one coordinator again.
     net.ip(a.name, 'route', 'del', 'blackhole', `${c.address}/32`);
     net.ip(c.name, 'route', 'del', 'blackhole', `${a.address}/32`);
@@ -128,6 +164,7 @@ test('A–C cut, A–B and B–C up: terms stop moving, one coordinator, the pee
       const v = await all();
       return v.every((x) => x && x.peers.length === 2 && x.coordinator && x.coordinator === v[0]!.coordinator);
     }, 30_000, 'one coordinator after the heal');
+    for (const x of degraded) await serves(x.address, `a request to ${x.name} after the heal`);
   } finally {
     await net.teardown();
   }
