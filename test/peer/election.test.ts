@@ -143,6 +143,16 @@ class Sim {
     this.settled.add(id);
   }
 
+  /** The same id back as a new instance (a newcomer: started last, fresh, listening before it may lead). */
+  restart(id: string, startedAt: number): void {
+    const i = this.members.findIndex((x) => x.id === id);
+    this.members[i] = { id, startedAt };
+    this.state[id] = none;
+    this.heard[id].clear();
+    this.dead.delete(id);
+    this.settled.delete(id);
+  }
+
   /** kill -9: its links drop and it never speaks again. */
   kill(id: string): void {
     for (const x of this.members) this.unlink(id, x.id);
@@ -322,7 +332,7 @@ test('property: a peer cut off and back, its links dropping and returning one by
   }
 });
 
-test('property: peers that come up in any order (some leading alone first), then lose their coordinator: the survivors follow one at a higher term', () => {
+test('property: peers that come up in any order (some leading alone first), then lose their coordinator: the survivors follow one at a higher term; back, it follows it, no new term', () => {
   for (let seed = 1; seed <= 400; seed++) {
     const random = rng(seed * 15485863);
     const n = 2 + Math.floor(random() * 5);
@@ -347,6 +357,21 @@ test('property: peers that come up in any order (some leading alone first), then
     checkGuarantees(survivors, fullMesh(survivors), after, `${what} after ${dead} died`);
     const next = after.state[survivors[0].id];
     assert.ok(next.term > deadTerm, `${what}: ${dead} led at term ${deadTerm}, now ${next.coordinator} at term ${next.term}`);
+    // It comes back as a newcomer, its links and settle period in any order: nothing moves.
+    sim.restart(dead!, 10_000);
+    const back = shuffle([...survivors.map((p) => () => sim.link(dead!, p.id)), () => sim.settle(dead!)], random);
+    for (const event of back) {
+      event();
+      for (let i = Math.floor(random() * 4 * n); i > 0; i--) {
+        sim.step(random);
+        const now = coordinatorOf(sim, survivors.map((p) => p.id));
+        assert.ok(now.size === 1 && now.has(next.coordinator), `${what}: while ${dead} rejoins the others follow ${[...now]}: ${JSON.stringify(sim.state)}`);
+      }
+    }
+    const rejoined = sim.run();
+    checkGuarantees(members, fullMesh(members), rejoined, `${what} after ${dead} rejoined`);
+    assert.equal(rejoined.state[dead!], { term: next.term, coordinator: next.coordinator }, `${what}: ${dead} rejoins as a follower, no new term`);
+    assert.is(rejoined.maxTerm, after.maxTerm, `${what}: no new term`);
   }
 });
 
