@@ -70,6 +70,9 @@ export const defaults = {
   prefillChunksPerStage: 2,
   prefillChunkMin: 32,
   prefillChunkMax: 2048,
+  /** How much of the output head's bytes the planner counts as the last stage's work per token, against
+   *  1 for a layer's (peer/planner.ts): decode reads the whole head per token, prefill runs it once. */
+  planHeadWorkShare: 0,
   engineTimeoutsMs,
 
   // --- inference -------------------------------------------------------------------------------

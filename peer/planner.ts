@@ -1,8 +1,11 @@
 // Which peer holds which layers. Pure: the coordinator runs it and publishes the result, so peers
 // never compute partitions on their own (and never disagree during churn).
 //
-// Layers are split into contiguous ranges, in rank order, in proportion to each peer's usable
-// memory; the first stage also holds the embedding and the last the final norm and head.
+// Layers are split into contiguous ranges, in rank order, so that each stage's share of the work per
+// token follows its peer's share of usable memory; the first stage also holds the embedding and the
+// last the final norm and head. Work counts weight bytes read per token (decode is memory-bound): each
+// layer's, and a share of the head's on the last stage (the embedding is one row per token, free).
+// Memory budgets always win over the work balance.
 import { defaults } from '../core/defaults.ts';
 import { meshError } from '../core/errors.ts';
 import { formatBytes } from '../core/size.ts';
@@ -15,6 +18,12 @@ export interface ModelShape {
   headBytes: number;
   /** The head is the embedding: the last stage holds it too. */
   tied?: boolean;
+}
+
+export interface PlanOptions {
+  /** How much of the head's bytes count as work of the last stage, against 1 for a layer's: 1 balances
+   *  decode (the whole head is read per token), 0 balances prefill (the head runs on one position). */
+  headWorkShare: number;
 }
 
 export interface Capacity {
@@ -41,22 +50,37 @@ function stageBytes(model: ModelShape, start: number, end: number): number {
   return total;
 }
 
-/** Proportional boundaries: stage k ends where the cumulative memory share says, each with ≥ 1 layer. */
-function proportionalBounds(n: number, weights: number[]): number[] {
+/** Work per token of layers [0, i) for every i, and of the head, in layer-byte units. */
+function cumulativeWork(model: ModelShape, headWorkShare: number): { before: number[]; head: number } {
+  const before = [0];
+  for (const bytes of model.layerBytes) before.push(before[before.length - 1] + bytes);
+  const headBytes = model.tied ? model.embedBytes : model.headBytes;
+  return { before, head: headWorkShare * headBytes };
+}
+
+/** Boundaries where each stage's cumulative work share meets its cumulative memory share (the head's
+ *  work goes with the last stage), each stage with ≥ 1 layer. */
+function proportionalBounds(model: ModelShape, weights: number[], headWorkShare: number): number[] {
+  const n = model.layerBytes.length;
+  const { before, head } = cumulativeWork(model, headWorkShare);
+  const totalWork = before[n] + head;
   const total = weights.reduce((a, b) => a + b, 0);
   const bounds: number[] = [];
   let acc = 0;
   for (let k = 0; k < weights.length - 1; k++) {
     acc += weights[k];
-    const prev = bounds[k - 1] ?? 0;
-    const remaining = weights.length - 1 - k; // stages after this one still need a layer each
-    bounds.push(Math.min(n - remaining, Math.max(prev + 1, Math.round((n * acc) / total))));
+    const target = (totalWork * acc) / total;
+    const lo = (bounds[k - 1] ?? 0) + 1;
+    const hi = n - (weights.length - 1 - k); // stages after this one still need a layer each
+    let best = lo;
+    for (let i = lo; i <= hi; i++) if (Math.abs(before[i] - target) <= Math.abs(before[best] - target) + 1e-9 * totalWork) best = i; // ties: the later bound, as rounding did
+    bounds.push(best);
   }
   bounds.push(n);
   return bounds;
 }
 
-export function planLayers(model: ModelShape, peers: readonly Capacity[]): Plan {
+export function planLayers(model: ModelShape, peers: readonly Capacity[], opts: PlanOptions = { headWorkShare: defaults.planHeadWorkShare }): Plan {
   const n = model.layerBytes.length;
   if (n === 0) throw meshError('MODEL_NOT_FOUND', 'the model has no layers');
   if (peers.length === 0) throw meshError('PLAN_FAILED', 'no peers to plan for');
@@ -83,7 +107,7 @@ export function planLayers(model: ModelShape, peers: readonly Capacity[]): Plan 
     );
   }
 
-  const bounds = proportionalBounds(n, members.map((p) => p.usableBytes));
+  const bounds = proportionalBounds(model, members.map((p) => p.usableBytes), opts.headWorkShare);
   const start = (k: number) => (k === 0 ? 0 : bounds[k - 1]);
   const over = (k: number) => stageBytes(model, start(k), bounds[k]) > members[k].usableBytes;
   // Rounding and the embedding/head can push a stage over its memory: move layers to a neighbour

@@ -83,6 +83,52 @@ test('a tied head is the embedding: the last stage holds it too', () => {
   }
 });
 
+// The default model's shape, in MiB: 30 layers of 14 and a tied 112 MiB embedding that is also the head.
+const MiB = 2 ** 20;
+const smolLike: ModelShape = { layerBytes: Array(30).fill(14 * MiB), embedBytes: 112 * MiB, headBytes: 0, tied: true };
+const roomy = [
+  { id: 'a', usableBytes: 8 * GiB },
+  { id: 'b', usableBytes: 8 * GiB },
+];
+const work = (m: ModelShape, [start, end]: [number, number], headShare: number) =>
+  m.layerBytes.slice(start, end).reduce((a, b) => a + b, 0) + (end === m.layerBytes.length ? headShare * (m.tied ? m.embedBytes : m.headBytes) : 0);
+
+test('head work share 1: the last stage gets fewer layers, so both stages read as many bytes per token', () => {
+  const p = planLayers(smolLike, roomy, { headWorkShare: 1 });
+  assert.equal(ranges(p), [[0, 19], [19, 30]]);
+  assert.is(work(smolLike, p.stages[0].layers, 1), work(smolLike, p.stages[1].layers, 1));
+});
+
+test('head work share 0 splits layers evenly; a share between moves part of the way', () => {
+  assert.equal(ranges(planLayers(smolLike, roomy, { headWorkShare: 0 })), [[0, 15], [15, 30]]);
+  assert.equal(ranges(planLayers(smolLike, roomy, { headWorkShare: 0.5 })), [[0, 17], [17, 30]]);
+});
+
+test('an untied head counts as work, the embedding (one row per token) does not', () => {
+  const p = planLayers(model(8, 1, 2, 2), roomy, { headWorkShare: 1 });
+  // 8 layers + a 2 GiB head = 10 units of work: 5 layers, then 3 layers and the head.
+  assert.equal(ranges(p), [[0, 5], [5, 8]]);
+});
+
+test('memory wins over work balance: the first stage takes no more layers than fit', () => {
+  // Balanced work wants 19 layers first (19 × 14 + the 112 MiB embedding = 378 MiB); 340 MiB holds 16.
+  const p = planLayers(smolLike, [
+    { id: 'a', usableBytes: 340 * MiB },
+    { id: 'b', usableBytes: 340 * MiB },
+  ], { headWorkShare: 1 });
+  assert.equal(ranges(p), [[0, 16], [16, 30]]);
+});
+
+test('work shares follow memory shares with the head counted: three peers, one twice the others', () => {
+  const p = planLayers(model(12, 1, 0, 4), [
+    { id: 'a', usableBytes: 40 * GiB },
+    { id: 'b', usableBytes: 20 * GiB },
+    { id: 'c', usableBytes: 20 * GiB },
+  ], { headWorkShare: 1 });
+  // 16 units of work, shared 8 : 4 : 4; the last stage would hold only its head, but keeps one layer.
+  assert.equal(ranges(p), [[0, 8], [8, 11], [11, 12]]);
+});
+
 test('a cluster that cannot hold the model gets a clear MODEL_TOO_LARGE', () => {
   try {
     planLayers(model(80, 1.75), [
