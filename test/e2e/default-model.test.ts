@@ -38,6 +38,10 @@ test('chat completion, non-stream and stream, equals single-process mlx_lm and i
   const url = `${mesh!.nodes[1].api.url}/v1/chat/completions`;
   const body = { messages, max_tokens: MAX, temperature: 0 };
   const plain = await (await fetch(url, { method: 'POST', body: JSON.stringify(body) })).json();
+  // Both requests before the reference: it blocks this process (which hosts the peers) for seconds, and a
+  // kept-alive socket idle past the server's 5 s would be reset under the next request.
+  const res = await fetch(url, { method: 'POST', body: JSON.stringify({ ...body, stream: true }) });
+  const events = (await res.text()).split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]');
   const ref = reference(plain.usage.prompt_tokens);
   const text = plain.choices[0].message.content;
   assert.is(text, ref.text);
@@ -46,8 +50,6 @@ test('chat completion, non-stream and stream, equals single-process mlx_lm and i
   assert.match(text, /Paris/);
   assert.not.match(text, /\uFFFD/);
 
-  const res = await fetch(url, { method: 'POST', body: JSON.stringify({ ...body, stream: true }) });
-  const events = (await res.text()).split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]');
   const chunks = events.map((e) => JSON.parse(e.slice(6)));
   assert.equal(chunks[0].choices[0].delta, { role: 'assistant', content: '' });
   const streamed = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
