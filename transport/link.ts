@@ -6,6 +6,8 @@ import type WebSocket from 'ws';
 import { decodeMessage, encodeMessageFragments } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
 import { FramePool } from './frame-pool.ts';
+import { gatherLargePayloads } from './receiver-gather.ts';
+import { defaults } from '../core/defaults.ts';
 import { isMeshError, meshError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { CLOSE_FOR, type HandshakeResult } from './handshake.ts';
@@ -69,6 +71,7 @@ export class Link extends EventEmitter<LinkEvents> {
     const remote = hs.remote;
     // A message's fragments as they came: a tensor sent as a fragment of its own is not joined (copied).
     ws.binaryType = 'fragments';
+    gatherLargePayloads(ws, defaults.gatherPayloadMinBytes);
     ws.on('message', (data, isBinary) => {
       if (this.held) this.held.push([data as Buffer[], isBinary]);
       else this.onFrame(data as Buffer[], isBinary);
