@@ -3,8 +3,8 @@
 import os from 'node:os';
 import path from 'node:path';
 
-/** The peer-to-peer wire protocol (sent in every `hello`). */
-export const PROTOCOL_VERSION = 1;
+/** The peer-to-peer wire protocol (sent in every `hello` and the mDNS TXT record): 2 since the weights-* messages. */
+export const PROTOCOL_VERSION = 2;
 /** The Node ↔ Python engine protocol: must equal `PROTOCOL` in peer/engine/mlx_mesh_engine/__init__.py (tested). */
 export const ENGINE_PROTOCOL = 1;
 

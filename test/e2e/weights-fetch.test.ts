@@ -56,6 +56,18 @@ function expectedFetch(model: string, [start, end]: [number, number], nLayers: n
   return { needed, shardBytes: bytes(needed) + metaBytes, modelBytes: bytes(tensors), metaBytes };
 }
 
+/** The peer's greedy answer equals single-process mlx_lm's on the same checkpoint. */
+async function assertMlxLmText(api: number, model: string): Promise<void> {
+  const ref = mlxReference(model, { messages }, MAX);
+  const res = await fetch(`http://127.0.0.1:${api}/v1/chat/completions`, {
+    method: 'POST',
+    body: JSON.stringify({ messages, max_tokens: MAX, temperature: 0 }),
+  });
+  const body = await res.json();
+  assert.is(res.status, 200, JSON.stringify(body));
+  assert.is(body.choices[0].message.content, ref.text);
+}
+
 const MIB = 2 ** 20;
 const mib = (n: number) => `${(n / MIB).toFixed(1)} MiB`;
 
@@ -126,14 +138,7 @@ test('a peer without the model fetches only its layers from the one that has it,
     const ln = safetensorsHeaderLength(lb.subarray(0, 8));
     assert.equal(parseSafetensorsHeader(lb.subarray(8, 8 + ln), lb.byteLength).map((t) => t.name).sort(), needed.map((t) => t.name).sort());
 
-    const ref = mlxReference(model, { messages }, MAX);
-    const res = await fetch(`http://127.0.0.1:${b2.api}/v1/chat/completions`, {
-      method: 'POST',
-      body: JSON.stringify({ messages, max_tokens: MAX, temperature: 0 }),
-    });
-    const body = await res.json();
-    assert.is(res.status, 200, JSON.stringify(body));
-    assert.is(body.choices[0].message.content, ref.text);
+    await assertMlxLmText(b2.api, model);
   } finally {
     await Promise.all(procs.map((x) => x.p.kill('SIGTERM')));
     fs.rmSync(dirA, { recursive: true, force: true });
@@ -172,11 +177,7 @@ test('only one peer has internet: the other gets its half of the default model f
     assert.is(f.bytes_received, shardBytes, "bytes over the link = b's tensors + config, tokenizer and template files");
     assert.ok(f.bytes_received < 0.7 * modelBytes, `${mib(f.bytes_received)} of ${mib(modelBytes)}`);
     assert.not.ok(fs.existsSync(path.join(dirB, 'cache', DEFAULT_MODEL.cacheName)), 'b never had the GGUF');
-    const ref = mlxReference(converted, { messages }, MAX);
-    const res = await fetch(`http://127.0.0.1:${b.api}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages, max_tokens: MAX, temperature: 0 }) });
-    const body = await res.json();
-    assert.is(res.status, 200, JSON.stringify(body));
-    assert.is(body.choices[0].message.content, ref.text);
+    await assertMlxLmText(b.api, converted);
   } finally {
     await Promise.all(procs.map((x) => x.p.kill('SIGTERM')));
     fs.rmSync(dirA, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 // Links on 127.0.0.1 for transport tests: endpoint options for a test peer, and a LinkServer that
 // collects its inbound links and refusals and is stopped after the test body.
 import type { MeshError } from '../../core/errors.ts';
+import { PROTOCOL_VERSION } from '../../core/defaults.ts';
 import { createLogger } from '../../core/log.ts';
 import type { EndpointOptions } from '../../transport/endpoint.ts';
 import type { Link } from '../../transport/link.ts';
@@ -22,7 +23,7 @@ export function info(id: string): PeerInfo {
 
 export function endpoint(id: string, over: Partial<EndpointOptions> = {}): EndpointOptions {
   return {
-    protocol: 1,
+    protocol: PROTOCOL_VERSION,
     cluster: 'c',
     instance: `${id}-instance`,
     self: () => info(id),

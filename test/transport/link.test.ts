@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import { encodeMessage, encodeRaw } from '../../transport/codec.ts';
 import { CloseCode } from '../../transport/close-codes.ts';
 import { dial } from '../../transport/dialer.ts';
+import { PROTOCOL_VERSION } from '../../core/defaults.ts';
 import type { MeshError } from '../../core/errors.ts';
 import type { LinkClose } from '../../transport/link.ts';
 import type { Message } from '../../transport/messages.ts';
@@ -38,7 +39,7 @@ test('handshake exchanges peer info and messages flow both ways', async () => {
 test('a peer of another protocol version is refused with a reason on both sides', async () => {
   await withServer({}, async (_s, port, inbound, refused) => {
     try {
-      await dial('127.0.0.1', port, endpoint('client', { protocol: 2 }));
+      await dial('127.0.0.1', port, endpoint('client', { protocol: PROTOCOL_VERSION + 1 }));
       assert.unreachable('dial should fail');
     } catch (err) {
       assert.is((err as MeshError).code, 'PROTOCOL_MISMATCH');
@@ -198,7 +199,7 @@ test('a peer that stops answering pings is declared dead after the missed beats'
     // A raw client that completes the handshake but never answers pings (a frozen process).
     const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false, autoPong: false });
     ws.on('open', () =>
-      ws.send(encodeMessage({ type: 'hello', protocol: 1, cluster: 'c', instance: 'z', peer: info('frozen') })),
+      ws.send(encodeMessage({ type: 'hello', protocol: PROTOCOL_VERSION, cluster: 'c', instance: 'z', peer: info('frozen') })),
     );
     await until(() => inbound.length === 1);
     const started = Date.now();
