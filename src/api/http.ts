@@ -1,5 +1,6 @@
 // Small HTTP helpers shared by the API routes: JSON replies, OpenAI-shaped errors, bounded body reads.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isMeshError } from '../../core/errors.ts';
 
 export class HttpError extends Error {
   constructor(
@@ -81,4 +82,21 @@ export function findLoneSurrogate(value: unknown, path = ''): { path: string; in
     }
   }
   return undefined;
+}
+
+/**
+ * A failure as the client sees it. The cluster or an engine that cannot serve right now (no plan yet, an
+ * engine crashed or restarting) is a 503, which clients retry; other mesh errors are a 500 with the code.
+ */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (isMeshError(err) && err.details?.engineCode === 'NO_CHAT_TEMPLATE') {
+    return new HttpError(400, `${err.message}: use /v1/completions with a plain prompt`, 'invalid_request_error', 'no_chat_template');
+  }
+  if (isMeshError(err)) {
+    if (err.code === 'PLAN_FAILED') return new HttpError(503, err.message, 'server_error', 'cluster_not_ready');
+    if (err.code === 'ENGINE_FAILED') return new HttpError(503, err.message, 'server_error', 'engine_failed');
+    return new HttpError(500, err.message, 'server_error', err.code.toLowerCase());
+  }
+  return new HttpError(500, (err as Error).message, 'server_error', 'internal_error');
 }

@@ -7,8 +7,7 @@ import type { z } from 'zod';
 import type { GenerationResult } from '../../peer/generation.ts';
 import type { Inference } from '../../peer/inference.ts';
 import { defaults } from '../../core/defaults.ts';
-import { isMeshError } from '../../core/errors.ts';
-import { HttpError, readJson, sendJson } from './http.ts';
+import { HttpError, readJson, sendJson, toHttpError } from './http.ts';
 import { ChatRequest, CompletionRequest } from './openai-schemas.ts';
 import type { ApiServer } from './server.ts';
 import { type Endpoint, refuseUnsupported } from './unsupported.ts';
@@ -186,16 +185,4 @@ export function registerOpenAiRoutes(api: ApiServer, inference: Inference): void
     const tokens = await inference.tokenize({ messages }).catch((e) => Promise.reject(toHttpError(e)));
     await serve(res, 'chat', body, tokens, body.max_completion_tokens ?? body.max_tokens ?? defaults.chatMaxTokens);
   });
-}
-
-function toHttpError(err: unknown): HttpError {
-  if (err instanceof HttpError) return err;
-  if (isMeshError(err) && err.details?.engineCode === 'NO_CHAT_TEMPLATE') {
-    return new HttpError(400, `${err.message}: use /v1/completions with a plain prompt`, 'invalid_request_error', 'no_chat_template');
-  }
-  if (isMeshError(err)) {
-    if (err.code === 'PLAN_FAILED') return new HttpError(503, err.message, 'server_error', 'cluster_not_ready');
-    return new HttpError(500, err.message, 'server_error', err.code.toLowerCase());
-  }
-  return new HttpError(500, (err as Error).message, 'server_error', 'internal_error');
 }
