@@ -22,14 +22,13 @@ import {
   itemKey,
   itemsForRange,
   missingFor,
-  parseSafetensorsHeader,
   remainingChunks,
-  safetensorsHeaderLength,
   shardLayout,
   totalBytes,
   type WeightsIndex,
   type WeightsItem,
 } from './weights-index.ts';
+import { hashInto, readSafetensorsTensors } from './weights-source.ts';
 
 type Reply = MessageOf<'weights-index'> | MessageOf<'weights-data'> | MessageOf<'weights-error'>;
 
@@ -192,7 +191,7 @@ export class WeightsFetcher {
       item.kind === 'tensor' ? { file: shardPath, base: layout.offsets.get(item.name)! } : { file: path.join(dir, `${item.name}.part`), base: 0 };
 
     // Tensors and files this peer already fetched for another range of the same model are copied, not fetched.
-    const reused = reuseSiblings(path.dirname(dir), dir, index.digest, items, where, progress);
+    const reused = await reuseSiblings(path.dirname(dir), dir, index.digest, items, where, progress);
     if (reused) {
       writeProgress(progressPath, progress);
       log.info('reusing weights fetched for another layer range', { layers: `${start}-${end}`, mb: mib(reused) });
@@ -290,7 +289,7 @@ export class WeightsFetcher {
     const window = this.opts.window ?? defaults.weightsWindow;
     const pace = this.opts.paceMs ?? defaults.weightsPaceMs;
     const failed: WeightsItem[] = [];
-    const open = new Map<string, { fd: number; hash: Hash }>();
+    const open = new Map<string, { fh: fs.promises.FileHandle; hash: Hash }>();
     let savedAt = performance.now();
     const save = (force: boolean) => {
       if (!force && performance.now() - savedAt < defaults.weightsProgressMs) return;
@@ -298,22 +297,24 @@ export class WeightsFetcher {
       writeProgress(progressPath, progress);
     };
     /** The item's file and running hash, with the bytes it already has on disk hashed. */
-    const opened = (item: WeightsItem) => {
+    const opened = async (item: WeightsItem) => {
       const key = itemKey(item);
       let o = open.get(key);
       if (!o) {
         const at = where(item);
-        const fd = fs.openSync(at.file, fs.existsSync(at.file) ? 'r+' : 'w+');
-        o = { fd, hash: createHash('sha256') };
+        const fh = await fs.promises.open(at.file, fs.existsSync(at.file) ? 'r+' : 'w+');
+        o = { fh, hash: createHash('sha256') };
         open.set(key, o);
-        hashPrefix(fd, at.base, Math.min(progress.done[key]?.bytes ?? 0, item.size), o.hash);
+        const had = Math.min(progress.done[key]?.bytes ?? 0, item.size);
+        // A file shorter than its progress says leaves the hash short: the item fails its sha256 and is fetched again.
+        await hashInto(fh, at.base, at.base + had, o.hash).catch(() => {});
       }
       return o;
     };
-    const finish = (item: WeightsItem) => {
-      const o = opened(item);
+    const finish = async (item: WeightsItem) => {
+      const o = await opened(item);
       const ok = o.hash.digest('hex') === item.sha256;
-      fs.closeSync(o.fd);
+      await o.fh.close();
       open.delete(itemKey(item));
       progress.done[itemKey(item)] = { bytes: ok ? item.size : 0, verified: ok };
       save(true);
@@ -331,7 +332,7 @@ export class WeightsFetcher {
     };
     try {
       // Items with nothing left to fetch (empty, or fully written before an interruption) are checked at once.
-      for (const item of todo) if (!chunks.some((c) => c.item === item)) finish(item);
+      for (const item of todo) if (!chunks.some((c) => c.item === item)) await finish(item);
       for (let i = 0; i < chunks.length; i++) {
         while (next < chunks.length && inFlight.length < window) await issue();
         const reply = await inFlight.shift()!;
@@ -341,16 +342,16 @@ export class WeightsFetcher {
         if (reply.type !== 'weights-data' || reply.data.byteLength !== c.length) {
           throw meshError('WEIGHTS_UNAVAILABLE', `${link.remote.name} sent ${reply.type === 'weights-data' ? reply.data.byteLength : 0} bytes for a ${c.length}-byte chunk of ${c.item.name}`);
         }
-        const o = opened(c.item);
-        fs.writeSync(o.fd, reply.data, 0, c.length, where(c.item).base + c.offset);
+        const o = await opened(c.item);
+        await o.fh.write(reply.data, 0, c.length, where(c.item).base + c.offset);
         o.hash.update(reply.data);
         progress.done[itemKey(c.item)] = { bytes: c.offset + c.length, verified: false };
         onBytes(c.length);
-        if (c.offset + c.length === c.item.size) finish(c.item);
+        if (c.offset + c.length === c.item.size) await finish(c.item);
         else save(false);
       }
     } finally {
-      for (const o of open.values()) fs.closeSync(o.fd);
+      for (const o of open.values()) await o.fh.close();
       save(true);
     }
     return failed;
@@ -361,14 +362,14 @@ export class WeightsFetcher {
  * Copies unstarted items from this model's other finished ranges (sibling directories) into place, each
  * checked against its sha256 as it is copied; those become verified. Returns the bytes reused.
  */
-function reuseSiblings(
+async function reuseSiblings(
   parent: string,
   dir: string,
   digest: string,
   items: WeightsItem[],
   where: (item: WeightsItem) => { file: string; base: number },
   progress: FetchProgress,
-): number {
+): Promise<number> {
   const have = new Map<string, { file: string; start: number; size: number }>();
   for (const sib of fs.readdirSync(parent)) {
     const d = path.join(parent, sib);
@@ -376,16 +377,11 @@ function reuseSiblings(
     for (const f of fs.readdirSync(d)) if (isMetadataFile(f)) have.set(`file:${f}`, { file: path.join(d, f), start: 0, size: fs.statSync(path.join(d, f)).size });
     const shard = path.join(d, SHARD_FILE);
     if (!fs.existsSync(shard)) continue;
-    const fd = fs.openSync(shard, 'r');
+    const fh = await fs.promises.open(shard, 'r');
     try {
-      const first = Buffer.alloc(8);
-      fs.readSync(fd, first, 0, 8, 0);
-      const n = safetensorsHeaderLength(first);
-      const header = Buffer.alloc(n);
-      fs.readSync(fd, header, 0, n, 8);
-      for (const t of parseSafetensorsHeader(header, fs.fstatSync(fd).size)) have.set(`tensor:${t.name}`, { file: shard, start: t.start, size: t.end - t.start });
+      for (const t of await readSafetensorsTensors(fh)) have.set(`tensor:${t.name}`, { file: shard, start: t.start, size: t.end - t.start });
     } finally {
-      fs.closeSync(fd);
+      await fh.close();
     }
   }
   let reused = 0;
@@ -395,37 +391,26 @@ function reuseSiblings(
     const from = have.get(key);
     if (!from || from.size !== item.size || progress.done[key]) continue;
     const at = where(item);
-    const src = fs.openSync(from.file, 'r');
-    const dst = fs.openSync(at.file, fs.existsSync(at.file) ? 'r+' : 'w+');
+    const src = await fs.promises.open(from.file, 'r');
+    const dst = await fs.promises.open(at.file, fs.existsSync(at.file) ? 'r+' : 'w+');
     const hash = createHash('sha256');
     try {
       for (let pos = 0; pos < item.size; ) {
-        const got = fs.readSync(src, buf, 0, Math.min(buf.byteLength, item.size - pos), from.start + pos);
-        if (got === 0) break;
-        fs.writeSync(dst, buf, 0, got, at.base + pos);
-        hash.update(buf.subarray(0, got));
-        pos += got;
+        const { bytesRead } = await src.read(buf, 0, Math.min(buf.byteLength, item.size - pos), from.start + pos);
+        if (bytesRead === 0) break;
+        await dst.write(buf, 0, bytesRead, at.base + pos);
+        hash.update(buf.subarray(0, bytesRead));
+        pos += bytesRead;
       }
     } finally {
-      fs.closeSync(src);
-      fs.closeSync(dst);
+      await src.close();
+      await dst.close();
     }
     if (hash.digest('hex') !== item.sha256) continue;
     progress.done[key] = { bytes: item.size, verified: true };
     reused += item.size;
   }
   return reused;
-}
-
-/** Feeds bytes [base, base + n) of an open file into a hash, in bounded reads. */
-function hashPrefix(fd: number, base: number, n: number, hash: Hash): void {
-  const buf = Buffer.allocUnsafe(Math.min(n, 4 * 1024 * 1024));
-  for (let pos = 0; pos < n; ) {
-    const got = fs.readSync(fd, buf, 0, Math.min(buf.byteLength, n - pos), base + pos);
-    if (got === 0) break;
-    hash.update(buf.subarray(0, got));
-    pos += got;
-  }
 }
 
 function mib(n: number): number {

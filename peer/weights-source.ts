@@ -2,7 +2,7 @@
 // (metadata files and tensors with sizes and sha256, built once per directory) and answers `weights-get`
 // with the bytes of one item's range. Only items of its own index are read: a request names an item,
 // which is looked up here, never a path; ranges outside the item and oversized chunks are refused.
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { isMeshError, meshError } from '../core/errors.ts';
@@ -15,6 +15,7 @@ import {
   itemKey,
   parseSafetensorsHeader,
   safetensorsHeaderLength,
+  type SafetensorsEntry,
   type WeightsIndex,
   type WeightsItem,
 } from './weights-index.ts';
@@ -32,16 +33,31 @@ interface BuiltIndex {
 
 const READ_BYTES = 4 * 1024 * 1024;
 
-/** sha256 of bytes [start, end) of an open file, read in bounded pieces. */
-export async function hashRange(fh: fs.promises.FileHandle, start: number, end: number, buf = Buffer.allocUnsafe(READ_BYTES)): Promise<string> {
-  const hash = createHash('sha256');
+/** Feeds bytes [start, end) of an open file into `hash`, read in bounded pieces. */
+export async function hashInto(fh: fs.promises.FileHandle, start: number, end: number, hash: Hash, buf: Buffer = Buffer.allocUnsafe(READ_BYTES)): Promise<void> {
   for (let pos = start; pos < end; ) {
     const { bytesRead } = await fh.read(buf, 0, Math.min(buf.byteLength, end - pos), pos);
     if (bytesRead === 0) throw meshError('MODEL_NOT_FOUND', `file ended at ${pos} of ${end}`);
     hash.update(buf.subarray(0, bytesRead));
     pos += bytesRead;
   }
+}
+
+/** sha256 of bytes [start, end) of an open file. */
+export async function hashRange(fh: fs.promises.FileHandle, start: number, end: number, buf?: Buffer): Promise<string> {
+  const hash = createHash('sha256');
+  await hashInto(fh, start, end, hash, buf);
   return hash.digest('hex');
+}
+
+/** The tensors a safetensors file holds, from its header (names, dtypes, shapes, byte ranges). */
+export async function readSafetensorsTensors(fh: fs.promises.FileHandle): Promise<SafetensorsEntry[]> {
+  const size = (await fh.stat()).size;
+  const first = Buffer.alloc(8);
+  await fh.read(first, 0, 8, 0);
+  const header = Buffer.alloc(safetensorsHeaderLength(first));
+  await fh.read(header, 0, header.byteLength, 8);
+  return parseSafetensorsHeader(header, size);
 }
 
 /** Reads a model directory's metadata files and safetensors headers and hashes every item once. */
@@ -66,13 +82,7 @@ export async function buildIndex(dir: string, name: string): Promise<BuiltIndex>
     } else if (f.endsWith('.safetensors')) {
       const fh = await fs.promises.open(file, 'r');
       try {
-        const size = (await fh.stat()).size;
-        const first = Buffer.alloc(8);
-        await fh.read(first, 0, 8, 0);
-        const n = safetensorsHeaderLength(first);
-        const header = Buffer.alloc(n);
-        await fh.read(header, 0, n, 8);
-        for (const t of parseSafetensorsHeader(header, size)) {
+        for (const t of await readSafetensorsTensors(fh)) {
           const key = itemKey({ kind: 'tensor', name: t.name });
           if (places.has(key)) continue;
           const item: WeightsItem = { kind: 'tensor', name: t.name, size: t.end - t.start, sha256: await hashRange(fh, t.start, t.end, buf), dtype: t.dtype, shape: t.shape };
