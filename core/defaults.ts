@@ -46,8 +46,6 @@ export const defaults = {
   /** What a socket may send before its handshake completes (a hello is about a kilobyte): a stranger
    *  cannot make a peer buffer a large frame. The large limit above is for linked peers only. */
   preHandshakeMaxBytes: 64 * 1024,
-  /** A linked peer's frames from this size are gathered into one buffer as they arrive (transport/receiver-gather.ts). */
-  gatherPayloadMinBytes: 1024 * 1024,
   /** Sockets one remote address may hold open while they have not completed the handshake. */
   maxUnauthenticatedPerAddress: 16,
   /** Sends in flight on one link before send() waits for the socket to drain. */

@@ -95,7 +95,7 @@ class PartWriter {
       this.total += v.byteLength;
     } else if (depth > 0 && isMap(v) && hasLarge(v, depth)) {
       // Keys holding a large byte string go last (key order means nothing in a CBOR map), so that a
-      // frame's one tensor can end it and travel as a fragment of its own.
+      // frame's one tensor can end it and be written from its own memory, after the rest.
       const keys = Object.keys(v).sort((a, b) => Number(holdsLarge(v[a], depth - 1)) - Number(holdsLarge(v[b], depth - 1)));
       this.head(5, keys.length);
       for (const key of keys) {
@@ -120,7 +120,7 @@ class PartWriter {
   }
 
   /**
-   * The frame as WebSocket fragments: [everything before the byte string, its own bytes] when the frame
+   * The frame as two parts: [everything before the byte string, its own bytes] when the frame
    * ends with its one large byte string, otherwise the whole frame in one buffer.
    */
   fragments(pool?: FramePool): Uint8Array[] {
@@ -160,8 +160,9 @@ export function encodeMessage(msg: Message, pool?: FramePool): Uint8Array {
 }
 
 /**
- * A message as the fragments of one WebSocket message: its tensor, when it has one, as a fragment of
- * its own (never copied), or the whole frame in one buffer (from `pool` when large).
+ * A message as the parts a link writes back to back in one WebSocket frame: [its CBOR up to the
+ * tensor's bytes, the tensor's own memory] when it has a tensor (never copied), otherwise the whole
+ * frame in one buffer (from `pool` when large).
  */
 export function encodeMessageFragments(msg: Message, pool?: FramePool): Uint8Array[] {
   if (!hasLarge(msg, LARGE_DEPTH)) return [cbor.encode(msg)];

@@ -1,15 +1,13 @@
 // The first exchange on every socket: both sides send `hello` at once and check the other's
 // protocol version and cluster name; with a cluster secret, both then prove they know it (`auth`).
 // Nothing else is accepted before that.
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
-import type WebSocket from 'ws';
 import { defaults } from '../core/defaults.ts';
 import { newNonce, proof, verifyProof } from './auth.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
 import { type ErrorCode, isMeshError, meshError, MeshError } from '../core/errors.ts';
 import type { MessageOf, PeerInfo } from './messages.ts';
+import type { Wire } from './wire.ts';
 
 export interface HandshakeOptions {
   protocol: number;
@@ -36,7 +34,7 @@ export interface HandshakeResult {
   instance: string;
   role: 'peer' | 'bench';
   /** Frames that arrived right behind the handshake, in order, for the link to process. */
-  pending: Buffer[];
+  pending: Buffer[][];
 }
 
 export const CLOSE_FOR: Partial<Record<ErrorCode, number>> = {
@@ -79,63 +77,26 @@ function checkHello(msg: MessageOf<'hello'>, opts: HandshakeOptions, self: PeerI
   if (msg.secured && msg.nonce?.byteLength !== 16) throw meshError('AUTH_FAILED', `peer ${msg.peer.id} sent no valid challenge`);
 }
 
-/**
- * Runs the handshake on `ws`. `socket` is its TCP socket when already known (an accepted socket);
- * a dialled one is found at the upgrade.
- */
-export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex): Promise<HandshakeResult> {
+/** Runs the handshake on a freshly opened wire: hello both ways, then the proofs when there is a secret. */
+export function handshake(wire: Wire, opts: HandshakeOptions): Promise<HandshakeResult> {
   return new Promise((resolve, reject) => {
     const self = opts.self();
     const nonce = opts.secret ? newNonce() : undefined;
     let hello: MessageOf<'hello'> | null = null;
     let done = false;
-    const pending: Buffer[] = [];
-    // Until the handshake completes the other side is a stranger: its bytes are counted as they arrive
-    // on the TCP socket, so an oversize frame is refused before ws has buffered it.
+    const pending: Buffer[][] = [];
+    // Until the handshake completes the other side is a stranger: a frame over this bound is refused
+    // at its header, before any of it is buffered.
     const maxBytes = opts.preHandshakeMaxBytes ?? defaults.preHandshakeMaxBytes;
-    let received = 0;
-    let raw: Duplex | undefined;
-    const onBytes = (chunk: Buffer) => {
-      received += chunk.length;
-      if (received <= maxBytes || done) return;
-      raw?.pause();
-      fail(meshError('FRAME_TOO_LARGE', `sent over ${maxBytes} bytes before completing the handshake`), false);
-    };
-    const watch = (s: Duplex) => {
-      raw = s;
-      s.on('data', onBytes);
-    };
-    // A dialled socket is known at the upgrade, but a 'data' listener added before ws attaches its own
-    // would take the first frames from it: count from 'open' on (ws has the upgrade's leftover bytes).
-    let upgraded: Duplex | undefined;
-    const onUpgrade = (res: IncomingMessage) => (upgraded = res.socket);
-    const onOpen = () => upgraded && watch(upgraded);
-
-    // A dialler calls this before the socket opens: the other side's hello can arrive in the same
-    // TCP read as the upgrade response, so the listener must already be in place.
-    const sayHello = () =>
-      ws.send(
-        encodeMessage({
-          type: 'hello',
-          protocol: opts.protocol,
-          cluster: opts.cluster,
-          instance: opts.instance,
-          secured: !!opts.secret,
-          nonce,
-          role: opts.role,
-          peer: self,
-        }),
-      );
+    const limit = Math.min(maxBytes, opts.maxPayloadBytes);
+    wire.maxPayload = limit;
+    const send = (msg: Parameters<typeof encodeMessage>[0]) => wire.send([encodeMessage(msg)]);
 
     const fail = (err: MeshError, tellRemote: boolean) => {
       cleanup();
-      // The socket is being discarded: whatever it still reports must not surface as an unhandled error.
-      ws.on('error', () => {});
-      if (tellRemote && ws.readyState === ws.OPEN) {
-        ws.send(encodeMessage({ type: 'reject', code: err.code, message: err.message }));
-      }
-      ws.close(CLOSE_FOR[err.code] ?? CloseCode.POLICY, err.message.slice(0, 120));
-      setTimeout(() => ws.terminate(), 500).unref();
+      if (tellRemote && wire.isOpen) send({ type: 'reject', code: err.code, message: err.message });
+      wire.close(CLOSE_FOR[err.code] ?? CloseCode.POLICY, err.message.slice(0, 120));
+      setTimeout(() => wire.terminate(), 500).unref();
       reject(err);
     };
 
@@ -148,14 +109,15 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex
         return fail(e, true);
       }
       done = true;
-      // Resolve after the frames already parsed from this chunk have been collected.
+      wire.maxPayload = opts.maxPayloadBytes;
+      // Resolve after the frames already parsed from this read have been collected.
       queueMicrotask(() => {
         cleanup();
         resolve({ remote: remote.peer, instance: remote.instance, role: remote.role ?? 'peer', pending });
       });
     };
 
-    const onMessage = (data: Buffer, isBinary: boolean) => {
+    const onMessage = (data: Buffer[], isBinary: boolean) => {
       if (done) {
         pending.push(data);
         return;
@@ -185,7 +147,7 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex
             verifierId: msg.peer.id,
             verifierNonce: msg.nonce!,
           });
-          ws.send(encodeMessage({ type: 'auth', mac }));
+          send({ type: 'auth', mac });
           return;
         }
         if (msg.type !== 'auth') throw meshError('HANDSHAKE_REQUIRED', `expected auth, got "${msg.type}"`);
@@ -205,14 +167,13 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex
         fail(isMeshError(err) ? err : meshError('BAD_FRAME', (err as Error).message), true);
       }
     };
-    const onClose = (code: number, reason: Buffer) => {
-      cleanup();
-      reject(meshError('LINK_CLOSED', `socket closed during handshake (${code} ${reason.toString()})`));
+    const onViolation = (err: Error & { closeCode: number }) => {
+      const code = err.closeCode === CloseCode.TOO_BIG ? 'FRAME_TOO_LARGE' : 'BAD_FRAME';
+      fail(meshError(code, code === 'FRAME_TOO_LARGE' ? `sent a frame of over ${limit} bytes before completing the handshake` : err.message), false);
     };
-    const onError = (err: Error) => {
+    const onClose = (code: number, reason: string) => {
       cleanup();
-      ws.terminate();
-      reject(meshError('PEER_UNREACHABLE', err.message));
+      reject(meshError('LINK_CLOSED', `socket closed during handshake (${code} ${reason})`));
     };
     const timer = setTimeout(
       () => fail(meshError('HANDSHAKE_TIMEOUT', `no handshake within ${opts.timeoutMs} ms`), true),
@@ -220,23 +181,22 @@ export function handshake(ws: WebSocket, opts: HandshakeOptions, socket?: Duplex
     );
     function cleanup() {
       clearTimeout(timer);
-      ws.off('message', onMessage);
-      ws.off('close', onClose);
-      ws.off('error', onError);
-      ws.off('open', sayHello);
-      ws.off('upgrade', onUpgrade);
-      ws.off('open', onOpen);
-      raw?.off('data', onBytes);
+      wire.off('message', onMessage);
+      wire.off('close', onClose);
+      wire.off('violation', onViolation);
     }
-    if (socket) watch(socket);
-    else {
-      ws.once('upgrade', onUpgrade);
-      ws.once('open', onOpen);
-    }
-    ws.on('message', onMessage);
-    ws.on('close', onClose);
-    ws.on('error', onError);
-    if (ws.readyState === ws.OPEN) sayHello();
-    else ws.once('open', sayHello);
+    wire.on('message', onMessage);
+    wire.on('close', onClose);
+    wire.on('violation', onViolation);
+    send({
+      type: 'hello',
+      protocol: opts.protocol,
+      cluster: opts.cluster,
+      instance: opts.instance,
+      secured: !!opts.secret,
+      nonce,
+      role: opts.role,
+      peer: self,
+    });
   });
 }

@@ -2,17 +2,15 @@
 // a ping/pong heartbeat that measures RTT and declares the link dead after a few missed beats.
 // Every path (close, terminate, socket error, heartbeat timeout, bad frame) emits exactly one 'close'.
 import { EventEmitter } from 'node:events';
-import type WebSocket from 'ws';
 import { decodeMessage, encodeMessageFragments } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
 import { FramePool } from './frame-pool.ts';
-import { gatherLargePayloads } from './receiver-gather.ts';
-import { defaults } from '../core/defaults.ts';
 import { isMeshError, meshError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { CLOSE_FOR, type HandshakeResult } from './handshake.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Message, PeerInfo } from './messages.ts';
+import type { Wire } from './wire.ts';
 
 export interface LinkOptions {
   maxPayloadBytes: number;
@@ -44,7 +42,7 @@ export class Link extends EventEmitter<LinkEvents> {
   readonly openedAt = Date.now();
   rttMs: number | null = null;
 
-  private readonly ws: WebSocket;
+  private readonly wire: Wire;
   private readonly opts: LinkOptions;
   private readonly pool = new FramePool();
   private inFlight = 0;
@@ -56,12 +54,12 @@ export class Link extends EventEmitter<LinkEvents> {
   private heartbeat: NodeJS.Timeout | null = null;
   private closed: LinkClose | null = null;
   /** Frames held until the owner has attached its listeners and called start(). */
-  private held: Array<[Buffer | Buffer[], boolean]> | null;
+  private held: Array<[Buffer[], boolean]> | null;
 
-  constructor(ws: WebSocket, hs: HandshakeResult, direction: 'in' | 'out', remoteHost: string, opts: LinkOptions) {
+  constructor(wire: Wire, hs: HandshakeResult, direction: 'in' | 'out', remoteHost: string, opts: LinkOptions) {
     super();
     this.remoteHost = remoteHost;
-    this.ws = ws;
+    this.wire = wire;
     this.remote = hs.remote;
     this.remoteInstance = hs.instance;
     this.remoteRole = hs.role;
@@ -69,20 +67,15 @@ export class Link extends EventEmitter<LinkEvents> {
     this.opts = opts;
     this.held = hs.pending.map((f) => [f, true]);
     const remote = hs.remote;
-    // A message's fragments as they came: a tensor sent as a fragment of its own is not joined (copied).
-    ws.binaryType = 'fragments';
-    gatherLargePayloads(ws, defaults.gatherPayloadMinBytes);
-    ws.on('message', (data, isBinary) => {
-      if (this.held) this.held.push([data as Buffer[], isBinary]);
-      else this.onFrame(data as Buffer[], isBinary);
+    wire.on('message', (data, isBinary) => {
+      if (this.held) this.held.push([data, isBinary]);
+      else this.onFrame(data, isBinary);
     });
-    ws.on('pong', () => this.onPong());
-    ws.on('close', (code, reason) => this.finish({ code, reason: reason.toString() }));
-    ws.on('error', (err) => {
-      this.opts.logger.debug('socket error', { peer: remote.id, error: err.message });
-      this.finish({ code: CloseCode.GOING_AWAY, reason: err.message });
-      this.ws.terminate();
+    wire.on('pong', () => this.onPong());
+    wire.on('violation', (err) => {
+      this.opts.logger.warn('closing link after an invalid frame', { peer: remote.id, reason: err.message });
     });
+    wire.on('close', (code, reason) => this.finish({ code, reason }));
     this.heartbeat = setInterval(() => this.beat(), opts.heartbeatMs);
     this.heartbeat.unref();
   }
@@ -114,7 +107,7 @@ export class Link extends EventEmitter<LinkEvents> {
       this.inFlight++;
     }
     return new Promise((resolve, reject) => {
-      const done = (err?: Error) => {
+      const done = (err?: Error | null) => {
         this.pool.give(fragments[0]);
         const next = this.waiters.shift();
         if (next) next();
@@ -122,9 +115,8 @@ export class Link extends EventEmitter<LinkEvents> {
         if (err) reject(meshError('LINK_CLOSED', `send to ${this.remote.id} failed: ${err.message}`));
         else resolve();
       };
-      // One WebSocket message; its fragments are written back to back, so nothing comes between them.
-      const last = fragments.length - 1;
-      fragments.forEach((f, i) => this.ws.send(f, { binary: true, fin: i === last }, i === last ? done : undefined));
+      // One WebSocket frame: header, small fields, then the tensor from its own memory.
+      this.wire.send(fragments, done);
     });
   }
 
@@ -134,19 +126,18 @@ export class Link extends EventEmitter<LinkEvents> {
 
   close(code: number = CloseCode.NORMAL, reason = 'closing'): void {
     if (this.closed) return;
-    this.ws.close(code, reason.slice(0, 120));
-    // A peer that never answers the close handshake is cut off.
-    setTimeout(() => this.ws.terminate(), 1000).unref();
+    // A peer that never answers the close handshake is cut off (after a second).
+    this.wire.close(code, reason.slice(0, 120));
     this.finish({ code, reason });
   }
 
   terminate(reason = 'terminated'): void {
     if (this.closed) return;
-    this.ws.terminate();
+    this.wire.terminate();
     this.finish({ code: CloseCode.GOING_AWAY, reason });
   }
 
-  private onFrame(data: Buffer | Buffer[], isBinary: boolean): void {
+  private onFrame(data: Buffer[], isBinary: boolean): void {
     if (this.closed) return;
     let msg: Message;
     try {
@@ -177,17 +168,13 @@ export class Link extends EventEmitter<LinkEvents> {
   private beat(): void {
     if (this.missed >= this.opts.heartbeatMisses) {
       this.opts.logger.warn('link missed heartbeats', { peer: this.remote.id, missed: this.missed });
-      this.ws.terminate();
+      this.wire.terminate();
       this.finish({ code: CloseCode.HEARTBEAT_TIMEOUT, reason: `missed ${this.missed} heartbeats` });
       return;
     }
     this.missed++;
     this.pingSentAt = performance.now();
-    try {
-      this.ws.ping();
-    } catch {
-      // The socket is closing; its 'close' event finishes the link.
-    }
+    this.wire.ping();
   }
 
   private onPong(): void {

@@ -1,14 +1,14 @@
 // Accepts links: a ws server that runs the handshake on every new socket and emits the resulting Link.
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer } from 'ws';
 import { type EndpointOptions, wsOptions } from './endpoint.ts';
-import type { Duplex } from 'node:stream';
 import { defaults } from '../core/defaults.ts';
 import { MeshError, meshError } from '../core/errors.ts';
 import { CloseCode } from './close-codes.ts';
 import { handshake } from './handshake.ts';
 import { Link } from './link.ts';
+import { Wire } from './wire.ts';
 
 export interface LinkServerEvents {
   link: [Link];
@@ -18,7 +18,7 @@ export interface LinkServerEvents {
 
 export class LinkServer extends EventEmitter<LinkServerEvents> {
   private wss: WebSocketServer | null = null;
-  private readonly sockets = new Set<WebSocket>();
+  private readonly wires = new Set<Wire>();
 
   /** Sockets per remote address that have not completed the handshake. */
   private readonly strangers = new Map<string, number>();
@@ -35,7 +35,8 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
 
   async start(): Promise<void> {
     if (this.wss) return;
-    const wss = new WebSocketServer({ host: this.opts.host, port: this.opts.port, ...wsOptions(this.opts) });
+    // ws does the upgrade; each socket is then a Wire of ours (transport/wire.ts), so ws tracks none.
+    const wss = new WebSocketServer({ host: this.opts.host, port: this.opts.port, clientTracking: false, ...wsOptions(this.opts) });
     this.wss = wss;
     await new Promise<void>((resolve, reject) => {
       wss.once('listening', resolve);
@@ -48,33 +49,44 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
         );
       });
     });
-    wss.on('connection', (ws, req) => this.accept(ws, unmapIPv4(req.socket.remoteAddress ?? ''), req.socket));
+    wss.on('connection', (ws, req) => {
+      const from = unmapIPv4(req.socket.remoteAddress ?? '');
+      let wire: Wire;
+      try {
+        wire = Wire.takeOver(ws, req.socket, 'server', this.opts.maxPayloadBytes);
+      } catch (err) {
+        ws.terminate();
+        this.emit('refused', meshError('BAD_FRAME', (err as Error).message), from);
+        return;
+      }
+      void this.accept(wire, from);
+    });
   }
 
   async stop(): Promise<void> {
     const wss = this.wss;
     if (!wss) return;
     this.wss = null;
-    for (const ws of this.sockets) ws.terminate();
+    for (const wire of this.wires) wire.terminate();
     await new Promise<void>((resolve) => wss.close(() => resolve()));
   }
 
-  private async accept(ws: WebSocket, from: string, socket: Duplex): Promise<void> {
-    this.sockets.add(ws);
-    ws.once('close', () => this.sockets.delete(ws));
+  private async accept(wire: Wire, from: string): Promise<void> {
+    this.wires.add(wire);
+    wire.once('close', () => this.wires.delete(wire));
     const cap = this.opts.maxUnauthenticatedPerAddress ?? defaults.maxUnauthenticatedPerAddress;
     const waiting = this.strangers.get(from) ?? 0;
     if (waiting >= cap) {
-      ws.close(CloseCode.TRY_AGAIN, 'too many sockets from this address in their handshake');
-      setTimeout(() => ws.terminate(), 500).unref();
+      wire.close(CloseCode.TRY_AGAIN, 'too many sockets from this address in their handshake');
+      setTimeout(() => wire.terminate(), 500).unref();
       const err = meshError('TOO_MANY_HANDSHAKES', `${from} already holds ${waiting} sockets that have not completed the handshake`);
       this.emit('refused', err, from);
       return;
     }
     this.strangers.set(from, waiting + 1);
     try {
-      const hs = await handshake(ws, this.opts, socket);
-      this.emit('link', new Link(ws, hs, 'in', from, this.opts));
+      const hs = await handshake(wire, this.opts);
+      this.emit('link', new Link(wire, hs, 'in', from, this.opts));
     } catch (err) {
       this.emit('refused', err instanceof MeshError ? err : meshError('BAD_FRAME', String(err)), from);
     } finally {

@@ -2,13 +2,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket from 'ws';
-import { encodeMessage, encodeRaw } from '../../transport/codec.ts';
+import { decodeMessage, encodeMessage, encodeRaw } from '../../transport/codec.ts';
 import { CloseCode } from '../../transport/close-codes.ts';
 import { dial } from '../../transport/dialer.ts';
 import { PROTOCOL_VERSION } from '../../core/defaults.ts';
 import type { MeshError } from '../../core/errors.ts';
 import type { LinkClose } from '../../transport/link.ts';
 import type { Message } from '../../transport/messages.ts';
+import type { Wire } from '../../transport/wire.ts';
 import { endpoint, info, withServer } from '../helpers/links.ts';
 
 const until = async (f: () => boolean, ms = 3000) => {
@@ -120,6 +121,36 @@ test('a message before the hello closes the socket', async () => {
   });
 });
 
+test('a plain WebSocket client (random masking keys, a fragmented message, a ping) links and exchanges a tensor', async () => {
+  await withServer({}, async (_s, port, inbound) => {
+    // `ws` masks with random keys and may split a message: a peer must read any RFC 6455 client.
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+    const replies: Message[] = [];
+    let pongs = 0;
+    ws.on('pong', () => pongs++);
+    ws.on('message', (data) => replies.push(decodeMessage(data as Buffer)));
+    await new Promise((r) => ws.once('open', r));
+    ws.send(encodeMessage({ type: 'hello', protocol: PROTOCOL_VERSION, cluster: 'c', instance: 'plain', peer: info('plain') }));
+    await until(() => inbound.length === 1);
+    const got: Message[] = [];
+    inbound[0].on('message', (m) => got.push(m));
+    inbound[0].start();
+    const data = new Uint8Array(300_000).map((_, i) => i % 251);
+    const frame = encodeMessage({ type: 'bench-echo', seq: 1, answer: 'none', tensor: { dtype: 'uint8', shape: [data.length], data } });
+    ws.send(frame.subarray(0, 1000), { fin: false });
+    ws.send(frame.subarray(1000, 200_000), { fin: false });
+    ws.send(frame.subarray(200_000), { fin: true });
+    ws.ping();
+    await until(() => got.length === 1 && pongs === 1);
+    const m = got[0] as Extract<Message, { type: 'bench-echo' }>;
+    assert.ok(Buffer.from(m.tensor.data).equals(Buffer.from(data)), 'the tensor arrived bit-exact');
+    await inbound[0].send({ type: 'coordinator', term: 3, id: 'server' });
+    await until(() => replies.some((r) => r.type === 'coordinator'));
+    assert.is(replies[0].type, 'hello');
+    ws.close();
+  });
+});
+
 test('an invalid frame closes that link with a reason; the server keeps serving', async () => {
   await withServer({}, async (_s, port, inbound) => {
     const bad = await dial('127.0.0.1', port, endpoint('bad'));
@@ -128,7 +159,7 @@ test('an invalid frame closes that link with a reason; the server keeps serving'
     await until(() => inbound.length === 1);
     const serverSide = new Promise<LinkClose>((r) => inbound[0].on('close', r));
     // Reach under the Link to put garbage on the wire, as a buggy or hostile peer would.
-    (bad as unknown as { ws: WebSocket }).ws.send(encodeRaw({ type: 'token', request: 7 }));
+    (bad as unknown as { wire: Wire }).wire.send([encodeRaw({ type: 'token', request: 7 })]);
     const c = await closed;
     assert.is(c.code, CloseCode.POLICY);
     assert.match(c.reason, /SCHEMA/);
