@@ -123,12 +123,6 @@ export class Wire extends EventEmitter<WireEvents> {
     s.uncork();
   }
 
-  /** Sends a text frame (only tests and tools need one: links refuse them). */
-  sendText(text: string): void {
-    const data = Buffer.from(text);
-    this.socket.write(Buffer.concat([frameHeader(Opcode.TEXT, data.length, this.masked), data]));
-  }
-
   ping(): void {
     this.control(Opcode.PING, Buffer.alloc(0));
   }
