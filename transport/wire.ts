@@ -39,6 +39,8 @@ export class Wire extends EventEmitter<WireEvents> {
   private closed = false;
   /** The close frame that came from the other side, if any. */
   private received: [number, string] | null = null;
+  /** A pong not yet flushed to the socket: pings arriving meanwhile get none (see pong()). */
+  private pongPending = false;
 
   /**
    * Takes `socket` over from `ws`: call it synchronously in ws's 'open' (client) or the server's
@@ -68,7 +70,7 @@ export class Wire extends EventEmitter<WireEvents> {
       { maxPayload, expectMasked: side === 'server' },
       {
         message: (fragments, binary) => this.emit('message', fragments, binary),
-        ping: (payload) => this.control(Opcode.PONG, payload),
+        ping: (payload) => this.pong(payload),
         pong: () => this.emit('pong'),
         close: (code, reason) => this.onCloseFrame(code, reason),
       },
@@ -143,9 +145,20 @@ export class Wire extends EventEmitter<WireEvents> {
     this.socket.destroy();
   }
 
-  private control(opcode: number, payload: Buffer): void {
+  private control(opcode: number, payload: Buffer, done?: () => void): void {
     if (this.closeSent || this.closed || this.socket.destroyed) return;
-    this.socket.write(Buffer.concat([frameHeader(opcode, payload.length, this.masked), payload]));
+    this.socket.write(Buffer.concat([frameHeader(opcode, payload.length, this.masked), payload]), done);
+  }
+
+  /**
+   * Answers a ping, at most one pong in flight: a socket that floods pings and never reads would
+   * otherwise fill this process's memory with queued pongs. A heartbeat's ping (one a second) always
+   * finds the last pong flushed.
+   */
+  private pong(payload: Buffer): void {
+    if (this.pongPending) return;
+    this.pongPending = true;
+    this.control(Opcode.PONG, payload, () => (this.pongPending = false));
   }
 
   private onCloseFrame(code: number, reason: string): void {

@@ -131,6 +131,45 @@ test('a stranger streaming a 200 MiB frame before its hello is cut off with 1009
   }
 });
 
+test('a stranger flooding pings and reading nothing gets at most one pong queued; the peer does not grow', async () => {
+  const port = await freePort();
+  const api = await freePort();
+  const dataDir = tempDir();
+  const peer = spawnCli(['join', '--no-mdns', '--host', '127.0.0.1', '--port', String(port), '--api-port', String(api), '--data-dir', dataDir], {
+    MLX_MESH_LOG: 'warn',
+  });
+  try {
+    await peer.waitForOutput(/API http/, 60_000);
+    const pid = peer.child.pid!;
+    const before = rssBytes(pid);
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(pid))), 20);
+    try {
+      const { socket } = await rawWebSocket(port);
+      // Stop reading: every pong the peer writes stays queued on its side once the socket buffers fill.
+      socket.pause();
+      // 125-byte pings, masked with a zero key as a client's must be: 2 million is ~260 MB of pongs unbounded.
+      const ping = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 0, 0, 0, 0]), Buffer.alloc(125)]);
+      const burst = Buffer.concat(Array.from({ length: 8000 }, () => ping));
+      let sent = 0;
+      while (sent < 2_000_000 && !socket.destroyed) {
+        if (!socket.write(burst)) await new Promise<void>((r) => (socket.once('drain', r), socket.once('close', r)));
+        sent += 8000;
+      }
+      socket.destroy();
+    } finally {
+      clearInterval(sampler);
+    }
+    const grew = peak - before;
+    assert.ok(grew < 64 * 1024 * 1024, `peer RSS grew by ${(grew / 2 ** 20).toFixed(1)} MiB`);
+    const health = await fetch(`http://127.0.0.1:${api}/health`);
+    assert.is(health.status, 200);
+  } finally {
+    await peer.kill('SIGKILL');
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 const withServer = (fn: (port: number, inbound: Link[], refused: MeshError[]) => Promise<void>) =>
   withLinkServer({ timeoutMs: 20_000, maxPayloadBytes: defaults.maxPayloadBytes, heartbeatMs: 1000 }, (_s, port, inbound, refused) =>
     fn(port, inbound, refused),
