@@ -47,6 +47,24 @@ function hasLarge(v: unknown, depth: number): boolean {
   return false;
 }
 
+/** The length of the CBOR map header whose first byte is `initial` (definite lengths only: cbor-x's). */
+function mapHeaderLength(initial: number): number {
+  const info = initial & 0x1f;
+  return info < 24 ? 1 : 1 + (1 << (info - 24));
+}
+
+/** Encoded map keys, kept: messages use a handful of them. Bounded so odd keys cannot grow it. */
+const KEY_CACHE = new Map<string, Uint8Array>();
+
+function encodedKey(key: string): Uint8Array {
+  let bytes = KEY_CACHE.get(key);
+  if (!bytes) {
+    bytes = Uint8Array.from(cbor.encode(key));
+    if (KEY_CACHE.size < 256) KEY_CACHE.set(key, bytes);
+  }
+  return bytes;
+}
+
 /** Small CBOR pieces accumulate here (reused across frames); large byte strings stay where they are. */
 class PartWriter {
   private static scratch = Buffer.allocUnsafeSlow(64 * 1024);
@@ -96,10 +114,20 @@ class PartWriter {
     } else if (depth > 0 && isMap(v) && hasLarge(v, depth)) {
       // Keys holding a large byte string go last (key order means nothing in a CBOR map), so that a
       // frame's one tensor can end it and be written from its own memory, after the rest.
-      const keys = Object.keys(v).sort((a, b) => Number(holdsLarge(v[a], depth - 1)) - Number(holdsLarge(v[b], depth - 1)));
-      this.head(5, keys.length);
-      for (const key of keys) {
-        this.bytes(cbor.encode(key));
+      // The other entries go through the encoder in one call, as a map of their own whose header is
+      // then rewritten to count every entry.
+      const small: Record<string, unknown> = {};
+      const large: string[] = [];
+      let count = 0;
+      for (const key in v) {
+        if (holdsLarge(v[key], depth - 1)) large.push(key);
+        else (small[key] = v[key]), count++;
+      }
+      this.head(5, count + large.length);
+      const encoded = cbor.encode(small);
+      this.bytes(encoded.subarray(mapHeaderLength(encoded[0])));
+      for (const key of large) {
+        this.bytes(encodedKey(key));
         this.value(v[key], depth - 1);
       }
     } else {

@@ -28,7 +28,9 @@ export class WsProtocolError extends Error {
  */
 export function frameHeader(opcode: number, length: number, masked: boolean, fin = true): Buffer {
   const ext = length < 126 ? 0 : length < 0x10000 ? 2 : 8;
-  const head = Buffer.alloc(2 + ext + (masked ? 4 : 0));
+  // From Node's shared pool (Buffer.alloc would make an ArrayBuffer per frame); every byte is set below.
+  const head = Buffer.allocUnsafe(2 + ext + (masked ? 4 : 0));
+  if (masked) head.writeUInt32BE(0, head.length - 4);
   head[0] = (fin ? 0x80 : 0) | opcode;
   head[1] = (masked ? 0x80 : 0) | (ext === 0 ? length : ext === 2 ? 126 : 127);
   if (ext === 2) head.writeUInt16BE(length, 2);
