@@ -8,6 +8,7 @@ import { CloseCode } from './close-codes.ts';
 import { type ErrorCode, isMeshError, meshError, MeshError } from '../core/errors.ts';
 import type { MessageOf, PeerInfo } from './messages.ts';
 import type { Wire } from './wire.ts';
+import type { WsProtocolError } from './ws-frame.ts';
 
 export interface HandshakeOptions {
   protocol: number;
@@ -167,7 +168,7 @@ export function handshake(wire: Wire, opts: HandshakeOptions): Promise<Handshake
         fail(isMeshError(err) ? err : meshError('BAD_FRAME', (err as Error).message), true);
       }
     };
-    const onViolation = (err: Error & { closeCode: number }) => {
+    const onViolation = (err: WsProtocolError) => {
       const code = err.closeCode === CloseCode.TOO_BIG ? 'FRAME_TOO_LARGE' : 'BAD_FRAME';
       fail(meshError(code, code === 'FRAME_TOO_LARGE' ? `sent a frame of over ${limit} bytes before completing the handshake` : err.message), false);
     };

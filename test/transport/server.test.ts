@@ -97,7 +97,11 @@ function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-test('a stranger streaming a 200 MiB frame before its hello is cut off with 1009; the peer does not buffer it', async () => {
+/**
+ * A real peer process, a stranger's socket doing `attack` at it, and the peer's peak RSS meanwhile: it must
+ * grow by less than 64 MiB, and the peer must still answer its API afterwards.
+ */
+async function strangerAttack(attack: (port: number) => Promise<void>): Promise<void> {
   const port = await freePort();
   const api = await freePort();
   const dataDir = tempDir();
@@ -111,63 +115,46 @@ test('a stranger streaming a 200 MiB frame before its hello is cut off with 1009
     let peak = before;
     const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(pid))), 20);
     try {
-      const { socket, closeCode } = await rawWebSocket(port);
-      const length = 200 * 1024 * 1024;
-      const sent = await streamFrame(socket, length);
-      assert.is(await closeCode, CloseCode.TOO_BIG);
-      assert.ok(sent < length, `the peer stopped reading after ${sent} bytes`);
-      socket.destroy();
+      await attack(port);
     } finally {
       clearInterval(sampler);
     }
     const grew = peak - before;
     assert.ok(grew < 64 * 1024 * 1024, `peer RSS grew by ${(grew / 2 ** 20).toFixed(1)} MiB`);
-    // The peer still answers.
     const health = await fetch(`http://127.0.0.1:${api}/health`);
     assert.is(health.status, 200);
   } finally {
     await peer.kill('SIGKILL');
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+test('a stranger streaming a 200 MiB frame before its hello is cut off with 1009; the peer does not buffer it', async () => {
+  await strangerAttack(async (port) => {
+    const { socket, closeCode } = await rawWebSocket(port);
+    const length = 200 * 1024 * 1024;
+    const sent = await streamFrame(socket, length);
+    assert.is(await closeCode, CloseCode.TOO_BIG);
+    assert.ok(sent < length, `the peer stopped reading after ${sent} bytes`);
+    socket.destroy();
+  });
 });
 
 test('a stranger flooding pings and reading nothing gets at most one pong queued; the peer does not grow', async () => {
-  const port = await freePort();
-  const api = await freePort();
-  const dataDir = tempDir();
-  const peer = spawnCli(['join', '--no-mdns', '--host', '127.0.0.1', '--port', String(port), '--api-port', String(api), '--data-dir', dataDir], {
-    MLX_MESH_LOG: 'warn',
-  });
-  try {
-    await peer.waitForOutput(/API http/, 60_000);
-    const pid = peer.child.pid!;
-    const before = rssBytes(pid);
-    let peak = before;
-    const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(pid))), 20);
-    try {
-      const { socket } = await rawWebSocket(port);
-      // Stop reading: every pong the peer writes stays queued on its side once the socket buffers fill.
-      socket.pause();
-      // 125-byte pings, masked with a zero key as a client's must be: 2 million is ~260 MB of pongs unbounded.
-      const ping = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 0, 0, 0, 0]), Buffer.alloc(125)]);
-      const burst = Buffer.concat(Array.from({ length: 8000 }, () => ping));
-      let sent = 0;
-      while (sent < 2_000_000 && !socket.destroyed) {
-        if (!socket.write(burst)) await new Promise<void>((r) => (socket.once('drain', r), socket.once('close', r)));
-        sent += 8000;
-      }
-      socket.destroy();
-    } finally {
-      clearInterval(sampler);
+  await strangerAttack(async (port) => {
+    const { socket } = await rawWebSocket(port);
+    // Stop reading: every pong the peer writes stays queued on its side once the socket buffers fill.
+    socket.pause();
+    // 125-byte pings, masked with a zero key as a client's must be: 2 million is ~260 MB of pongs unbounded.
+    const ping = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 0, 0, 0, 0]), Buffer.alloc(125)]);
+    const burst = Buffer.concat(Array.from({ length: 8000 }, () => ping));
+    let sent = 0;
+    while (sent < 2_000_000 && !socket.destroyed) {
+      if (!socket.write(burst)) await new Promise<void>((r) => (socket.once('drain', r), socket.once('close', r)));
+      sent += 8000;
     }
-    const grew = peak - before;
-    assert.ok(grew < 64 * 1024 * 1024, `peer RSS grew by ${(grew / 2 ** 20).toFixed(1)} MiB`);
-    const health = await fetch(`http://127.0.0.1:${api}/health`);
-    assert.is(health.status, 200);
-  } finally {
-    await peer.kill('SIGKILL');
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  }
+    socket.destroy();
+  });
 });
 
 const withServer = (fn: (port: number, inbound: Link[], refused: MeshError[]) => Promise<void>) =>
