@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { defaults, ENGINE_PROTOCOL } from '../core/defaults.ts';
-import { cbor, encodeFrameParts } from '../transport/codec.ts';
+import { decodeCbor, encodeFrameParts } from '../transport/codec.ts';
 import type { Socket } from 'node:net';
 import { FrameReader } from './frame-reader.ts';
 import { openOutputSocket } from './output-socket.ts';
@@ -283,7 +283,7 @@ export class EngineClient extends EventEmitter {
   private onFrame(frame: Uint8Array): void {
     let msg: any;
     try {
-      msg = cbor.decode(frame);
+      msg = decodeCbor(frame);
     } catch (err) {
       this.log.error('engine sent an undecodable frame', { error: (err as Error).message });
       msg = { id: null, ok: false, error: { code: 'BAD_FRAME', message: `its reply could not be decoded: ${(err as Error).message}` } };

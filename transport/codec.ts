@@ -1,11 +1,12 @@
-// Frames <-> messages. CBOR options chosen so a plain CBOR decoder in any language reads our frames:
-// no records extension, byte strings untagged. Every decoded frame is validated before anyone uses it.
-// Large byte strings (tensors) skip the encoder: their CBOR header is written, then their own bytes,
-// so a 16 MiB tensor is copied once into the frame (or not at all when sent as parts).
+// Frames <-> messages. Frames are plain CBOR that a decoder in any language reads: definite lengths,
+// byte strings untagged, no extensions. Every decoded frame is validated before anyone uses it.
+// The common path is written and read by hand (cbor-writer.ts, cbor-reader.ts): a tensor goes out from
+// its own memory and comes in as a view of the frame. cbor-x takes whatever that path leaves to it.
 import { Encoder } from 'cbor-x';
 import { meshError, MeshError } from '../core/errors.ts';
+import { CborWriter } from './cbor-writer.ts';
+import { NOT_PLAIN, readCbor } from './cbor-reader.ts';
 import { fastParse } from './fast-parse.ts';
-import type { FramePool } from './frame-pool.ts';
 import { MessageSchema, type Message } from './messages.ts';
 
 /** The one CBOR option set of the project: links and the engine's stdio use the same encoder. */
@@ -20,183 +21,45 @@ export const CBOR_OPTIONS = {
 /** Decoded byte strings are views into the frame they came from (cbor-x's default), never copies. */
 export const cbor = new Encoder(CBOR_OPTIONS);
 
-/** Byte strings from this size on are written as header + their own bytes. */
-const LARGE_BYTES = 64 * 1024;
-/** How deep into maps large byte strings are looked for: a message's (or an engine reply's) tensor. */
-const LARGE_DEPTH = 2;
+/**
+ * Byte strings from this size on are not copied on the way out: the socket or the pipe takes them from
+ * their own memory (so their bytes must not change until the send is done). Smaller ones are copied
+ * with the rest of the frame, which is cheaper than one more piece in the write.
+ */
+export const LARGE_BYTES = 1024;
+
+const writer = new CborWriter(LARGE_BYTES);
 
 function isMap(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v);
 }
 
-function isLarge(v: unknown): v is Uint8Array {
-  return v instanceof Uint8Array && v.byteLength >= LARGE_BYTES;
-}
-
-/** Whether v is, or holds within `depth` maps, a large byte string. */
-function holdsLarge(v: unknown, depth: number): boolean {
-  return isLarge(v) || (depth > 0 && hasLarge(v, depth));
-}
-
-function hasLarge(v: unknown, depth: number): boolean {
-  if (!isMap(v)) return false;
-  for (const key in v) {
-    const x = v[key];
-    if (isLarge(x) || (depth > 1 && hasLarge(x, depth - 1))) return true;
-  }
-  return false;
-}
-
-/** The length of the CBOR map header whose first byte is `initial` (definite lengths only: cbor-x's). */
-function mapHeaderLength(initial: number): number {
-  const info = initial & 0x1f;
-  return info < 24 ? 1 : 1 + (1 << (info - 24));
-}
-
-/** Encoded map keys, kept: messages use a handful of them. Bounded so odd keys cannot grow it. */
-const KEY_CACHE = new Map<string, Uint8Array>();
-
-function encodedKey(key: string): Uint8Array {
-  let bytes = KEY_CACHE.get(key);
-  if (!bytes) {
-    bytes = Uint8Array.from(cbor.encode(key));
-    if (KEY_CACHE.size < 256) KEY_CACHE.set(key, bytes);
-  }
-  return bytes;
-}
-
-/** Small CBOR pieces accumulate here (reused across frames); large byte strings stay where they are. */
-class PartWriter {
-  private static scratch = Buffer.allocUnsafeSlow(64 * 1024);
-  private pos = 0;
-  private flushedTo = 0;
-  /** [start, end) ranges of the scratch buffer, or a large byte string. */
-  private readonly segments: Array<[number, number] | Uint8Array> = [];
-  total = 0;
-
-  private room(n: number): Buffer {
-    if (this.pos + n > PartWriter.scratch.byteLength) {
-      const bigger = Buffer.allocUnsafeSlow(Math.max(2 * PartWriter.scratch.byteLength, this.pos + n));
-      PartWriter.scratch.copy(bigger, 0, 0, this.pos);
-      PartWriter.scratch = bigger;
-    }
-    return PartWriter.scratch;
-  }
-
-  private bytes(b: Uint8Array): void {
-    this.room(b.byteLength).set(b, this.pos);
-    this.pos += b.byteLength;
-  }
-
-  /** A CBOR major type with its argument, in the shortest form (RFC 8949 §3). */
-  private head(major: number, n: number): void {
-    const buf = this.room(9);
-    const m = major << 5;
-    if (n < 24) buf[this.pos++] = m | n;
-    else if (n < 0x100) (buf[this.pos++] = m | 24), (buf[this.pos++] = n);
-    else if (n < 0x10000) (buf[this.pos++] = m | 25), buf.writeUInt16BE(n, this.pos), (this.pos += 2);
-    else if (n < 0x100000000) (buf[this.pos++] = m | 26), buf.writeUInt32BE(n, this.pos), (this.pos += 4);
-    else (buf[this.pos++] = m | 27), buf.writeBigUInt64BE(BigInt(n), this.pos), (this.pos += 8);
-  }
-
-  private flush(): void {
-    if (this.pos > this.flushedTo) this.segments.push([this.flushedTo, this.pos]);
-    this.total += this.pos - this.flushedTo;
-    this.flushedTo = this.pos;
-  }
-
-  value(v: unknown, depth: number): void {
-    if (isLarge(v)) {
-      this.head(2, v.byteLength);
-      this.flush();
-      this.segments.push(v);
-      this.total += v.byteLength;
-    } else if (depth > 0 && isMap(v) && hasLarge(v, depth)) {
-      // Keys holding a large byte string go last (key order means nothing in a CBOR map), so that a
-      // frame's one tensor can end it and be written from its own memory, after the rest.
-      // The other entries go through the encoder in one call, as a map of their own whose header is
-      // then rewritten to count every entry.
-      const small: Record<string, unknown> = {};
-      const large: string[] = [];
-      let count = 0;
-      for (const key in v) {
-        if (holdsLarge(v[key], depth - 1)) large.push(key);
-        else (small[key] = v[key]), count++;
-      }
-      this.head(5, count + large.length);
-      const encoded = cbor.encode(small);
-      this.bytes(encoded.subarray(mapHeaderLength(encoded[0])));
-      for (const key of large) {
-        this.bytes(encodedKey(key));
-        this.value(v[key], depth - 1);
-      }
-    } else {
-      this.bytes(cbor.encode(v));
-    }
-  }
-
-  /** The frame in one buffer: each large byte string is copied exactly once. */
-  join(pool?: FramePool): Uint8Array {
-    this.flush();
-    const out = pool ? pool.take(this.total) : Buffer.allocUnsafe(this.total);
-    let at = 0;
-    for (const s of this.segments) {
-      if (s instanceof Uint8Array) out.set(s, at), (at += s.byteLength);
-      else at += PartWriter.scratch.copy(out, at, s[0], s[1]);
-    }
-    return out;
-  }
-
-  /**
-   * The frame as two parts: [everything before the byte string, its own bytes] when the frame
-   * ends with its one large byte string, otherwise the whole frame in one buffer.
-   */
-  fragments(pool?: FramePool): Uint8Array[] {
-    const large = this.segments.filter((s) => s instanceof Uint8Array);
-    if (large.length !== 1 || this.pos > this.flushedTo || this.segments.at(-1) !== large[0]) return [this.join(pool)];
-    const head = Buffer.allocUnsafe(this.pos);
-    let at = 0;
-    for (const s of this.segments) if (!(s instanceof Uint8Array)) at += PartWriter.scratch.copy(head, at, s[0], s[1]);
-    return [head.subarray(0, at), large[0] as Uint8Array];
-  }
-
-  /** The frame as parts (for writev): large byte strings are not copied at all. */
-  parts(): Uint8Array[] {
-    this.flush();
-    return this.segments.map((s) => (s instanceof Uint8Array ? s : Buffer.from(PartWriter.scratch.subarray(s[0], s[1]))));
-  }
-}
-
-/** Any value as one CBOR item, large byte strings copied once (into a buffer from `pool` if given). */
-export function encodeFrame(value: unknown, pool?: FramePool): Uint8Array {
-  if (!hasLarge(value, LARGE_DEPTH)) return cbor.encode(value);
-  const w = new PartWriter();
-  w.value(value, LARGE_DEPTH);
-  return w.join(pool);
+/** Any value as one CBOR item in one buffer. */
+export function encodeFrame(value: unknown): Uint8Array {
+  return writer.join(value) ?? cbor.encode(value);
 }
 
 /** Any value as one CBOR item split in parts whose concatenation is the frame; large byte strings are not copied. */
 export function encodeFrameParts(value: unknown): Uint8Array[] {
-  if (!hasLarge(value, LARGE_DEPTH)) return [cbor.encode(value)];
-  const w = new PartWriter();
-  w.value(value, LARGE_DEPTH);
-  return w.parts();
+  return writer.parts(value) ?? [cbor.encode(value)];
 }
 
-export function encodeMessage(msg: Message, pool?: FramePool): Uint8Array {
-  return encodeFrame(msg, pool);
+export function encodeMessage(msg: Message): Uint8Array {
+  return encodeFrame(msg);
 }
 
 /**
- * A message as the parts a link writes back to back in one WebSocket frame: [its CBOR up to the
- * tensor's bytes, the tensor's own memory] when it has a tensor (never copied), otherwise the whole
- * frame in one buffer (from `pool` when large).
+ * A message as the parts a link writes back to back in one WebSocket frame: its CBOR, with each
+ * tensor's bytes taken from the tensor's own memory (never copied).
  */
-export function encodeMessageFragments(msg: Message, pool?: FramePool): Uint8Array[] {
-  if (!hasLarge(msg, LARGE_DEPTH)) return [cbor.encode(msg)];
-  const w = new PartWriter();
-  w.value(msg, LARGE_DEPTH);
-  return w.fragments(pool);
+export function encodeMessageFragments(msg: Message): Uint8Array[] {
+  return encodeFrameParts(msg);
+}
+
+/** A frame's CBOR item: by hand on the common path (transport/cbor-reader.ts), cbor-x for the rest. */
+export function decodeCbor(frame: Uint8Array): unknown {
+  const value = readCbor(frame);
+  return value === NOT_PLAIN ? cbor.decode(frame) : value;
 }
 
 /** The shortest CBOR header of a byte string of n bytes. */
@@ -247,11 +110,11 @@ function decodeFragments(fragments: readonly Uint8Array[]): unknown {
     const header = byteStringHeader(tail.byteLength);
     const at = head.byteLength - header.byteLength;
     if (at >= 0 && Buffer.from(head.buffer, head.byteOffset + at, header.byteLength).equals(header)) {
-      const value = cbor.decode(Buffer.concat([head.subarray(0, at), EMPTY_BYTE_STRING]));
+      const value = decodeCbor(Buffer.concat([head.subarray(0, at), EMPTY_BYTE_STRING]));
       if (graft(value, tail)) return value;
     }
   }
-  return cbor.decode(Buffer.concat(fragments));
+  return decodeCbor(Buffer.concat(fragments));
 }
 
 /** Raw CBOR, for tests that need frames the schema would never produce. */
@@ -268,7 +131,7 @@ export function decodeMessage(frame: Uint8Array | readonly Uint8Array[], maxByte
   }
   let value: unknown;
   try {
-    value = fragments.length === 1 ? cbor.decode(fragments[0]) : decodeFragments(fragments);
+    value = fragments.length === 1 ? decodeCbor(fragments[0]) : decodeFragments(fragments);
   } catch (err) {
     throw meshError('BAD_FRAME', `frame is not valid CBOR: ${(err as Error).message}`);
   }

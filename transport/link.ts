@@ -4,13 +4,14 @@
 import { EventEmitter } from 'node:events';
 import { decodeMessage, encodeMessageFragments } from './codec.ts';
 import { CloseCode } from './close-codes.ts';
-import { FramePool } from './frame-pool.ts';
 import { isMeshError, meshError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { CLOSE_FOR, type HandshakeResult } from './handshake.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Message, PeerInfo } from './messages.ts';
 import type { Wire } from './wire.ts';
+
+const DONE = Promise.resolve();
 
 export interface LinkOptions {
   maxPayloadBytes: number;
@@ -44,7 +45,6 @@ export class Link extends EventEmitter<LinkEvents> {
 
   private readonly wire: Wire;
   private readonly opts: LinkOptions;
-  private readonly pool = new FramePool();
   private inFlight = 0;
   private waiters: Array<() => void> = [];
   private missed = 0;
@@ -97,27 +97,45 @@ export class Link extends EventEmitter<LinkEvents> {
    * in call order: a freed slot is handed to the oldest waiter, never taken by a later caller.
    * A tensor goes to the socket from its own memory: its bytes must not change until this resolves.
    */
-  async send(msg: Message): Promise<void> {
-    if (this.closed) throw this.closedError();
-    const fragments = encodeMessageFragments(msg, this.pool);
-    if (this.inFlight >= this.opts.sendWindow || this.waiters.length > 0) {
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-      if (this.closed) throw this.closedError();
-    } else {
+  send(msg: Message): Promise<void> {
+    if (this.closed) return Promise.reject(this.closedError());
+    let parts: Uint8Array[];
+    try {
+      parts = encodeMessageFragments(msg);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.inFlight < this.opts.sendWindow && this.waiters.length === 0) {
       this.inFlight++;
+      return this.write(parts);
+    }
+    return new Promise<void>((resolve) => this.waiters.push(resolve)).then(() => {
+      if (this.closed) throw this.closedError();
+      return this.write(parts);
+    });
+  }
+
+  /** Writes one frame in a slot of the window already taken; frees the slot (or hands it on) when done. */
+  private write(parts: Uint8Array[]): Promise<void> {
+    // Usually the socket takes the frame at once: the send is done, with no callback and no new promise.
+    if (this.wire.send(parts)) {
+      this.release();
+      return DONE;
     }
     return new Promise((resolve, reject) => {
-      const done = (err?: Error | null) => {
-        this.pool.give(fragments[0]);
-        const next = this.waiters.shift();
-        if (next) next();
-        else this.inFlight--;
+      this.wire.flushed((err) => {
+        this.release();
         if (err) reject(meshError('LINK_CLOSED', `send to ${this.remote.id} failed: ${err.message}`));
         else resolve();
-      };
-      // One WebSocket frame: header, small fields, then the tensor from its own memory.
-      this.wire.send(fragments, done);
+      });
     });
+  }
+
+  /** A slot of the send window is free: the oldest waiter takes it. */
+  private release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.inFlight--;
   }
 
   private closedError() {

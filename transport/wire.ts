@@ -28,6 +28,8 @@ export interface WireEvents {
 /** The listeners ws's setSocket() puts on the socket: removed when a Wire takes it over. */
 const WS_SOCKET_LISTENERS = [['close', 'socketOnClose'], ['data', 'socketOnData'], ['end', 'socketOnEnd'], ['error', 'socketOnError']] as const;
 
+const EMPTY = Buffer.alloc(0);
+
 /** How long a close waits for the other side's close frame before cutting the socket. */
 const CLOSE_WAIT_MS = 1000;
 
@@ -105,24 +107,32 @@ export class Wire extends EventEmitter<WireEvents> {
   }
 
   /**
-   * Sends one binary message made of `parts` (written back to back, not copied); `done` runs once the
-   * socket has taken them (with an error if it could not).
+   * Sends one binary message made of `parts` (written back to back, not copied). Returns true when the
+   * socket took every byte at once: they are in the kernel, and the parts' memory may change. False when
+   * some wait in the socket's buffer (or the wire is closed): `flushed()` says when they are gone.
    */
-  send(parts: readonly Uint8Array[], done?: (err?: Error | null) => void): void {
-    if (!this.isOpen) {
-      done?.(new Error('the socket is closing'));
-      return;
-    }
+  send(parts: readonly Uint8Array[]): boolean {
+    const s = this.socket;
+    if (!this.isOpen || s.destroyed) return false;
     let length = 0;
     for (const p of parts) length += p.byteLength;
-    const s = this.socket;
     s.cork();
     s.write(frameHeader(Opcode.BINARY, length, this.masked));
-    const last = parts.length - 1;
-    for (let i = 0; i < last; i++) s.write(parts[i]);
-    if (last >= 0) s.write(parts[last], done);
-    else if (done) s.write(Buffer.alloc(0), done);
+    for (const p of parts) s.write(p);
     s.uncork();
+    // No write callback: Node would defer it a tick even when the write was done at once, and on a
+    // token step that bookkeeping cost more than the frame (8 KiB ping-pong 15.8 → 14.3 µs).
+    return s.writableLength === 0 && !s.destroyed;
+  }
+
+  /** Calls `done` once every byte sent so far has gone to the kernel, with an error if it cannot. */
+  flushed(done: (err?: Error | null) => void): void {
+    if (!this.isOpen || this.socket.destroyed) {
+      done(new Error('the socket is closing'));
+      return;
+    }
+    // Writes complete in order: an empty one's callback comes after every byte before it.
+    this.socket.write(EMPTY, done);
   }
 
   ping(): void {

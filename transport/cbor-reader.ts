@@ -1,0 +1,159 @@
+// CBOR (RFC 8949) to plain values, by hand, for what messages are made of: definite-length maps with
+// text keys, arrays, text and byte strings, integers, float64, booleans, null and undefined. Byte
+// strings come back as views of the frame, never copies. On anything else (tags, indefinite lengths,
+// half and single floats, big integers, non-text keys, trailing or missing bytes) readCbor() gives
+// NOT_PLAIN and the caller hands the frame to cbor-x, which decodes it or says exactly what is wrong:
+// this reader only takes the common path off the general decoder, it never decides what is valid.
+// (cbor-x's per-call setup and its object building cost more than the socket for an 8 KiB message.)
+
+/** The frame holds something this reader leaves to cbor-x. */
+export const NOT_PLAIN: unique symbol = Symbol('not plain CBOR');
+
+/** Deeper frames go to cbor-x. */
+const MAX_DEPTH = 32;
+
+class Bail extends Error {}
+const BAIL = new Bail('not plain CBOR');
+
+let src: Buffer = Buffer.alloc(0);
+let pos = 0;
+let end = 0;
+
+/** The one CBOR item of `frame`, or NOT_PLAIN. */
+export function readCbor(frame: Uint8Array): unknown {
+  src = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  pos = 0;
+  end = src.length;
+  try {
+    const value = item(0);
+    return pos === end ? value : NOT_PLAIN;
+  } catch (err) {
+    if (err === BAIL) return NOT_PLAIN;
+    throw err;
+  } finally {
+    src = EMPTY; // the frame is not kept alive by the reader
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The argument of a head whose initial byte had additional information `info`. */
+function argument(info: number): number {
+  if (info < 24) return info;
+  if (info === 24) {
+    if (pos + 1 > end) throw BAIL;
+    return src[pos++];
+  }
+  if (info === 25) {
+    if (pos + 2 > end) throw BAIL;
+    const n = (src[pos] << 8) | src[pos + 1];
+    pos += 2;
+    return n;
+  }
+  if (info === 26) {
+    if (pos + 4 > end) throw BAIL;
+    const n = src.readUInt32BE(pos);
+    pos += 4;
+    return n;
+  }
+  throw BAIL; // 27: 64-bit (cbor-x gives a BigInt), 28–30 reserved, 31 indefinite
+}
+
+function item(depth: number): unknown {
+  if (pos >= end) throw BAIL;
+  const initial = src[pos++];
+  const major = initial >> 5;
+  const info = initial & 0x1f;
+  switch (major) {
+    case 0:
+      return argument(info);
+    case 1:
+      return -1 - argument(info);
+    case 2: {
+      const n = argument(info);
+      if (pos + n > end) throw BAIL;
+      const bytes = src.subarray(pos, pos + n);
+      pos += n;
+      return bytes;
+    }
+    case 3:
+      return shortText(argument(info));
+    case 4: {
+      const n = argument(info);
+      if (depth >= MAX_DEPTH || n > end - pos) throw BAIL; // every item takes a byte at least
+      const out = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = item(depth + 1);
+      return out;
+    }
+    case 5: {
+      const n = argument(info);
+      if (depth >= MAX_DEPTH || 2 * n > end - pos) throw BAIL;
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < n; i++) {
+        if (pos >= end || src[pos] >> 5 !== 3) throw BAIL; // text keys only
+        const key = shortText(argument(src[pos++] & 0x1f));
+        if (key === '__proto__') throw BAIL;
+        out[key] = item(depth + 1);
+      }
+      return out;
+    }
+    case 7:
+      switch (info) {
+        case 20:
+          return false;
+        case 21:
+          return true;
+        case 22:
+          return null;
+        case 23:
+          return undefined;
+        case 27: {
+          if (pos + 8 > end) throw BAIL;
+          const x = src.readDoubleBE(pos);
+          pos += 8;
+          return x;
+        }
+      }
+      throw BAIL;
+    default:
+      throw BAIL; // tags
+  }
+}
+
+/**
+ * Short strings seen before, by their bytes: a message's keys, its type and dtype, a request's id repeat
+ * frame after frame. Found here, a string costs a hash of its bytes instead of being built, and a key
+ * that is the same string each time keeps property stores on V8's fast path (fresh key strings made
+ * decoding a forward message slower than cbor-x, which caches keys too). 512 slots, overwritten.
+ */
+const KEY_SLOTS = 512;
+const keyBytes: Array<Uint8Array | undefined> = new Array(KEY_SLOTS);
+const keyStrings: string[] = new Array(KEY_SLOTS);
+
+function shortText(n: number): string {
+  if (n > 32 || pos + n > end) return text(n);
+  const start = pos;
+  let h = n;
+  for (let i = start; i < start + n; i++) h = (Math.imul(h, 31) + src[i]) | 0;
+  const slot = h & (KEY_SLOTS - 1);
+  const known = keyBytes[slot];
+  if (known !== undefined && known.length === n) {
+    let i = 0;
+    while (i < n && known[i] === src[start + i]) i++;
+    if (i === n) {
+      pos += n;
+      return keyStrings[slot];
+    }
+  }
+  const key = text(n);
+  keyBytes[slot] = Uint8Array.prototype.slice.call(src, start, start + n);
+  keyStrings[slot] = key;
+  return key;
+}
+
+function text(n: number): string {
+  if (pos + n > end) throw BAIL;
+  const start = pos;
+  pos += n;
+  return src.toString('utf8', start, pos);
+}
