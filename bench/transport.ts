@@ -188,11 +188,16 @@ function meshChannel(link: Link, onClose: () => Promise<void>): Channel {
   });
   link.start();
   return {
-    async call(answer, payload) {
+    call(answer, payload) {
       const s = seq++;
-      const answered = answer === 'none' ? null : new Promise<void>((resolve, reject) => waiting.set(s, { resolve, reject }));
-      await link.send({ type: 'bench-echo', seq: s, answer, tensor: { dtype: 'uint8', shape: [payload.byteLength], data: payload } });
-      await answered;
+      const sent = link.send({ type: 'bench-echo', seq: s, answer, tensor: { dtype: 'uint8', shape: [payload.byteLength], data: payload } });
+      if (answer === 'none') return sent;
+      // Like the TCP and gRPC channels, a call that waits for an answer waits for that alone (a failed
+      // send fails it too).
+      return new Promise<void>((resolve, reject) => {
+        waiting.set(s, { resolve, reject });
+        sent.catch(reject);
+      });
     },
     async close() {
       link.close();

@@ -133,9 +133,10 @@ const keyStrings: string[] = new Array(KEY_SLOTS);
 function shortText(n: number): string {
   if (n > 32 || pos + n > end) return text(n);
   const start = pos;
-  let h = n;
-  for (let i = start; i < start + n; i++) h = (Math.imul(h, 31) + src[i]) | 0;
-  const slot = h & (KEY_SLOTS - 1);
+  if (n === 0) return '';
+  // The slot from a few of its bytes (one pass over the bytes, the comparison, is enough).
+  const h = Math.imul(n ^ (src[start] << 8) ^ (src[start + (n >> 1)] << 16), 0x9e3779b1) ^ (src[start + n - 1] * 0x2545);
+  const slot = (h ^ (h >>> 15)) & (KEY_SLOTS - 1);
   const known = keyBytes[slot];
   if (known !== undefined && known.length === n) {
     let i = 0;

@@ -34,9 +34,13 @@ export class CborWriter {
 
   constructor(readonly largeBytes: number) {}
 
-  /** `value` as parts whose concatenation is its CBOR; null when it holds something outside the subset. */
-  parts(value: unknown): Uint8Array[] | null {
-    return this.write(value) ? this.out : null;
+  /**
+   * `value` as parts whose concatenation is its CBOR; null when it holds something outside the subset.
+   * With `headroom`, the first part starts with that many spare bytes before the CBOR, for a header
+   * (a WebSocket frame's) to go in front of it without a buffer of its own.
+   */
+  parts(value: unknown, headroom = 0): Uint8Array[] | null {
+    return this.write(value, headroom) ? this.out : null;
   }
 
   /** `value`'s CBOR in one buffer (large byte strings copied once); null as parts(). */
@@ -50,9 +54,11 @@ export class CborWriter {
     return joined;
   }
 
-  private write(value: unknown): boolean {
+  private write(value: unknown, headroom = 0): boolean {
+    this.room(headroom);
     this.cut = this.pos;
-    this.total = 0;
+    this.pos += headroom;
+    this.total = -headroom;
     this.out = [];
     try {
       this.value(value, 0);

@@ -50,10 +50,14 @@ export function encodeMessage(msg: Message): Uint8Array {
 
 /**
  * A message as the parts a link writes back to back in one WebSocket frame: its CBOR, with each
- * tensor's bytes taken from the tensor's own memory (never copied).
+ * tensor's bytes taken from the tensor's own memory (never copied). With `headroom`, the first part
+ * starts with that many spare bytes, for the frame's header.
  */
-export function encodeMessageFragments(msg: Message): Uint8Array[] {
-  return encodeFrameParts(msg);
+export function encodeMessageFragments(msg: Message, headroom = 0): Uint8Array[] {
+  const parts = writer.parts(msg, headroom);
+  if (parts) return parts;
+  const encoded = cbor.encode(msg);
+  return [headroom ? Buffer.concat([Buffer.alloc(headroom), encoded]) : encoded];
 }
 
 /** A frame's CBOR item: by hand on the common path (transport/cbor-reader.ts), cbor-x for the rest. */

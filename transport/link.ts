@@ -9,7 +9,7 @@ import type { Logger } from '../core/log.ts';
 import { CLOSE_FOR, type HandshakeResult } from './handshake.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Message, PeerInfo } from './messages.ts';
-import type { Wire } from './wire.ts';
+import { FRAME_HEADROOM, type Wire } from './wire.ts';
 
 const DONE = Promise.resolve();
 
@@ -101,7 +101,7 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.closed) return Promise.reject(this.closedError());
     let parts: Uint8Array[];
     try {
-      parts = encodeMessageFragments(msg);
+      parts = encodeMessageFragments(msg, FRAME_HEADROOM);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -118,7 +118,7 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Writes one frame in a slot of the window already taken; frees the slot (or hands it on) when done. */
   private write(parts: Uint8Array[]): Promise<void> {
     // Usually the socket takes the frame at once: the send is done, with no callback and no new promise.
-    if (this.wire.send(parts)) {
+    if (this.wire.send(parts, FRAME_HEADROOM)) {
       this.release();
       return DONE;
     }

@@ -27,15 +27,34 @@ export class WsProtocolError extends Error {
  * protects HTTP proxies from bytes a browser script chose; links carry no browser traffic).
  */
 export function frameHeader(opcode: number, length: number, masked: boolean, fin = true): Buffer {
-  const ext = length < 126 ? 0 : length < 0x10000 ? 2 : 8;
-  // From Node's shared pool (Buffer.alloc would make an ArrayBuffer per frame); every byte is set below.
-  const head = Buffer.allocUnsafe(2 + ext + (masked ? 4 : 0));
-  if (masked) head.writeUInt32BE(0, head.length - 4);
-  head[0] = (fin ? 0x80 : 0) | opcode;
-  head[1] = (masked ? 0x80 : 0) | (ext === 0 ? length : ext === 2 ? 126 : 127);
-  if (ext === 2) head.writeUInt16BE(length, 2);
-  else if (ext === 8) head.writeBigUInt64BE(BigInt(length), 2);
+  // From Node's shared pool (Buffer.alloc would make an ArrayBuffer per frame); every byte is set.
+  const head = Buffer.allocUnsafe(headerSize(length, masked));
+  writeFrameHeader(head, 0, opcode, length, masked, fin);
   return head;
+}
+
+/** The size of the header of a frame of `length` payload bytes. */
+export function headerSize(length: number, masked: boolean): number {
+  return 2 + (length < 126 ? 0 : length < 0x10000 ? 2 : 8) + (masked ? 4 : 0);
+}
+
+/** Writes frameHeader()'s bytes into `out` at `at`. */
+export function writeFrameHeader(out: Uint8Array, at: number, opcode: number, length: number, masked: boolean, fin = true): void {
+  out[at] = (fin ? 0x80 : 0) | opcode;
+  let p = at + 2;
+  if (length < 126) out[at + 1] = length;
+  else if (length < 0x10000) (out[at + 1] = 126), (out[p++] = length >>> 8), (out[p++] = length & 0xff);
+  else {
+    out[at + 1] = 127;
+    const hi = Math.floor(length / 0x100000000);
+    const lo = length >>> 0;
+    out[p++] = hi >>> 24; out[p++] = (hi >>> 16) & 0xff; out[p++] = (hi >>> 8) & 0xff; out[p++] = hi & 0xff;
+    out[p++] = lo >>> 24; out[p++] = (lo >>> 16) & 0xff; out[p++] = (lo >>> 8) & 0xff; out[p++] = lo & 0xff;
+  }
+  if (masked) {
+    out[at + 1] |= 0x80;
+    out[p++] = 0; out[p++] = 0; out[p++] = 0; out[p++] = 0;
+  }
 }
 
 /** A close frame's payload: the code, then the reason (UTF-8, cut to fit a control frame). */
