@@ -146,7 +146,9 @@ function shortText(n: number): string {
       return keyStrings[slot];
     }
   }
-  const key = text(n);
+  // Kept internalized (V8's one copy of a string, what property names are): a lookup by it, as in
+  // DTYPE_BYTES[dtype] or a decoded map's keys, then compares pointers instead of hashing it each time.
+  const key = Object.keys({ [text(n)]: 0 })[0];
   keyBytes[slot] = Uint8Array.prototype.slice.call(src, start, start + n);
   keyStrings[slot] = key;
   return key;
@@ -157,4 +159,116 @@ function text(n: number): string {
   const start = pos;
   pos += n;
   return src.toString('utf8', start, pos);
+}
+
+// ---- A cursor over one frame, for readers that know the shape they expect (fast-parse.ts) --------
+// Each read takes the next item if it has the asked-for type and throws otherwise (isMismatch() tells
+// that throw from a real error); the caller then gives the frame to the general path.
+
+/** Starts reading `frame`; end with closeFrame(). */
+export function openFrame(frame: Uint8Array): void {
+  src = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  pos = 0;
+  end = src.length;
+}
+
+/** Ends reading; true when the whole frame was read. */
+export function closeFrame(): boolean {
+  const whole = pos === end;
+  src = EMPTY;
+  return whole;
+}
+
+/** What the read functions throw when the next item is not what was asked for. */
+export function isMismatch(err: unknown): boolean {
+  return err === BAIL;
+}
+
+function head(major: number): number {
+  if (pos >= end) throw BAIL;
+  const initial = src[pos];
+  if (initial >> 5 !== major) throw BAIL;
+  pos++;
+  return argument(initial & 0x1f);
+}
+
+export function readMapHead(): number {
+  return head(5);
+}
+
+export function readArrayHead(): number {
+  const n = head(4);
+  if (n > end - pos) throw BAIL;
+  return n;
+}
+
+export function readText(): string {
+  return shortText(head(3));
+}
+
+/** Any number: an integer or a float64. */
+export function readNumber(): number {
+  if (pos >= end) throw BAIL;
+  const initial = src[pos];
+  if (initial === 0xfb) {
+    if (pos + 9 > end) throw BAIL;
+    const x = src.readDoubleBE(pos + 1);
+    pos += 9;
+    return x;
+  }
+  const major = initial >> 5;
+  if (major > 1) throw BAIL;
+  pos++;
+  const n = argument(initial & 0x1f);
+  return major === 0 ? n : -1 - n;
+}
+
+export function readBool(): boolean {
+  if (pos >= end) throw BAIL;
+  const b = src[pos];
+  if (b !== 0xf4 && b !== 0xf5) throw BAIL;
+  pos++;
+  return b === 0xf5;
+}
+
+/** null when the next item is CBOR null (and consumes it). */
+export function readNull(): boolean {
+  if (pos < end && src[pos] === 0xf6) {
+    pos++;
+    return true;
+  }
+  return false;
+}
+
+/** A byte string, as a view of the frame. */
+export function readBytes(): Buffer {
+  const n = head(2);
+  if (pos + n > end) throw BAIL;
+  const bytes = src.subarray(pos, pos + n);
+  pos += n;
+  return bytes;
+}
+
+/** Any plain item, as readCbor() gives it. */
+export function readAny(): unknown {
+  return item(1);
+}
+
+/**
+ * The next map key, as its index in `keys` (each a key's UTF-8 bytes) or -1 for another text key.
+ * `hint` is tried first: keys usually come in the order they were written in.
+ */
+export function readKey(keys: readonly Uint8Array[], hint: number): number {
+  const n = head(3);
+  if (pos + n > end) throw BAIL;
+  if (hint < keys.length && sameBytes(keys[hint], n)) return (pos += n), hint;
+  for (let i = 0; i < keys.length; i++) if (i !== hint && sameBytes(keys[i], n)) return (pos += n), i;
+  pos += n;
+  return -1;
+}
+
+function sameBytes(key: Uint8Array, n: number): boolean {
+  if (key.length !== n) return false;
+  for (let i = 0; i < n; i++) if (key[i] !== src[pos + i]) return false;
+  return true;
 }

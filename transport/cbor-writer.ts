@@ -13,6 +13,8 @@
 /** Deeper values go to cbor-x (messages are a few levels deep). */
 const MAX_DEPTH = 32;
 
+const writeValue = (w: CborWriter, v: unknown) => w.value(v);
+
 class Unsupported extends Error {}
 const UNSUPPORTED = new Unsupported('not a plain value');
 
@@ -54,21 +56,38 @@ export class CborWriter {
     return joined;
   }
 
-  private write(value: unknown, headroom = 0): boolean {
+  /**
+   * The parts `fill(this, arg)` writes through value(), head() and raw(), as parts() gives them; null
+   * when it met a value outside the subset. For writers that know the shape of what they write.
+   */
+  written<T>(fill: (w: CborWriter, arg: T) => void, arg: T, headroom = 0): Uint8Array[] | null {
     this.room(headroom);
     this.cut = this.pos;
     this.pos += headroom;
     this.total = -headroom;
     this.out = [];
     try {
-      this.value(value, 0);
+      fill(this, arg);
     } catch (err) {
       this.pos = this.cut;
-      if (err === UNSUPPORTED) return false;
+      if (err === UNSUPPORTED) return null;
       throw err;
     }
     this.endPart();
-    return true;
+    return this.out;
+  }
+
+  private write(value: unknown, headroom = 0): boolean {
+    return this.written(writeValue, value, headroom) !== null;
+  }
+
+  /** Bytes that are already CBOR (a key written once, ahead of time), copied in. */
+  raw(bytes: Uint8Array): void {
+    const n = bytes.length;
+    const b = this.room(n);
+    let p = this.pos;
+    for (let i = 0; i < n; i++) b[p++] = bytes[i];
+    this.pos = p;
   }
 
   private endPart(): void {
@@ -92,7 +111,7 @@ export class CborWriter {
   }
 
   /** A major type with its argument, shortest form (RFC 8949 §3). */
-  private head(major: number, n: number): void {
+  head(major: number, n: number): void {
     const b = this.room(9);
     const m = major << 5;
     let p = this.pos;
@@ -104,7 +123,8 @@ export class CborWriter {
     this.pos = p;
   }
 
-  private value(v: unknown, depth: number): void {
+  /** Any plain value; `depth` is how deep it already is. */
+  value(v: unknown, depth = 0): void {
     switch (typeof v) {
       case 'string':
         return this.text(v);
@@ -143,18 +163,14 @@ export class CborWriter {
 
   private text(s: string): void {
     const n = s.length;
-    if (n < 64) {
-      // ASCII, the usual case, byte by byte; anything else through Buffer's UTF-8 writer.
-      const b = this.room(9 + n); // head() then finds room without moving the buffer
-      const start = this.pos;
-      this.head(3, n);
+    if (n < 24) {
+      // Short ASCII, the usual key or value, byte by byte; anything else through Buffer's UTF-8 writer.
+      const b = this.room(1 + n);
       let p = this.pos;
+      b[p++] = 0x60 | n;
       for (let i = 0; i < n; i++) {
         const c = s.charCodeAt(i);
-        if (c >= 0x80) {
-          this.pos = start;
-          return this.utf8(s);
-        }
+        if (c >= 0x80) return this.utf8(s);
         b[p++] = c;
       }
       this.pos = p;
@@ -191,11 +207,11 @@ export class CborWriter {
   private map(v: Record<string, unknown>, depth: number): void {
     const proto = Object.getPrototypeOf(v);
     if (proto !== Object.prototype && proto !== null) throw UNSUPPORTED; // Map, Date, typed arrays, classes
-    let count = 0;
-    for (const key in v) if (Object.hasOwn(v, key)) count++;
-    this.head(5, count);
-    for (const key in v) {
-      if (!Object.hasOwn(v, key)) continue;
+    const keys = Object.keys(v); // faster than for-in here, and the same keys: own, enumerable, strings
+    const n = keys.length;
+    this.head(5, n);
+    for (let i = 0; i < n; i++) {
+      const key = keys[i];
       this.text(key);
       this.value(v[key], depth + 1);
     }

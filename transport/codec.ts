@@ -6,7 +6,8 @@ import { Encoder } from 'cbor-x';
 import { meshError, MeshError } from '../core/errors.ts';
 import { CborWriter } from './cbor-writer.ts';
 import { NOT_PLAIN, readCbor } from './cbor-reader.ts';
-import { fastParse } from './fast-parse.ts';
+import { fastEncode } from './fast-encode.ts';
+import { fastDecode, fastParse } from './fast-parse.ts';
 import { MessageSchema, type Message } from './messages.ts';
 
 /** The one CBOR option set of the project: links and the engine's stdio use the same encoder. */
@@ -54,7 +55,7 @@ export function encodeMessage(msg: Message): Uint8Array {
  * starts with that many spare bytes, for the frame's header.
  */
 export function encodeMessageFragments(msg: Message, headroom = 0): Uint8Array[] {
-  const parts = writer.parts(msg, headroom);
+  const parts = fastEncode(writer, msg, headroom) ?? writer.parts(msg, headroom);
   if (parts) return parts;
   const encoded = cbor.encode(msg);
   return [headroom ? Buffer.concat([Buffer.alloc(headroom), encoded]) : encoded];
@@ -132,6 +133,10 @@ export function decodeMessage(frame: Uint8Array | readonly Uint8Array[], maxByte
   const bytes = fragments.reduce((n, f) => n + f.byteLength, 0);
   if (bytes > maxBytes) {
     throw meshError('FRAME_TOO_LARGE', `frame of ${bytes} bytes exceeds the limit of ${maxBytes}`);
+  }
+  if (fragments.length === 1) {
+    const hot = fastDecode(fragments[0]);
+    if (hot) return hot;
   }
   let value: unknown;
   try {

@@ -146,9 +146,10 @@ test('a tensor goes out from its own memory, and a message in [head, tensor] fra
   const joined = decodeMessage(Buffer.concat(parts)) as Extract<Message, { type: 'forward' }>;
   assert.equal(plain(joined), plain(decodeMessage(encodeRaw(msg))), 'joined, the parts are the map the plain encoder gives');
   assert.ok(encodeFrameParts(msg).includes(data), 'engine frames carry the tensor as its own part too');
-  // A WebSocket client that sends the tensor as a fragment of its own (the map's last value).
+  // A WebSocket client that sends the tensor as a fragment of its own (the map's last value; the general
+  // writer keeps a map's key order).
   const { hidden, ...rest } = msg as Extract<Message, { type: 'forward' }>;
-  const fragments = encodeMessageFragments({ ...rest, hidden } as Message);
+  const fragments = encodeFrameParts({ ...rest, hidden });
   assert.is(fragments.length, 2);
   assert.is(fragments[1], data);
   const back = decodeMessage(fragments) as Extract<Message, { type: 'forward' }>;

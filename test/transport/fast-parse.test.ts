@@ -1,10 +1,15 @@
 // The hand-checked path for hot messages against the zod schemas it stands in for: on valid messages
 // and on tens of thousands of mutated ones, it either gives exactly zod's output or defers (null) —
-// it never accepts what zod refuses. Through decodeMessage, errors stay the schema's.
+// it never accepts what zod refuses. The same for reading them straight from bytes (fastDecode), in
+// any key order; and what fastEncode writes decodes, with any CBOR decoder, to the same message.
+// Through decodeMessage, errors stay the schema's.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeMessage, encodeRaw } from '../../transport/codec.ts';
-import { fastParse } from '../../transport/fast-parse.ts';
+import { decodeMessage, encodeMessageFragments, encodeRaw, cbor } from '../../transport/codec.ts';
+import { fastDecode, fastParse } from '../../transport/fast-parse.ts';
+import { fastEncode } from '../../transport/fast-encode.ts';
+import { CborWriter } from '../../transport/cbor-writer.ts';
+import type { Message } from '../../transport/messages.ts';
 import { MessageSchema } from '../../transport/messages.ts';
 import { isMeshError } from '../../core/errors.ts';
 
@@ -105,6 +110,87 @@ test('on 30,000 mutated messages the fast path never accepts what zod refuses, a
   // Both sides of the comparison were exercised.
   assert.ok(fastTaken > 1000, `fast path took ${fastTaken}`);
   assert.ok(zodRefused > 3000, `zod refused ${zodRefused}`);
+});
+
+/** The message with its keys (and its nested maps' keys) in a random order. */
+function shuffleKeys(v: unknown, rand: () => number): unknown {
+  if (Array.isArray(v)) return v.map((x) => shuffleKeys(x, rand));
+  if (!v || typeof v !== 'object' || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return v;
+  const entries = Object.entries(v);
+  for (let i = entries.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [entries[i], entries[j]] = [entries[j], entries[i]];
+  }
+  return Object.fromEntries(entries.map(([k, x]) => [k, shuffleKeys(x, rand)]));
+}
+
+/**
+ * Byte strings as hex (decoded ones are Buffers, the originals plain Uint8Arrays), and without keys
+ * whose value is undefined (fastEncode leaves those out; to a schema they are absent).
+ */
+function plain(v: unknown): unknown {
+  if (v instanceof Uint8Array) return `bytes:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, plain(x)]));
+  return v;
+}
+
+test('read straight from bytes, valid hot messages give exactly what zod gives, in any key order', () => {
+  const rand = rng(11);
+  for (const msg of VALID) {
+    const want = plain(zod(msg));
+    for (const bytes of [encodeRaw(msg), Buffer.concat(encodeMessageFragments(msg as Message))]) {
+      const fast = fastDecode(bytes);
+      assert.ok(fast, `${msg.type} read from bytes`);
+      assert.equal(plain(fast), want, `${msg.type}`);
+      assert.equal(Object.keys(fast!), Object.keys(zod(msg)!), 'keys in the schema order');
+    }
+    for (let i = 0; i < 20; i++) {
+      const shuffled = shuffleKeys(msg, rand) as Record<string, unknown>;
+      const fast = fastDecode(encodeRaw(shuffled));
+      // Read when `type` comes first; otherwise left to the general path.
+      assert.is(fast === null, Object.keys(shuffled)[0] !== 'type');
+      if (fast) assert.equal(plain(fast), want, `${msg.type} shuffled`);
+    }
+  }
+});
+
+test('on 30,000 mutated frames the bytes path never accepts what zod refuses, and never differs from it', () => {
+  const rand = rng(13);
+  let fastTaken = 0;
+  for (let i = 0; i < 30_000; i++) {
+    let msg: unknown = mutate(VALID[i % VALID.length], rand);
+    if (rand() < 0.3) msg = shuffleKeys(msg, rand);
+    const want = zod(msg);
+    const got = fastDecode(encodeRaw(msg));
+    if (got === null) continue;
+    fastTaken++;
+    assert.ok(want, `case ${i}: accepted what zod refuses: ${JSON.stringify(msg, (_, v) => (v instanceof Uint8Array ? `<${v.length} bytes>` : v))}`);
+    assert.equal(plain(got), plain(want), `case ${i}: outputs differ`);
+  }
+  assert.ok(fastTaken > 1000, `bytes path took ${fastTaken}`);
+  // Cut frames are never read as messages.
+  const whole = encodeRaw(VALID[1]);
+  for (let cut = 0; cut < whole.length; cut += 7) assert.is(fastDecode(whole.subarray(0, cut)), null, `cut at ${cut}`);
+});
+
+test('what fastEncode writes is the message: any CBOR decoder reads it to what zod makes of the message', () => {
+  const rand = rng(17);
+  const w = new CborWriter(1024);
+  let checked = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const msg = i < VALID.length ? VALID[i] : mutate(VALID[i % VALID.length], rand);
+    const want = zod(msg);
+    if (!want) continue;
+    const parts = fastEncode(w, want, 0);
+    assert.ok(parts, `case ${i}: a hot message`);
+    const frame = Buffer.concat(parts!);
+    assert.equal(plain(zod(cbor.decode(frame))), plain(want), `case ${i}: cbor-x reads the message back`);
+    assert.equal(plain(decodeMessage(frame)), plain(want), `case ${i}: and so do links`);
+    checked++;
+  }
+  assert.ok(checked > 1000, `checked ${checked}`);
+  assert.is(fastEncode(w, { type: 'coordinator', term: 1, id: 'p' }, 0), null, 'other messages take the general writer');
 });
 
 test('through decodeMessage a bad hot message still gets the schema error, and a wrong tensor size TENSOR_SIZE', () => {
