@@ -142,8 +142,12 @@ function readTensor(): Tensor {
     else if (k === 2) data = readBytes();
     else readAny();
   }
-  check(dtype !== undefined && Object.hasOwn(DTYPE_BYTES, dtype) && shape !== undefined && data !== undefined);
-  check(data!.byteLength === expectedBytes(dtype as DType, shape!));
+  check(dtype !== undefined && shape !== undefined && data !== undefined);
+  // A number only for the dtypes' own keys (not for 'toString' or '__proto__').
+  let bytes = (DTYPE_BYTES as Record<string, unknown>)[dtype!];
+  check(typeof bytes === 'number');
+  for (let i = 0; i < shape!.length; i++) (bytes as number) *= shape![i];
+  check(data!.byteLength === bytes);
   return { dtype: dtype as DType, shape: shape!, data: data! };
 }
 
