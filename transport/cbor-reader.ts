@@ -1,7 +1,7 @@
 // CBOR (RFC 8949) to plain values, by hand, for what messages are made of: definite-length maps with
 // text keys, arrays, text and byte strings, integers, float64, booleans, null and undefined. Byte
 // strings come back as views of the frame, never copies. On anything else (tags, indefinite lengths,
-// half and single floats, big integers, non-text keys, trailing or missing bytes) readCbor() gives
+// half and single floats, 64-bit integers, non-text keys, trailing or missing bytes) readCbor() gives
 // NOT_PLAIN and the caller hands the frame to cbor-x, which decodes it or says exactly what is wrong:
 // this reader only takes the common path off the general decoder, it never decides what is valid.
 // (cbor-x's per-call setup and its object building cost more than the socket for an 8 KiB message.)

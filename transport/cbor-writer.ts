@@ -1,6 +1,6 @@
 // Plain values to CBOR (RFC 8949), written by hand for the values messages are made of: maps with
 // text keys, arrays, text and byte strings, integers, float64, booleans, null and undefined. Anything
-// else (a bigint, a Map, a Date, a typed array other than bytes, a cycle) makes encode() return null
+// else (a bigint, a Map, a Date, a typed array other than bytes, a cycle) makes parts() return null
 // and the caller uses cbor-x, which knows every type. Why by hand: a token step sends small maps, and
 // a general encoder's per-call work (option checks, its own buffer management, copying the tensor into
 // its buffer) cost more per 8 KiB message than the socket did.

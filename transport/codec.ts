@@ -1,7 +1,9 @@
 // Frames <-> messages. Frames are plain CBOR that a decoder in any language reads: definite lengths,
 // byte strings untagged, no extensions. Every decoded frame is validated before anyone uses it.
 // The common path is written and read by hand (cbor-writer.ts, cbor-reader.ts): a tensor goes out from
-// its own memory and comes in as a view of the frame. cbor-x takes whatever that path leaves to it.
+// its own memory and comes in as a view of the frame. The per-token messages go field by field
+// (fast-encode.ts, fastDecode in fast-parse.ts). cbor-x takes whatever those paths leave, zod judges
+// whatever the hand-written checks do not plainly accept.
 import { Encoder } from 'cbor-x';
 import { meshError, MeshError } from '../core/errors.ts';
 import { CborWriter } from './cbor-writer.ts';
