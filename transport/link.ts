@@ -67,10 +67,10 @@ export class Link extends EventEmitter<LinkEvents> {
     this.opts = opts;
     this.held = hs.pending.map((f) => [f, true]);
     const remote = hs.remote;
-    wire.on('message', (data, isBinary) => {
+    wire.onMessage = (data, isBinary) => {
       if (this.held) this.held.push([data, isBinary]);
       else this.onFrame(data, isBinary);
-    });
+    };
     wire.on('pong', () => this.onPong());
     wire.on('violation', (err) => {
       this.opts.logger.warn('closing link after an invalid frame', { peer: remote.id, reason: err.message });

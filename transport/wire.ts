@@ -44,6 +44,11 @@ export class Wire extends EventEmitter<WireEvents> {
   private closed = false;
   /** The close frame that came from the other side, if any. */
   private received: [number, string] | null = null;
+  /**
+   * Where data messages go once set (a link's one reader): called directly, not through an event,
+   * which on a token step cost as much as the rest of the frame's handling. Unset, 'message' is emitted.
+   */
+  onMessage: ((fragments: Buffer[], binary: boolean) => void) | null = null;
   /** A pong not yet flushed to the socket: pings arriving meanwhile get none (see pong()). */
   private pongPending = false;
 
@@ -74,7 +79,7 @@ export class Wire extends EventEmitter<WireEvents> {
     this.parser = new WsFrameParser(
       { maxPayload, expectMasked: side === 'server' },
       {
-        message: (fragments, binary) => this.emit('message', fragments, binary),
+        message: (fragments, binary) => (this.onMessage ? this.onMessage(fragments, binary) : this.emit('message', fragments, binary)),
         ping: (payload) => this.pong(payload),
         pong: () => this.emit('pong'),
         close: (code, reason) => this.onCloseFrame(code, reason),
