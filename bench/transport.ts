@@ -174,30 +174,23 @@ export function benchEndpoint(name: string, cluster: string, secret: string | un
 }
 
 function meshChannel(link: Link, onClose: () => Promise<void>): Channel {
-  const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
-  let seq = 0;
+  // The peer answers in the order it was asked, as TCP and gRPC do: one queue serves all three.
+  const answers = answerQueue();
   link.on('message', (msg: Message) => {
-    if (msg.type !== 'bench-echo') return;
-    const w = waiting.get(msg.seq);
-    waiting.delete(msg.seq);
-    w?.resolve();
+    if (msg.type === 'bench-echo') answers.answer();
   });
-  link.on('close', (info) => {
-    for (const w of waiting.values()) w.reject(meshError('LINK_CLOSED', `the bench link closed: ${info.reason}`));
-    waiting.clear();
-  });
+  link.on('close', (info) => answers.fail(meshError('LINK_CLOSED', `the bench link closed: ${info.reason}`)));
   link.start();
+  let seq = 0;
   return {
     call(answer, payload) {
-      const s = seq++;
-      const sent = link.send({ type: 'bench-echo', seq: s, answer, tensor: { dtype: 'uint8', shape: [payload.byteLength], data: payload } });
+      const sent = link.send({ type: 'bench-echo', seq: seq++, answer, tensor: { dtype: 'uint8', shape: [payload.byteLength], data: payload } });
       if (answer === 'none') return sent;
-      // Like the TCP and gRPC channels, a call that waits for an answer waits for that alone (a failed
-      // send fails it too).
-      return new Promise<void>((resolve, reject) => {
-        waiting.set(s, { resolve, reject });
-        sent.catch(reject);
-      });
+      // Like the TCP and gRPC channels, a call that waits for an answer waits for that alone; a send
+      // that fails fails the bench.
+      const answered = answers.wait();
+      sent.catch(answers.fail);
+      return answered;
     },
     async close() {
       link.close();
