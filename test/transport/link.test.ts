@@ -293,4 +293,36 @@ test('frames arrive in the order send() was called, even while callers wait for 
   });
 });
 
+test('a send resolves once the socket has taken its bytes: while the other side reads nothing, sends wait in the window', async () => {
+  await withServer({ maxPayloadBytes: 64 << 20 }, async (_s, port, inbound) => {
+    // Heartbeats slow enough that the pause below is not taken for a dead peer.
+    const link = await dial('127.0.0.1', port, endpoint('client', { sendWindow: 2, heartbeatMs: 10_000, maxPayloadBytes: 64 << 20 }));
+    link.start();
+    await until(() => inbound.length === 1);
+    const got: number[] = [];
+    inbound[0].on('message', (m) => m.type === 'token' && got.push(m.step));
+    // The peer stops reading: the kernel's buffers fill and the rest waits in this process.
+    const peerSocket = (inbound[0] as unknown as { wire: Wire }).wire.socket;
+    peerSocket.pause();
+    const state = link as unknown as { inFlight: number };
+    const tensor = { dtype: 'uint8' as const, shape: [4 << 20], data: new Uint8Array(4 << 20).fill(7) };
+    let resolved = 0;
+    const sends: Promise<void>[] = [];
+    for (let i = 0; i < 8; i++) {
+      const fwd: Message = { type: 'forward', request: 'r', origin: 'o', planVersion: 1, step: i, offset: 0, hidden: tensor, sample: false, sampling: { temperature: 0, topP: 1, seed: null } };
+      sends.push(link.send(fwd).then(() => void resolved++));
+      sends.push(link.send({ type: 'token', request: 'r', step: i, token: 1 }).then(() => void resolved++));
+    }
+    // 32 MiB cannot all be taken while nobody reads: some sends are still waiting, never more than the window in flight.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(resolved < sends.length, `all ${sends.length} sends resolved while the other side read nothing`);
+    assert.ok(state.inFlight <= 2, `at most 2 in flight, saw ${state.inFlight}`);
+    peerSocket.resume();
+    await Promise.all(sends);
+    await until(() => got.length === 8, 30_000);
+    assert.equal(got, [0, 1, 2, 3, 4, 5, 6, 7]);
+    link.close();
+  });
+});
+
 test.run();
