@@ -21,18 +21,16 @@ let end = 0;
 
 /** The one CBOR item of `frame`, or NOT_PLAIN. */
 export function readCbor(frame: Uint8Array): unknown {
-  src = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-  pos = 0;
-  end = src.length;
+  openFrame(frame);
+  let value: unknown;
   try {
-    const value = item(0);
-    return pos === end ? value : NOT_PLAIN;
+    value = item(0);
   } catch (err) {
+    closeFrame();
     if (err === BAIL) return NOT_PLAIN;
     throw err;
-  } finally {
-    src = EMPTY; // the frame is not kept alive by the reader
   }
+  return closeFrame() ? value : NOT_PLAIN;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -126,9 +124,9 @@ function item(depth: number): unknown {
  * that is the same string each time keeps property stores on V8's fast path (fresh key strings made
  * decoding a forward message slower than cbor-x, which caches keys too). 512 slots, overwritten.
  */
-const KEY_SLOTS = 512;
-const keyBytes: Array<Uint8Array | undefined> = new Array(KEY_SLOTS);
-const keyStrings: string[] = new Array(KEY_SLOTS);
+const SLOTS = 512;
+const slotBytes: Array<Uint8Array | undefined> = new Array(SLOTS);
+const slotStrings: string[] = new Array(SLOTS);
 
 function shortText(n: number): string {
   if (n > 32 || pos + n > end) return text(n);
@@ -136,22 +134,22 @@ function shortText(n: number): string {
   if (n === 0) return '';
   // The slot from a few of its bytes (one pass over the bytes, the comparison, is enough).
   const h = Math.imul(n ^ (src[start] << 8) ^ (src[start + (n >> 1)] << 16), 0x9e3779b1) ^ (src[start + n - 1] * 0x2545);
-  const slot = (h ^ (h >>> 15)) & (KEY_SLOTS - 1);
-  const known = keyBytes[slot];
+  const slot = (h ^ (h >>> 15)) & (SLOTS - 1);
+  const known = slotBytes[slot];
   if (known !== undefined && known.length === n) {
     let i = 0;
     while (i < n && known[i] === src[start + i]) i++;
     if (i === n) {
       pos += n;
-      return keyStrings[slot];
+      return slotStrings[slot];
     }
   }
   // Kept internalized (V8's one copy of a string, what property names are): a lookup by it, as in
   // DTYPE_BYTES[dtype] or a decoded map's keys, then compares pointers instead of hashing it each time.
-  const key = Object.keys({ [text(n)]: 0 })[0];
-  keyBytes[slot] = Uint8Array.prototype.slice.call(src, start, start + n);
-  keyStrings[slot] = key;
-  return key;
+  const s = Object.keys({ [text(n)]: 0 })[0];
+  slotBytes[slot] = Uint8Array.prototype.slice.call(src, start, start + n);
+  slotStrings[slot] = s;
+  return s;
 }
 
 function text(n: number): string {

@@ -45,22 +45,24 @@ const TYPE_TOKEN = Buffer.concat([K.type, cborText('token')]);
 const TYPE_ECHO = Buffer.concat([K.type, cborText('bench-echo')]);
 
 const MAP = 5;
-const ARRAY = 4;
+
+/** One map entry: its key's CBOR, made ahead of time, then the value. */
+function entry(w: CborWriter, key: Uint8Array, value: unknown): void {
+  w.raw(key);
+  w.value(value);
+}
 
 function tensor(w: CborWriter, t: Tensor): void {
   w.head(MAP, 3);
-  w.raw(K.dtype);
-  w.value(t.dtype);
-  w.raw(K.shape);
-  w.value(t.shape);
-  w.raw(K.data);
-  w.value(t.data);
+  entry(w, K.dtype, t.dtype);
+  entry(w, K.shape, t.shape);
+  entry(w, K.data, t.data);
 }
 
 /** sentAt and trace, when present. */
 function timing(w: CborWriter, m: { sentAt?: number; trace?: unknown[] }): void {
-  if (m.sentAt !== undefined) w.raw(K.sentAt), w.value(m.sentAt);
-  if (m.trace !== undefined) w.raw(K.trace), w.value(m.trace);
+  if (m.sentAt !== undefined) entry(w, K.sentAt, m.sentAt);
+  if (m.trace !== undefined) entry(w, K.trace, m.trace);
 }
 
 const present = (v: unknown) => (v === undefined ? 0 : 1);
@@ -68,54 +70,36 @@ const present = (v: unknown) => (v === undefined ? 0 : 1);
 function forward(w: CborWriter, m: Of<'forward'>): void {
   w.head(MAP, 8 + present(m.hidden) + present(m.tokens) + present(m.sentAt) + present(m.trace));
   w.raw(TYPE_FORWARD);
-  w.raw(K.request);
-  w.value(m.request);
-  w.raw(K.origin);
-  w.value(m.origin);
-  w.raw(K.planVersion);
-  w.value(m.planVersion);
-  w.raw(K.step);
-  w.value(m.step);
-  w.raw(K.offset);
-  w.value(m.offset);
+  entry(w, K.request, m.request);
+  entry(w, K.origin, m.origin);
+  entry(w, K.planVersion, m.planVersion);
+  entry(w, K.step, m.step);
+  entry(w, K.offset, m.offset);
   if (m.hidden !== undefined) w.raw(K.hidden), tensor(w, m.hidden);
-  if (m.tokens !== undefined) {
-    w.raw(K.tokens);
-    w.head(ARRAY, m.tokens.length);
-    for (const t of m.tokens) w.value(t);
-  }
-  w.raw(K.sample);
-  w.value(m.sample);
+  if (m.tokens !== undefined) entry(w, K.tokens, m.tokens);
+  entry(w, K.sample, m.sample);
   w.raw(K.sampling);
   w.head(MAP, 3);
-  w.raw(K.temperature);
-  w.value(m.sampling.temperature);
-  w.raw(K.topP);
-  w.value(m.sampling.topP);
-  w.raw(K.seed);
-  w.value(m.sampling.seed);
+  entry(w, K.temperature, m.sampling.temperature);
+  entry(w, K.topP, m.sampling.topP);
+  entry(w, K.seed, m.sampling.seed);
   timing(w, m);
 }
 
 function token(w: CborWriter, m: Of<'token'>): void {
   w.head(MAP, 4 + present(m.sentAt) + present(m.trace));
   w.raw(TYPE_TOKEN);
-  w.raw(K.request);
-  w.value(m.request);
-  w.raw(K.step);
-  w.value(m.step);
-  w.raw(K.token);
-  w.value(m.token);
+  entry(w, K.request, m.request);
+  entry(w, K.step, m.step);
+  entry(w, K.token, m.token);
   timing(w, m);
 }
 
 function benchEcho(w: CborWriter, m: Of<'bench-echo'>): void {
   w.head(MAP, 4);
   w.raw(TYPE_ECHO);
-  w.raw(K.seq);
-  w.value(m.seq);
-  w.raw(K.answer);
-  w.value(m.answer);
+  entry(w, K.seq, m.seq);
+  entry(w, K.answer, m.answer);
   w.raw(K.tensor);
   tensor(w, m.tensor);
 }

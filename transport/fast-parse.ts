@@ -202,6 +202,13 @@ function readTiming(k: number, sentAtKey: number, out: { sentAt?: number; trace?
   return false;
 }
 
+/** `out` with the sentAt and trace that were read, after its other keys (the schema's order). */
+function withTiming<T extends { sentAt?: number; trace?: Hop[] }>(out: T, timed: { sentAt?: number; trace?: Hop[] }): T {
+  if (timed.sentAt !== undefined) out.sentAt = timed.sentAt;
+  if (timed.trace !== undefined) out.trace = timed.trace;
+  return out;
+}
+
 function readForward(n: number): Message {
   let request: string | undefined;
   let origin: string | undefined;
@@ -265,9 +272,7 @@ function readForward(n: number): Message {
     sample,
     sampling,
   } as Extract<Message, { type: 'forward' }>;
-  if (timed.sentAt !== undefined) out.sentAt = timed.sentAt;
-  if (timed.trace !== undefined) out.trace = timed.trace;
-  return out;
+  return withTiming(out, timed);
 }
 
 function readToken(n: number): Message {
@@ -286,9 +291,7 @@ function readToken(n: number): Message {
   }
   check(request !== undefined && isCount(step) && isCount(token));
   const out: Extract<Message, { type: 'token' }> = { type: 'token', request: request!, step: step!, token: token! };
-  if (timed.sentAt !== undefined) out.sentAt = timed.sentAt;
-  if (timed.trace !== undefined) out.trace = timed.trace;
-  return out;
+  return withTiming(out, timed);
 }
 
 function readBenchEcho(n: number): Message {

@@ -9,7 +9,8 @@ import { PROTOCOL_VERSION } from '../../core/defaults.ts';
 import type { MeshError } from '../../core/errors.ts';
 import type { LinkClose } from '../../transport/link.ts';
 import type { Message } from '../../transport/messages.ts';
-import type { Wire } from '../../transport/wire.ts';
+import net from 'node:net';
+import { Wire as WireClass, type Wire } from '../../transport/wire.ts';
 import { endpoint, info, withServer } from '../helpers/links.ts';
 
 const until = async (f: () => boolean, ms = 3000) => {
@@ -323,6 +324,19 @@ test('a send resolves once the socket has taken its bytes: while the other side 
     assert.equal(got, [0, 1, 2, 3, 4, 5, 6, 7]);
     link.close();
   });
+});
+
+test('a wire refuses spare bytes too few for the frame header instead of writing a broken frame', async () => {
+  const server = net.createServer((s) => s.resume());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  await new Promise((r) => socket.once('connect', r));
+  const wire = new WireClass(socket, 'client', 1 << 20);
+  // A client's header for a 20-byte message is 6 bytes (2 + the 4-byte mask).
+  assert.throws(() => wire.send([Buffer.alloc(24)], 4), (e: unknown) => e instanceof RangeError && /4 spare bytes/.test((e as Error).message));
+  assert.ok(wire.send([Buffer.alloc(26)], 6), 'six spare bytes are enough');
+  wire.terminate();
+  await new Promise((r) => server.close(r));
 });
 
 test.run();
