@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { defaults } from '../core/defaults.ts';
 import { meshError } from '../core/errors.ts';
-import { ENGINE_DIR, PACKAGE_ROOT, PACKAGE_VERSION } from '../core/paths.ts';
+import { PACKAGE_ROOT, PACKAGE_VERSION } from '../core/paths.ts';
 import { classifyModelSpec, resolveModel } from '../peer/model-source.ts';
 import { prefillChunkSize } from '../peer/prefill-chunk.ts';
 import { resolvePython } from '../peer/python-env.ts';
@@ -17,7 +17,8 @@ import { EngineSupervisor } from '../peer/supervisor.ts';
 import { dataDirOption, EXIT, parseCommandArgs, SHARED_OPTIONS } from '../src/command.ts';
 import { writeRatioChart } from './inference-chart.ts';
 import { hopDelta, type HopFigures, otherMs, snapshot, type StageTotals } from './hops.ts';
-import { enginePids, peakRssBytes, pinPrefix, startPeerProcesses, stopPeerProcesses, waitForCluster } from './peer-processes.ts';
+import { enginePids, peakRssBytes, startPeerProcesses, stopPeerProcesses, waitForCluster } from './peer-processes.ts';
+import { type BaselineInfo, type BaselineMemory, type BaselineRun, type BaselineSpec, mlxLmOnce, servedBaseline, type ServedBaseline } from './mlx-lm-baseline.ts';
 import { concurrentStreams, type ConcurrentRun, oneStream, type StreamRun } from './streams.ts';
 
 export const usage = `
@@ -30,11 +31,14 @@ reports mlx_lm.benchmark's figures per row (prompt_tps, generation_tps, peak_mem
   prefill    time to the first token of the -p prompt, mlx_lm ÷ mesh (above 1: the mesh is faster)
   streams    aggregate tok/s of 4 concurrent streams ÷ 1 stream (mesh)
   memory     engine peak RSS of the largest peer ÷ the mlx_lm process's peak RSS
+mlx_lm stays loaded in its own process and runs one generation just before each mesh trial, so
+every ratio is the median of per-trial ratios taken back to back: on a shared machine a core's speed
+drifts by tens of percent over minutes, and figures taken minutes apart would compare that drift.
 
 Options:
   -p, --prompt-tokens <n>      prompt length in tokens (default 1024)
   -g, --generation-tokens <n>  tokens to generate, at most (default 64; EOS ends a generation earlier)
-  -n, --num-trials <n>         measured repeats per row after one warm-up (default 2; medians reported)
+  -n, --num-trials <n>         measured trials per mesh row, after one warm-up (default 2)
   --peers <list>               mesh sizes, comma-separated (default 1,2)
   --model <id|dir|file.gguf>   model (default: the bundled default model)
   --random <llama-HxL>         a random-weight llama of hidden H and L layers, generated once into
@@ -150,42 +154,25 @@ async function modelDir(spec: string | undefined, random: string | undefined, da
   return (JSON.parse(stdout) as { path: string }).path;
 }
 
-interface Baseline {
-  prompt: string;
-  prompt_tokens: number;
-  blas: string;
-  versions: Record<string, string>;
-  peak_memory: number;
-  peak_rss_bytes: number;
-  runs: Array<{ prompt_s: number; prompt_tps: number; generation_tps: number; tokens: number; text: string }>;
-}
-
-async function mlxLm(model: string, python: string, env: NodeJS.ProcessEnv, core: number | null, p: number, g: number, n: number, step: number = defaults.prefillChunkMax): Promise<Baseline> {
-  const script = path.join(PACKAGE_ROOT, 'bench', 'mlx_lm_baseline.py');
-  const cmd = [...pinPrefix(core), python, script, model, String(p), String(g), String(n), String(step)];
-  const { stdout } = await promisify(execFile)(cmd[0], cmd.slice(1), { env: { ...env, PYTHONPATH: ENGINE_DIR }, maxBuffer: 64 << 20 });
-  return JSON.parse(stdout) as Baseline;
-}
-
-function baselineRow(b: Baseline, core: number | null, g: number): Row {
+function baselineRow(info: BaselineInfo, runs: BaselineRun[], memory: BaselineMemory, core: number | null, g: number): Row {
   return {
     setup: 'mlx_lm',
     peers: 0,
     cores: core === null ? null : [core],
-    prompt_tokens: b.prompt_tokens,
+    prompt_tokens: info.prompt_tokens,
     generation_tokens: g,
-    prompt_s: median(b.runs.map((r) => r.prompt_s)),
-    prompt_tps: median(b.runs.map((r) => r.prompt_tps)),
-    generation_tps: median(b.runs.map((r) => r.generation_tps)),
-    peak_memory: b.peak_memory,
-    peak_rss_bytes: [b.peak_rss_bytes],
+    prompt_s: median(runs.map((r) => r.prompt_s)),
+    prompt_tps: median(runs.map((r) => r.prompt_tps)),
+    generation_tps: median(runs.map((r) => r.generation_tps)),
+    peak_memory: memory.peak_memory,
+    peak_rss_bytes: [memory.peak_rss_bytes],
     same_text: true,
     streams: {},
-    trials: b.runs.map((r) => ({ ttftS: r.prompt_s, seconds: 0, promptTokens: b.prompt_tokens, tokens: r.tokens, generationTps: r.generation_tps })),
+    trials: runs.map((r) => ({ ttftS: r.prompt_s, seconds: 0, promptTokens: info.prompt_tokens, tokens: r.tokens, generationTps: r.generation_tps })),
   };
 }
 
-/** k concurrent streams at each level, after which the row's figures are complete. */
+/** k concurrent streams at each level. */
 async function measureStreams(api: string, levels: number[], g: number): Promise<Record<string, ConcurrentRun>> {
   const out: Record<string, ConcurrentRun> = {};
   for (const k of levels) {
@@ -195,6 +182,15 @@ async function measureStreams(api: string, levels: number[], g: number): Promise
   return out;
 }
 
+/** A mesh row, and what its ratios are taken from. */
+interface MeshResult {
+  row: Row;
+  /** The baseline's runs: run i was taken just before the mesh's trial i. */
+  baseRuns: BaselineRun[];
+  /** Per trial: aggregate tok/s at the top concurrency level ÷ at the lowest, measured back to back. */
+  streamRatios: number[];
+}
+
 async function meshRow(
   peers: number,
   opts: {
@@ -202,14 +198,14 @@ async function meshRow(
     python: string;
     env: NodeJS.ProcessEnv;
     pin: boolean;
-    baseline: Baseline;
+    baseline: ServedBaseline;
     g: number;
     n: number;
     levels: number[];
     /** mlx_lm's greedy text with this prefill step size: what the mesh must generate. */
     reference: (step: number) => Promise<string>;
   },
-): Promise<Row> {
+): Promise<MeshResult> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-bench-'));
   const procs = await startPeerProcesses({ peers, model: opts.model, python: opts.python, pin: opts.pin, env: opts.env, root });
   try {
@@ -220,15 +216,19 @@ async function meshRow(
     const apis = byRank.map((p) => p.apiUrl);
     // Ask the peer holding the last stage, as the demo does: with several peers the request crosses every link.
     const api = apis[apis.length - 1];
-    await oneStream(api, opts.baseline.prompt, 4); // warm-up
+    const { prompt, prompt_tokens: promptTokens } = opts.baseline.info;
+    await oneStream(api, prompt, 4); // warm-up
     const trials: StreamRun[] = [];
+    const baseRuns: BaselineRun[] = [];
+    const streamTrials: Array<Record<string, ConcurrentRun>> = [];
     let hops: Hops | undefined;
     for (let i = 0; i < opts.n; i++) {
-      progress(`   trial ${i + 1}/${opts.n} …`);
+      progress(`   trial ${i + 1}/${opts.n}: mlx_lm, then the mesh …`);
+      baseRuns.push(await opts.baseline.trial());
       // Engine totals before, at the first token (the prompt is through) and after: prefill vs decode per stage.
       const before = await snapshot(apis);
       let atFirst: Promise<StageTotals[]> | undefined;
-      const t = await oneStream(api, opts.baseline.prompt, opts.g, () => (atFirst = snapshot(apis)));
+      const t = await oneStream(api, prompt, opts.g, () => (atFirst = snapshot(apis)));
       const [mid, after] = await Promise.all([atFirst ?? snapshot(apis), snapshot(apis)]);
       trials.push(t);
       const steps = Math.max(1, t.tokens - 1);
@@ -239,15 +239,19 @@ async function meshRow(
         prefill: { wall_ms: t.ttftS * 1000, stages: hopDelta(before, mid) },
         decode_per_token: { wall_ms: decodeWallMs, other_ms: otherMs(decodeWallMs, decodeHops), stages: decodeHops },
       };
+      streamTrials.push(await measureStreams(api, opts.levels, opts.g));
     }
-    const streams = await measureStreams(api, opts.levels, opts.g);
     const rss = byRank.map((p) => {
       const peaks = enginePids(p.child.pid!).map(peakRssBytes).filter((b): b is number => b !== null);
       return peaks.length ? Math.max(...peaks) : null;
     });
-    // The mesh splits the prompt into chunks by its number of stages; mlx_lm with the same step is the reference.
-    const expected = await opts.reference(prefillChunkSize(trials[0].promptTokens, stages.length));
-    return {
+    // The mesh splits the prompt into chunks by its number of stages; mlx_lm with the same step is the
+    // reference. A step as long as the prompt chunks it as mlx_lm's default does: the baseline's own text.
+    const step = prefillChunkSize(promptTokens, stages.length);
+    const expected = step >= promptTokens - 1 || step === defaults.prefillChunkMax ? baseRuns[0].text : await opts.reference(step);
+    const top = String(Math.max(...opts.levels));
+    const low = String(Math.min(...opts.levels));
+    const row: Row = {
       setup: 'mesh',
       peers,
       cores: opts.pin ? byRank.map((p) => p.core!) : null,
@@ -260,25 +264,35 @@ async function meshRow(
       peak_rss_bytes: rss,
       same_text: trials.every((t) => t.text === expected),
       ...(trials.some((t) => t.text !== expected) ? { texts: { mesh: trials.find((t) => t.text !== expected)!.text, mlx_lm: expected } } : {}),
-      streams,
+      streams: Object.fromEntries(opts.levels.map((k) => [String(k), medianRun(streamTrials.map((st) => st[String(k)]))])),
       hops,
       trials: trials.map(({ text: _t, ...t }) => t),
     };
+    return { row, baseRuns, streamRatios: streamTrials.map((st) => st[top].aggregateTps / st[low].aggregateTps) };
   } finally {
     await stopPeerProcesses(procs);
     fs.rmSync(root, { recursive: true, force: true });
   }
 }
 
-export function ratiosOf(base: Row, row: Row, levels: number[]): Ratios {
-  const top = String(Math.max(...levels));
-  const one = row.streams['1'] ?? row.streams[String(Math.min(...levels))];
+/** The run with the median aggregate tok/s (the lower middle one of an even count). */
+function medianRun(runs: ConcurrentRun[]): ConcurrentRun {
+  const sorted = [...runs].sort((a, b) => a.aggregateTps - b.aggregateTps);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/**
+ * Each ratio is the median over trials of that trial's own ratio: the mesh's trial i against the
+ * baseline's run i (taken just before it), and trial i's concurrency levels against each other.
+ */
+export function ratiosOf(mesh: MeshResult, basePeakRss: number): Ratios {
+  const { row, baseRuns } = mesh;
   return {
     peers: row.peers,
-    decode: row.generation_tps / base.generation_tps,
-    prefill: base.prompt_s / row.prompt_s,
-    streams: row.streams[top].aggregateTps / one.aggregateTps,
-    memory: row.peak_rss_bytes.every((b) => b !== null) ? Math.max(...(row.peak_rss_bytes as number[])) / base.peak_rss_bytes[0]! : null,
+    decode: median(row.trials.map((t, i) => t.generationTps / baseRuns[i].generation_tps)),
+    prefill: median(row.trials.map((t, i) => baseRuns[i].prompt_s / t.ttftS)),
+    streams: median(mesh.streamRatios),
+    memory: row.peak_rss_bytes.every((b) => b !== null) ? Math.max(...(row.peak_rss_bytes as number[])) / basePeakRss : null,
   };
 }
 
@@ -377,48 +391,55 @@ export async function run(argv: string[]): Promise<number> {
   const started = Date.now();
   const model = await modelDir(values.model, values.random, dataDir, python);
   const baseCore = values.pin ? 0 : null;
-  progress(`· mlx_lm, one process${values.pin ? ' (core 0)' : ''}: ${model}, -p ${p} -g ${g} -n ${n}`);
-  const baseline = await mlxLm(model, python, env, baseCore, p, g, n);
-  const rows: Row[] = [baselineRow(baseline, baseCore, g)];
-  const references = new Map<number, Promise<string>>();
-  const reference = (step: number) => {
-    // A step at least the prompt's length chunks it as mlx_lm's default does.
-    if (step >= baseline.prompt_tokens - 1 || step === defaults.prefillChunkMax) return Promise.resolve(baseline.runs[0].text);
-    if (!references.has(step)) {
-      progress(`   mlx_lm reference with prefill step ${step} …`);
-      references.set(step, mlxLm(model, python, env, baseCore, p, g, 0, step).then((b) => b.runs[0].text));
+  const spec: BaselineSpec = { model, python, env, core: baseCore, promptTokens: p, generationTokens: g };
+  progress(`· mlx_lm, one process${values.pin ? ' (core 0)' : ''}: ${model}, -p ${p} -g ${g} -n ${n}; loading and warming up …`);
+  const baseline = await servedBaseline(spec);
+  const meshes: MeshResult[] = [];
+  let memory: BaselineMemory;
+  try {
+    const references = new Map<number, Promise<string>>();
+    const reference = (step: number) => {
+      if (!references.has(step)) {
+        progress(`   mlx_lm reference with prefill step ${step} …`);
+        references.set(step, mlxLmOnce(spec, step));
+      }
+      return references.get(step)!;
+    };
+    for (const peers of peerCounts) {
+      progress(`· mesh, ${peers} peer${peers > 1 ? 's' : ''}${values.pin ? ' (pinned)' : ''}, each trial beside one of mlx_lm`);
+      const result = await meshRow(peers, { model, python, env, pin: values.pin, baseline, g, n, levels, reference });
+      if (!result.row.same_text) progress(`   ! the mesh's text differs from mlx_lm's`);
+      meshes.push(result);
     }
-    return references.get(step)!;
-  };
-  for (const peers of peerCounts) {
-    progress(`· mesh, ${peers} peer${peers > 1 ? 's' : ''}${values.pin ? ' (pinned)' : ''}`);
-    const row = await meshRow(peers, { model, python, env, pin: values.pin, baseline, g, n, levels, reference });
-    if (!row.same_text) progress(`   ! the mesh's text differs from mlx_lm's`);
-    rows.push(row);
+    memory = await baseline.finish();
+  } catch (err) {
+    baseline.kill();
+    throw err;
   }
-  const ratios = rows.slice(1).map((r) => ratiosOf(rows[0], r, levels));
+  const rows: Row[] = [baselineRow(baseline.info, meshes.flatMap((m) => m.baseRuns), memory, baseCore, g), ...meshes.map((m) => m.row)];
+  const ratios = meshes.map((m) => ratiosOf(m, memory.peak_rss_bytes));
   const meta = {
     model,
     random: values.random ?? null,
-    prompt_tokens: baseline.prompt_tokens,
+    prompt_tokens: baseline.info.prompt_tokens,
     generation_tokens: g,
     num_trials: n,
     peers: peerCounts,
     streams: levels,
     pin: values.pin,
-    blas: baseline.blas,
+    blas: baseline.info.blas,
     openblas_threads: env.OPENBLAS_NUM_THREADS ?? null,
     cpus: os.cpus().length,
     cpu_model: os.cpus()[0]?.model ?? null,
     loadavg_before: load,
     loadavg_after: loadavg(),
-    versions: { node: process.version, mlx_mesh: PACKAGE_VERSION, ...baseline.versions },
+    versions: { node: process.version, mlx_mesh: PACKAGE_VERSION, ...baseline.info.versions },
     seconds: (Date.now() - started) / 1000,
   };
   if (values.chart) {
     writeRatioChart(
       values.chart,
-      `${path.basename(model)}, ${values.pin ? 'pinned, ' : ''}-p ${baseline.prompt_tokens} -g ${g}`,
+      `${path.basename(model)}, ${values.pin ? 'pinned, ' : ''}-p ${baseline.info.prompt_tokens} -g ${g}`,
       ratios.flatMap((r) => [
         { label: `${r.peers}p decode, mesh ÷ mlx_lm`, value: r.decode },
         { label: `${r.peers}p prefill, mlx_lm ÷ mesh`, value: r.prefill },

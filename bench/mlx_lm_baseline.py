@@ -5,6 +5,12 @@ Prints one JSON object on stdout:
   {"prompt": text, "prompt_tokens", "blas", "versions", "peak_memory", "peak_rss_bytes",
    "runs": [{"prompt_s", "prompt_tps", "generation_tps", "tokens", "text"}]}
 
+REPEATS `serve` keeps the model loaded and runs one generation per line read on stdin, so the bench
+can take its trials in turn with the mesh's (on a shared machine the speed drifts from minute to
+minute; trials taken back to back see the same machine). Each output is one JSON line: first the
+object above without runs and memory (after the warm-up), then one run per input line, and at EOF
+{"peak_memory", "peak_rss_bytes"}.
+
 The prompt is plain text of about PROMPT_TOKENS tokens, tokenized exactly as the engine's `tokenize`
 op does for /v1/completions (with BOS), so the mesh rows can send the same text and must produce the
 same greedy text. Generation stops at EOS or GENERATION_TOKENS, as the mesh does. One unmeasured
@@ -68,7 +74,9 @@ def main():
     from mlx_lm import load, stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    model_dir, prompt_tokens, max_tokens, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    model_dir, prompt_tokens, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    serve = sys.argv[4] == "serve"
+    repeats = 1 if serve else int(sys.argv[4])
     step = int(sys.argv[5]) if len(sys.argv) > 5 else 2048
     model, tokenizer = load(model_dir)
     text = prompt_of(tokenizer, prompt_tokens)
@@ -97,17 +105,21 @@ def main():
 
     if repeats:
         once()
-    runs = [once() for _ in range(max(1, repeats))]
-    out = {
+    about = {
         "prompt": text,
         "prompt_tokens": len(prompt),
         "blas": blas or "bundled",
         "versions": {"python": platform.python_version(), "mlx": mx.__version__, "mlx_lm": importlib.metadata.version("mlx-lm")},
-        "peak_memory": mx.get_peak_memory() / 1e9,
-        "peak_rss_bytes": peak_rss_bytes(),
-        "runs": runs,
     }
-    print(json.dumps(out))
+    memory = lambda: {"peak_memory": mx.get_peak_memory() / 1e9, "peak_rss_bytes": peak_rss_bytes()}
+    if serve:
+        print(json.dumps(about), flush=True)
+        for _ in sys.stdin:
+            print(json.dumps(once()), flush=True)
+        print(json.dumps(memory()), flush=True)
+        return
+    runs = [once() for _ in range(max(1, repeats))]
+    print(json.dumps({**about, **memory(), "runs": runs}))
 
 
 if __name__ == "__main__":
