@@ -34,12 +34,14 @@ Ratios
   CPU is this process's time while streaming (both ends run in it on loopback): the ratio that still
   means something when other work shares the cores.
   The engine hop's MB/s counts the tensor both ways (to the engine and back), several in flight.
+  Each ratio is the median of the rounds' own ratios; the figures in the table pool every round.
 
 Options:
   --sizes <list>          frame sizes (default 8K,64K,1M,16M)
   --stream-bytes <n>      bytes streamed per size and transport in each round (default 256M)
   --pings <n>             ping-pongs per size, at most (default 200; fewer for large frames)
-  --rounds <n>            rounds, transports interleaved; medians reported (default 3)
+  --rounds <n>            rounds, transports back to back in each (every other round in reverse
+                          order); a ratio is the median of the rounds' ratios (default 3)
   --peer <host:port>      measure the link to a live peer instead of loopback (no baselines then)
   --secret <secret>       the cluster secret of that peer (or MLX_MESH_SECRET); without it a secured
                           peer refuses the bench
@@ -382,13 +384,25 @@ async function measureSize(
   const lat = await pingPongMs(ch, payload, pingsFor(size, plan));
   acc.mbps.push(mbps);
   acc.lat.push(...lat);
+  acc.p50.push(median(lat));
   progress(`  ${formatBytes(size).padStart(7)}  ${name.padEnd(6)} ${mbps.toFixed(0).padStart(6)} MB/s   ping-pong p50 ${median(lat).toFixed(3)} ms`);
 }
 
+/** One transport at one size: a figure per round (the latencies of every round pooled). */
 interface Acc {
   mbps: number[];
   lat: number[];
+  p50: number[];
   cpu: number[];
+}
+
+/**
+ * The median over rounds of a[r] ÷ b[r]. Within a round the transports run back to back, so each
+ * round's ratio compares them on the same machine; on a shared one the speed of a core drifts between
+ * rounds by more than the differences measured here.
+ */
+function pairedRatio(a: number[], b: number[]): number {
+  return round(median(a.map((x, r) => x / b[r])), 3);
 }
 
 function figures(acc: Acc): Figures {
@@ -403,7 +417,6 @@ function figures(acc: Acc): Figures {
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 const isFigures = (c: Column): c is Figures => c !== null && 'mbps' in c;
-const ratio = (a: number, b: number) => round(a / b, 3);
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, OPTIONS);
@@ -446,9 +459,10 @@ export async function run(argv: string[]): Promise<number> {
     for (let r = 0; r < plan.rounds; r++) {
       progress(`round ${r + 1} of ${plan.rounds}`);
       for (const size of plan.sizes) {
-        for (const { name, ch, both, depth } of channels) {
+        // Every other round in reverse order, so no transport always goes first after a change of size.
+        for (const { name, ch, both, depth } of r % 2 ? [...channels].reverse() : channels) {
           const key = `${name}/${size}`;
-          if (!acc.has(key)) acc.set(key, { mbps: [], lat: [], cpu: [] });
+          if (!acc.has(key)) acc.set(key, { mbps: [], lat: [], p50: [], cpu: [] });
           await measureSize(name, ch, size, plan, acc.get(key)!, { both, depth });
         }
       }
@@ -459,6 +473,8 @@ export async function run(argv: string[]): Promise<number> {
       const mesh = figures(acc.get(`mesh/${bytes}`)!);
       const tcp = col('tcp', columns.tcp);
       const grpc = col('grpc', columns.grpc);
+      const m = acc.get(`mesh/${bytes}`)!;
+      const [t, g] = (['tcp', 'grpc'] as const).map((name) => acc.get(`${name}/${bytes}`));
       return {
         bytes,
         mesh,
@@ -466,12 +482,12 @@ export async function run(argv: string[]): Promise<number> {
         grpc,
         engine: col('engine', columns.engine),
         ratios: {
-          stream_vs_tcp: isFigures(tcp) ? ratio(mesh.mbps, tcp.mbps) : null,
-          stream_vs_grpc: isFigures(grpc) ? ratio(mesh.mbps, grpc.mbps) : null,
-          cpu_vs_tcp: isFigures(tcp) ? ratio(tcp.cpu_ms_per_frame!, mesh.cpu_ms_per_frame!) : null,
-          cpu_vs_grpc: isFigures(grpc) ? ratio(grpc.cpu_ms_per_frame!, mesh.cpu_ms_per_frame!) : null,
-          p50_vs_tcp: isFigures(tcp) ? ratio(mesh.p50_ms, tcp.p50_ms) : null,
-          p50_vs_grpc: isFigures(grpc) ? ratio(mesh.p50_ms, grpc.p50_ms) : null,
+          stream_vs_tcp: t ? pairedRatio(m.mbps, t.mbps) : null,
+          stream_vs_grpc: g ? pairedRatio(m.mbps, g.mbps) : null,
+          cpu_vs_tcp: t ? pairedRatio(t.cpu, m.cpu) : null,
+          cpu_vs_grpc: g ? pairedRatio(g.cpu, m.cpu) : null,
+          p50_vs_tcp: t ? pairedRatio(m.p50, t.p50) : null,
+          p50_vs_grpc: g ? pairedRatio(m.p50, g.p50) : null,
         },
       };
     });
