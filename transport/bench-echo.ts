@@ -9,7 +9,7 @@ export function answerBenchEcho(link: Link): void {
   link.on('message', (msg) => {
     if (msg.type !== 'bench-echo' || msg.answer === 'none') return;
     const tensor = msg.answer === 'echo' ? msg.tensor : EMPTY;
-    link.send({ type: 'bench-echo', seq: msg.seq, answer: 'none', tensor }).catch(() => {});
+    link.post({ type: 'bench-echo', seq: msg.seq, answer: 'none', tensor });
   });
   link.start();
 }

@@ -115,6 +115,15 @@ export class Link extends EventEmitter<LinkEvents> {
     });
   }
 
+  /**
+   * Sends one message nobody waits for (a reply, a gossip): as send(), but a frame the socket takes at
+   * once costs no promise reaction. A send fails only on a closing link, which its 'close' reports.
+   */
+  post(msg: Message): void {
+    const sent = this.send(msg);
+    if (sent !== DONE) sent.catch(() => {});
+  }
+
   /** Writes one frame in a slot of the window already taken; frees the slot (or hands it on) when done. */
   private write(parts: Uint8Array[]): Promise<void> {
     // Usually the socket takes the frame at once: the send is done, with no callback and no new promise.

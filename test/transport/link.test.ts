@@ -38,6 +38,30 @@ test('handshake exchanges peer info and messages flow both ways', async () => {
   });
 });
 
+test('post() delivers like send(); on a closed link it neither throws nor leaves a rejection behind', async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown) => unhandled.push(err);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await withServer({}, async (_s, port, inbound) => {
+      const link = await dial('127.0.0.1', port, endpoint('client'));
+      link.start();
+      await until(() => inbound.length === 1);
+      const got: Message[] = [];
+      inbound[0].on('message', (m) => got.push(m));
+      for (let term = 1; term <= 3; term++) link.post({ type: 'coordinator', term, id: 'client' });
+      await until(() => got.length === 3);
+      assert.equal(got.map((m) => (m as { term: number }).term), [1, 2, 3]);
+      link.close();
+      link.post({ type: 'coordinator', term: 4, id: 'client' });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(unhandled, []);
+    });
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
 test('a peer of another protocol version is refused with a reason on both sides', async () => {
   await withServer({}, async (_s, port, inbound, refused) => {
     try {
