@@ -44,7 +44,7 @@ Options:
   --random <llama-HxL>         a random-weight llama of hidden H and L layers, generated once into
                                <data-dir>/models/random-llama-HxL (e.g. llama-1024x16, ~1.4 GB float32)
   --pin                        Linux: each peer and its engine on its own core (taskset -c i), the
-                               mlx_lm baseline on one core, OPENBLAS_NUM_THREADS=1 everywhere. Several
+                               mlx_lm baseline on one core, one BLAS thread everywhere. Several
                                processes on one machine share memory bandwidth and caches, so only
                                pinned runs stand in honestly for N machines; unpinned, the peers and
                                the baseline compete for every core.
@@ -385,7 +385,7 @@ export async function run(argv: string[]): Promise<number> {
   const python = resolvePython({ python: values.python, dataDir }).path;
   const env: NodeJS.ProcessEnv = { ...process.env, MLX_MESH_LOG: process.env.MLX_MESH_LOG ?? 'warn' };
   if (values.blas !== undefined) env.MLX_MESH_BLAS = values.blas;
-  if (values.pin) env.OPENBLAS_NUM_THREADS = '1';
+  if (values.pin) Object.assign(env, { OPENBLAS_NUM_THREADS: '1', BLIS_NUM_THREADS: '1' });
 
   const load = loadavg();
   const started = Date.now();
@@ -429,6 +429,7 @@ export async function run(argv: string[]): Promise<number> {
     pin: values.pin,
     blas: baseline.info.blas,
     openblas_threads: env.OPENBLAS_NUM_THREADS ?? null,
+    blis_threads: env.BLIS_NUM_THREADS ?? null,
     cpus: os.cpus().length,
     cpu_model: os.cpus()[0]?.model ?? null,
     loadavg_before: load,

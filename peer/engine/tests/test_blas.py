@@ -2,6 +2,8 @@
 one that does is reported in the engine's hello."""
 
 import subprocess
+
+import pytest
 import sys
 
 from conftest import ENGINE_DIR
@@ -42,3 +44,39 @@ def test_after_mlx_is_imported_it_refuses():
     from mlx_mesh_engine.blas import load_blas
 
     assert load_blas("auto") is None
+
+
+def _loadable(name):
+    import ctypes
+
+    try:
+        ctypes.CDLL(name)
+        return True
+    except OSError:
+        return False
+
+
+def _run(code, env_extra=None, prefix=()):
+    env = {"PATH": "/usr/bin:/bin", **(env_extra or {})}
+    proc = subprocess.run([*prefix, sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.decode().strip()
+
+
+@pytest.mark.skipif(not _loadable("libblis.so.4"), reason="BLIS is not installed (apt install libblis4-pthread)")
+def test_auto_takes_blis_first_with_a_thread_per_allowed_core():
+    reply, _ = hello_with("auto")
+    assert reply["ok"] and reply["blas"] == "libblis.so.4"
+    code = "import os; from mlx_mesh_engine.blas import load_blas; load_blas('auto'); print(os.environ['BLIS_NUM_THREADS'])"
+    assert _run(code, prefix=("taskset", "-c", "0")) == "1"
+    assert _run(code, {"BLIS_NUM_THREADS": "3"}) == "3", "a thread count the user set is kept"
+
+
+@pytest.mark.skipif(not _loadable("libopenblas.so.0"), reason="OpenBLAS is not installed (apt install libopenblas0-pthread)")
+def test_auto_falls_back_to_openblas_without_blis():
+    code = (
+        "from mlx_mesh_engine import blas; "
+        "blas._AUTO = (('libblis-missing.so.4', 'BLIS'),) + blas._AUTO[1:]; "
+        "print(blas.load_blas('auto'))"
+    )
+    assert _run(code) == "libopenblas.so.0"
