@@ -65,12 +65,16 @@ export async function servedBaseline(spec: BaselineSpec): Promise<ServedBaseline
   const stderr: string[] = [];
   child.stderr.setEncoding('utf8').on('data', (s: string) => stderr.push(s));
   const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  // How it ended: its exit code, or why it could not start (no python or taskset at that path).
+  const exited = new Promise<string>((resolve) => {
+    child.once('close', (code) => resolve(`exited with code ${code}`));
+    child.once('error', (err) => resolve(`could not run: ${err.message}`));
+  });
   const next = async <T>(what: string): Promise<T> => {
     const line = await lines.next();
     if (line.done) {
-      const code = await exited;
-      throw meshError('ENGINE_FAILED', `the mlx_lm baseline exited (code ${code}) before ${what}: ${stderr.join('').trim().split('\n').slice(-5).join(' | ')}`);
+      const how = await exited;
+      throw meshError('ENGINE_FAILED', `the mlx_lm baseline ${how} before ${what}: ${stderr.join('').trim().split('\n').slice(-5).join(' | ')}`);
     }
     return JSON.parse(line.value) as T;
   };
