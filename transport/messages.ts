@@ -123,6 +123,8 @@ export const StatusSchema = z.object({
   rssBeforeLoadBytes: z.number().nonnegative().optional(),
   ggufWeights: z.string().max(32).optional(),
   backend: z.string().optional(),
+  /** The CBLAS the engine's CPU matmuls use ("bundled" or a library name): its hello's `blas`. */
+  blas: z.string().max(256).optional(),
   mlxVersion: z.string().optional(),
   error: z.string().optional(),
   /** Its layers' weights coming from another peer (peer/weights-fetch.ts): the last transfer's progress. */

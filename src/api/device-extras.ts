@@ -27,6 +27,7 @@ export function deviceExtras(inference: Inference, id: string): DeviceExtras {
     rssBeforeLoadBytes: st?.rssBeforeLoadBytes,
     ggufWeights: st?.ggufWeights,
     backend: st?.backend,
+    blas: st?.blas,
     mlxVersion: st?.mlxVersion,
     load: st?.load,
     fetch: st?.fetch,

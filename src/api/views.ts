@@ -15,6 +15,7 @@ export interface DeviceExtras {
   rssBeforeLoadBytes?: number;
   ggufWeights?: string;
   backend?: string;
+  blas?: string;
   mlxVersion?: string;
   rank?: number;
   load?: { tokensPerSec: number; inFlight: number; rttMs?: Record<string, number> };
@@ -80,6 +81,7 @@ export function gpuInfoView(src: ViewSource) {
       rss_before_load_bytes: x?.rssBeforeLoadBytes ?? null,
       gguf_weights: x?.ggufWeights ?? null,
       backend: x?.backend ?? p.capabilities.backend ?? null,
+      blas: x?.blas ?? null,
       engine: x?.engine ?? p.capabilities.engine ?? null,
       tokens_per_sec: x?.load?.tokensPerSec ?? 0,
       requests_in_flight: x?.load?.inFlight ?? 0,

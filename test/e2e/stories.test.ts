@@ -49,6 +49,8 @@ for (const n of [1, 2, 3]) {
       assert.is(info.world_size, n);
       // auto on MLX's CPU build: the GGUF became float32 (the fast matmul there).
       assert.ok(info.devices.every((d: { gguf_weights: string }) => d.gguf_weights === 'float32'));
+      // Each device says which BLAS its engine multiplies with (BLIS or OpenBLAS on a Linux machine with either).
+      assert.ok(info.devices.every((d: { blas: unknown }) => typeof d.blas === 'string' && d.blas.length > 0), JSON.stringify(info.devices.map((d: { blas: unknown }) => d.blas)));
       const ranges = info.devices.map((d: { layers: [number, number] }) => d.layers);
       assert.is(ranges[0][0], 0);
       assert.is(ranges[n - 1][1], 5, 'all 5 layers are covered');
