@@ -111,7 +111,10 @@ def main():
         "blas": blas or "bundled",
         "versions": {"python": platform.python_version(), "mlx": mx.__version__, "mlx_lm": importlib.metadata.version("mlx-lm")},
     }
-    memory = lambda: {"peak_memory": mx.get_peak_memory() / 1e9, "peak_rss_bytes": peak_rss_bytes()}
+
+    def memory():
+        return {"peak_memory": mx.get_peak_memory() / 1e9, "peak_rss_bytes": peak_rss_bytes()}
+
     if serve:
         print(json.dumps(about), flush=True)
         for _ in sys.stdin:

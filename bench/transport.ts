@@ -470,11 +470,12 @@ export async function run(argv: string[]): Promise<number> {
 
     const sizes: SizeResult[] = plan.sizes.map((bytes) => {
       const col = (name: string, fallback: Column): Column => (acc.has(`${name}/${bytes}`) ? figures(acc.get(`${name}/${bytes}`)!) : fallback);
-      const mesh = figures(acc.get(`mesh/${bytes}`)!);
-      const tcp = col('tcp', columns.tcp);
-      const grpc = col('grpc', columns.grpc);
+      // Per-round figures of each transport at this size (none for a transport not measured).
       const m = acc.get(`mesh/${bytes}`)!;
       const [t, g] = (['tcp', 'grpc'] as const).map((name) => acc.get(`${name}/${bytes}`));
+      const mesh = figures(m);
+      const tcp = col('tcp', columns.tcp);
+      const grpc = col('grpc', columns.grpc);
       return {
         bytes,
         mesh,

@@ -158,10 +158,10 @@ export class Inference extends EventEmitter<InferenceEvents> {
     peer.on('leadership', () => this.planner.schedule());
     peer.on('up', (link) => {
       this.names.set(link.remote.id, link.remote.name);
-      link.send(this.states.statusMessage()).catch(() => {});
+      link.post(this.states.statusMessage());
       // A peer that restarted within the re-plan delay rejoins an unchanged membership, so no new
       // plan would reach it: hand every new link the current plan at once.
-      if (peer.isCoordinator && this.plan) link.send(this.plan).catch(() => {});
+      if (peer.isCoordinator && this.plan) link.post(this.plan);
       this.planner.schedule();
     });
     peer.on('down', (link) => {

@@ -90,7 +90,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   /** Sends to every live link; a failed send only means that link is going away. */
   broadcast(msg: Message): void {
-    for (const link of this.links.values()) link.send(msg).catch(() => {});
+    for (const link of this.links.values()) link.post(msg);
   }
 
   closeAll(reason: string): void {

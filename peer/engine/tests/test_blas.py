@@ -2,9 +2,9 @@
 one that does is reported in the engine's hello."""
 
 import subprocess
+import sys
 
 import pytest
-import sys
 
 from conftest import ENGINE_DIR
 from mlx_mesh_engine.framing import encode_frame, read_frame
