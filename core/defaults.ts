@@ -129,5 +129,8 @@ export const defaults = {
    *  waits at an idle engine for the requests it last stepped with (peer/stage.ts). */
   batchMaxRequests: 8,
   batchWaitMs: 2,
+  /** A request silent this long at a stage (no step, no release) stops counting towards the size of its
+   *  pipeline groups (peer/stage.ts). */
+  batchActiveTtlMs: 30_000,
 } as const;
 

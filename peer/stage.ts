@@ -3,10 +3,15 @@
 // Any failure goes back to the origin as `request-error`, so the client gets an error, not a hang.
 //
 // Continuous batching: one engine op at a time. While the engine is busy, arriving forwards queue; when
-// it frees, every queued one-token step (a decode step of any request) goes as one `forward_batch`, so
+// it frees, the queued one-token steps (decode steps of any requests) go as one `forward_batch`, so
 // B requests cost about one memory-bound forward instead of B. A step arriving at an idle engine runs at
 // once (no added latency for a lone request), except that it waits up to `batchWaitMs` for the requests
 // it last stepped with, so a batch does not fall apart because its tokens came back a moment apart.
+//
+// Pipeline groups: with S stages, a batch takes at most ceil(active requests ÷ S) steps. One batch of
+// all requests would pass the stages in turn, each stage idle while the others compute (and its tokens
+// all come back together, so it would never split again); S groups keep every stage busy, stage k
+// running one group while stage k+1 runs the group before it.
 import { defaults } from '../core/defaults.ts';
 import { ErrorCodes, isMeshError, meshError, type ErrorCode } from '../core/errors.ts';
 import type { Message, MessageOf } from '../transport/messages.ts';
@@ -43,11 +48,16 @@ export interface BatchOptions {
   maxBatch: number;
   /** Longest wait, with the engine idle, for the rest of a step's last batch. */
   batchWaitMs: number;
+  /** A request that has not stepped here for this long (its origin gone without a release) stops
+   *  counting towards the pipeline groups' size. */
+  activeTtlMs: number;
 }
 
 interface Queued {
   msg: Forward;
   next: string | undefined;
+  /** Stages in the forward's plan. */
+  depth: number;
   receivedAt: number;
 }
 
@@ -67,12 +77,18 @@ export class Stage {
   private waitStarted = 0;
   /** Each request's companions in the last batch it stepped in (one Set shared by that batch). */
   private readonly mates = new Map<string, Set<string>>();
+  /** Requests stepping through this stage, with when each last ran (Date.now()). */
+  private readonly active = new Map<string, number>();
 
   constructor(
     private readonly ctx: StageContext,
     opts: Partial<BatchOptions> = {},
   ) {
-    this.opts = { maxBatch: opts.maxBatch ?? defaults.batchMaxRequests, batchWaitMs: opts.batchWaitMs ?? defaults.batchWaitMs };
+    this.opts = {
+      maxBatch: opts.maxBatch ?? defaults.batchMaxRequests,
+      batchWaitMs: opts.batchWaitMs ?? defaults.batchWaitMs,
+      activeTtlMs: opts.activeTtlMs ?? defaults.batchActiveTtlMs,
+    };
   }
 
   forward(msg: Forward): void {
@@ -82,7 +98,7 @@ export class Stage {
       this.replyError(msg, 'REQUEST_FAILED', `peer ${this.ctx.selfId} is not a stage of plan ${msg.planVersion}`);
       return;
     }
-    this.queue.push({ msg, next: plan.stages[index + 1]?.id, receivedAt: wallMs() });
+    this.queue.push({ msg, next: plan.stages[index + 1]?.id, depth: plan.stages.length, receivedAt: wallMs() });
     this.schedule();
   }
 
@@ -91,6 +107,7 @@ export class Stage {
     this.queue = this.queue.filter((q) => q.msg.request !== request);
     this.mates.get(request)?.delete(request);
     this.mates.delete(request);
+    this.active.delete(request);
     return this.ctx.engine.release(request);
   }
 
@@ -123,6 +140,8 @@ export class Stage {
     const chosen = new Set(picked);
     const batch = picked.map((i) => this.queue[i]);
     this.queue = this.queue.filter((_, i) => !chosen.has(i));
+    const now = Date.now();
+    for (const q of batch) this.active.set(q.msg.request, now);
     this.busy = true;
     void this.run(batch).then((results) => {
       this.busy = false;
@@ -132,22 +151,36 @@ export class Stage {
     });
   }
 
-  /** Queue positions to run next: the head alone, or, if it is a step, every step in the queue whose
-   *  request has nothing queued before it (a request's own messages stay in order), up to maxBatch. */
+  /** Queue positions to run next: the head alone, or, if it is a step, steps whose request has nothing
+   *  queued before it (a request's own messages stay in order), the head's last batch-mates first, up
+   *  to the batch cap. */
   private pick(): number[] {
-    if (!isStep(this.queue[0].msg)) return [0];
+    const head = this.queue[0];
+    if (!isStep(head.msg)) return [0];
     const seen = new Set<string>();
-    const picked: number[] = [];
+    const eligible: number[] = [];
     this.queue.forEach((q, i) => {
-      if (picked.length < this.opts.maxBatch && isStep(q.msg) && !seen.has(q.msg.request)) picked.push(i);
+      if (isStep(q.msg) && !seen.has(q.msg.request)) eligible.push(i);
       seen.add(q.msg.request);
     });
-    return picked;
+    const mates = this.mates.get(head.msg.request);
+    const isMate = (i: number) => (mates?.has(this.queue[i].msg.request) ? 0 : 1);
+    // A stable sort: mates (the head among them) first, each part in queue order.
+    return eligible.sort((a, b) => isMate(a) - isMate(b)).slice(0, this.cap(head.depth));
+  }
+
+  /** The most steps one batch takes: ceil(requests stepping through this stage ÷ stages), within maxBatch. */
+  private cap(depth: number): number {
+    const now = Date.now();
+    for (const [id, at] of this.active) if (now - at > this.opts.activeTtlMs) this.active.delete(id);
+    const requests = new Set(this.active.keys());
+    for (const q of this.queue) requests.add(q.msg.request);
+    return Math.max(1, Math.min(this.opts.maxBatch, Math.ceil(requests.size / Math.max(1, depth))));
   }
 
   /** How much longer to wait for the picked steps' last batch-mates, or 0 to go now. */
   private waitFor(picked: number[]): number {
-    if (picked.length >= this.opts.maxBatch || this.opts.batchWaitMs <= 0) return 0;
+    if (picked.length >= this.cap(this.queue[0].depth) || this.opts.batchWaitMs <= 0) return 0;
     const here = new Set(picked.map((i) => this.queue[i].msg.request));
     let missing = false;
     for (const id of here) for (const mate of this.mates.get(id) ?? []) if (!here.has(mate)) missing = true;
