@@ -16,7 +16,7 @@ import { resolvePython } from '../peer/python-env.ts';
 import { EngineSupervisor } from '../peer/supervisor.ts';
 import { dataDirOption, EXIT, parseCommandArgs, SHARED_OPTIONS } from '../src/command.ts';
 import { writeRatioChart } from './inference-chart.ts';
-import { hopDelta, type HopFigures, otherMs, snapshot, type StageTotals } from './hops.ts';
+import { hopDelta, type HopFigures, otherMs, snapshot, type StageTotals, type StreamStageFigures, streamStages } from './hops.ts';
 import { enginePids, peakRssBytes, startPeerProcesses, stopPeerProcesses, waitForCluster } from './peer-processes.ts';
 import { type BaselineInfo, type BaselineMemory, type BaselineRun, type BaselineSpec, mlxLmOnce, servedBaseline, type ServedBaseline } from './mlx-lm-baseline.ts';
 import { concurrentStreams, type ConcurrentRun, oneStream, type StreamRun } from './streams.ts';
@@ -92,7 +92,7 @@ export interface Row {
   same_text: boolean | null;
   /** Only when the texts differ: the mesh's and mlx_lm's, to see where. */
   texts?: { mesh: string; mlx_lm: string };
-  streams: Record<string, ConcurrentRun>;
+  streams: Record<string, LevelRun>;
   /** Mesh: per stage, compute inside the engine vs transfer, for the prompt and per decoded token. */
   hops?: Hops;
   trials: Array<Omit<StreamRun, 'text'>>;
@@ -172,12 +172,18 @@ function baselineRow(info: BaselineInfo, runs: BaselineRun[], memory: BaselineMe
   };
 }
 
-/** k concurrent streams at each level. */
-async function measureStreams(api: string, levels: number[], g: number): Promise<Record<string, ConcurrentRun>> {
-  const out: Record<string, ConcurrentRun> = {};
+/** A concurrency level; on a local mesh also how each stage's engine spent it (by rank). */
+type LevelRun = ConcurrentRun & { stages?: StreamStageFigures[] };
+
+/** k concurrent streams at each level; with the stages' APIs, their engines' figures per level. */
+async function measureStreams(api: string, levels: number[], g: number, stageApis?: string[]): Promise<Record<string, LevelRun>> {
+  const out: Record<string, LevelRun> = {};
   for (const k of levels) {
     progress(`   ${k} concurrent stream${k > 1 ? 's' : ''} …`);
-    out[String(k)] = await concurrentStreams(api, k, g);
+    const before = stageApis && (await snapshot(stageApis));
+    const run: LevelRun = await concurrentStreams(api, k, g);
+    if (stageApis && before) run.stages = streamStages(before, await snapshot(stageApis), run.seconds * 1000);
+    out[String(k)] = run;
   }
   return out;
 }
@@ -220,7 +226,7 @@ async function meshRow(
     await oneStream(api, prompt, 4); // warm-up
     const trials: StreamRun[] = [];
     const baseRuns: BaselineRun[] = [];
-    const streamTrials: Array<Record<string, ConcurrentRun>> = [];
+    const streamTrials: Array<Record<string, LevelRun>> = [];
     let hops: Hops | undefined;
     for (let i = 0; i < opts.n; i++) {
       progress(`   trial ${i + 1}/${opts.n}: mlx_lm, then the mesh …`);
@@ -239,7 +245,7 @@ async function meshRow(
         prefill: { wall_ms: t.ttftS * 1000, stages: hopDelta(before, mid) },
         decode_per_token: { wall_ms: decodeWallMs, other_ms: otherMs(decodeWallMs, decodeHops), stages: decodeHops },
       };
-      streamTrials.push(await measureStreams(api, opts.levels, opts.g));
+      streamTrials.push(await measureStreams(api, opts.levels, opts.g, apis));
     }
     const rss = byRank.map((p) => {
       const peaks = enginePids(p.child.pid!).map(peakRssBytes).filter((b): b is number => b !== null);
@@ -276,7 +282,7 @@ async function meshRow(
 }
 
 /** The run with the median aggregate tok/s (the lower middle one of an even count). */
-function medianRun(runs: ConcurrentRun[]): ConcurrentRun {
+function medianRun(runs: LevelRun[]): LevelRun {
   const sorted = [...runs].sort((a, b) => a.aggregateTps - b.aggregateTps);
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
@@ -314,7 +320,7 @@ function table(rows: Row[], ratios: Ratios[]): string {
   ]);
   const rhead = ['ratios', 'decode', 'prefill', `streams`, 'memory'];
   const rbody = ratios.map((x) => [`mesh, ${x.peers} peer${x.peers > 1 ? 's' : ''}`, x.decode, x.prefill, x.streams, x.memory].map((v) => (typeof v === 'number' ? v.toFixed(2) : (v ?? '?'))));
-  return `${format([head, ...body])}\n\n${format([rhead, ...rbody])}\n${rows.map(hopTable).join('')}`;
+  return `${format([head, ...body])}\n\n${format([rhead, ...rbody])}\n${rows.map(hopTable).join('')}${rows.map(streamsTable).join('')}`;
 }
 
 /** Per stage: prefill and per-token decode compute vs engine I/O, bytes out of the engine; the rest is links. */
@@ -336,6 +342,26 @@ function hopTable(r: Row): string {
     `prefill ${prefill.wall_ms.toFixed(1)} ms to the first token; decode ${dec.wall_ms.toFixed(2)} ms per token, ` +
     `${dec.other_ms.toFixed(2)} of it outside engines and links (HTTP, the origin, the token's way back)`;
   return `\nmesh, ${r.peers} peer${r.peers > 1 ? 's' : ''}: where the time goes\n${format([head, ...body])}\n${rest}\n`;
+}
+
+/** Per concurrency level and stage: the engine's single forwards and batches, and how busy it was. */
+function streamsTable(r: Row): string {
+  const levels = Object.entries(r.streams).filter(([, run]) => run.stages);
+  if (!levels.length) return '';
+  const head = ['streams', 'stage', 'single forwards', 'ms per single', 'batches', 'rows per batch', 'ms per batch', 'engine busy'];
+  const body = levels.flatMap(([k, run]) =>
+    run.stages!.map((s, i) => [
+      i ? '' : k,
+      String(i),
+      String(s.singles),
+      s.singles ? s.ms_per_single.toFixed(1) : '-',
+      String(s.batches),
+      s.batches ? s.rows_per_batch.toFixed(2) : '-',
+      s.batches ? s.ms_per_batch.toFixed(1) : '-',
+      `${(100 * s.busy).toFixed(0)}%`,
+    ]),
+  );
+  return `\nmesh, ${r.peers} peer${r.peers > 1 ? 's' : ''}: each stage's engine during the streams (the busiest one bounds the aggregate)\n${format([head, ...body])}\n`;
 }
 
 function format(lines: string[][]): string {

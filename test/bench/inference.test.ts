@@ -35,6 +35,14 @@ test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios
     assert.is(row.peak_rss_bytes.length, Math.max(1, row.peers));
   }
   assert.equal(Object.keys(out.rows[2].streams), ['1', '4']);
+  // Each stage's engine during each level: one stream never batches; four on two stages batch at most two.
+  const levels = out.rows[2].streams;
+  for (const st of levels['1'].stages) assert.ok(st.singles > 0 && st.batches === 0 && st.busy > 0 && st.busy <= 1.5, JSON.stringify(st));
+  assert.is(levels['4'].stages.length, 2);
+  for (const st of levels['4'].stages) {
+    assert.ok(st.singles + st.batches > 0 && finite(st.busy) && st.busy > 0, JSON.stringify(st));
+    if (st.batches) assert.ok(st.rows_per_batch > 1 && st.rows_per_batch <= 2 && st.ms_per_batch > 0, JSON.stringify(st));
+  }
   // Per stage, from each peer's /metrics: the engines computed, and hidden states left stage 0 for stage 1.
   const hops = out.rows[2].hops;
   assert.is(hops.stages.length, 2);

@@ -35,7 +35,7 @@ function stage0(stages: number) {
   const p = plan(stages);
   const stage = new Stage({ selfId: 'p0', selfName: 'p0', planFor: () => p, engine, deliver: async (_to, msg) => void delivered.push(msg) }, { batchWaitMs: 0 });
   const step = (request: string, offset = 10) =>
-    stage.forward({ type: 'forward', request, origin: 'o', planVersion: 1, step: 1, offset, tokens: [7], sample: true, sampling: { temperature: 0, topP: 1 } });
+    stage.forward({ type: 'forward', request, origin: 'o', planVersion: 1, step: 1, offset, tokens: [7], sample: true, sampling: { temperature: 0, topP: 1, seed: null } });
   return { stage, calls, delivered, step };
 }
 
