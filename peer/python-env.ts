@@ -154,6 +154,8 @@ export interface Verified {
   versions: Record<string, string>;
   device?: string;
   metal?: boolean;
+  /** The CBLAS the engine's CPU matmuls would use ("bundled" or a library), as its hello says. */
+  blas?: string;
   error?: string;
 }
 
@@ -164,7 +166,7 @@ export async function verifyPython(python: string, timeoutMs = 60_000, signal?: 
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     const v = JSON.parse(line) as Verified;
-    return { ok: !!v.ok, versions: v.versions ?? {}, device: v.device, metal: v.metal, error: v.error };
+    return { ok: !!v.ok, versions: v.versions ?? {}, device: v.device, metal: v.metal, blas: v.blas, error: v.error };
   } catch {
     const why = r.error?.code === 'ENOENT' ? `${python} does not exist` : (r.stderr.trim().split('\n').pop() ?? `exit ${r.code}`);
     return { ok: false, versions: {}, error: why };
@@ -176,6 +178,7 @@ export interface PythonEnvCheck {
   python: ResolvedPython;
   versions: Record<string, string>;
   device?: string;
+  blas?: string;
   problems: string[];
   /** The one command (or step) that makes this environment work. */
   fix: string;
@@ -203,7 +206,7 @@ export async function checkPythonEnv(opts: { python?: string; dataDir: string; e
         : `run "mlx-mesh setup${dataFlag}"`;
   }
   // A working interpreter outside the venv is usable; only a failing import makes the check fail.
-  return { ok: v.ok && !(python.source === 'venv' && problems.length), python, versions: v.versions, device: v.device, problems, fix };
+  return { ok: v.ok && !(python.source === 'venv' && problems.length), python, versions: v.versions, device: v.device, blas: v.blas, problems, fix };
 }
 
 export type SetupStep = (event: { step: string; detail?: string; done?: boolean }) => void;

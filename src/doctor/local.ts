@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FindResult, PythonEnvCheck } from '../../peer/python-env.ts';
 import { installHint, managedVenvDir } from '../../peer/python-env.ts';
-import { type CheckResult, fail, pass, warn } from './check.ts';
+import { type CheckResult, fail, pass, skip, warn } from './check.ts';
 
 const G = 'this machine';
 const GiB = 2 ** 30;
@@ -53,6 +53,23 @@ export function checkDevice(env: PythonEnvCheck, platform: NodeJS.Platform = pro
     return warn(G, 'MLX device', `${env.device}: Metal is not used`, 'use a native arm64 Python and the macOS "mlx" wheel ("mlx-mesh setup --force")');
   }
   return pass(G, 'MLX device', env.device);
+}
+
+/** Linux: the engine's CPU matmuls on MLX's bundled reference BLAS make prefill several times slower. */
+export function checkBlas(env: PythonEnvCheck, platform: NodeJS.Platform = process.platform, requested = process.env.MLX_MESH_BLAS): CheckResult {
+  const title = 'BLAS';
+  if (platform !== 'linux') return skip(G, title, 'MLX uses Metal and Accelerate here');
+  if (!env.blas) return skip(G, title, 'unknown (MLX does not run)');
+  if (env.blas === 'bundled') {
+    const install = 'install BLIS ("apt install libblis4-pthread") or OpenBLAS ("apt install libopenblas0-pthread")';
+    return warn(
+      G,
+      title,
+      "MLX's bundled reference BLAS (unblocked, one thread): a prompt takes several times longer",
+      requested === 'bundled' || requested === '' ? `unset MLX_MESH_BLAS (it asks for the bundled BLAS); ${install} if neither is` : `${install}; the engine loads it at its next start`,
+    );
+  }
+  return pass(G, title, env.blas);
 }
 
 export function checkMemory(total = os.totalmem(), free = os.freemem()): CheckResult {

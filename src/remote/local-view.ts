@@ -12,6 +12,8 @@ export interface ClusterPeer {
   rttMs?: number | null;
   capabilities?: { mlxVersion?: string; engine?: string; backend?: string; [k: string]: unknown };
   engine?: string;
+  /** The CBLAS its engine uses, from its status (gpu-info's `blas`). */
+  blas?: string;
 }
 
 export interface ClusterView {

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseHostPort, peerTargets } from '../../src/commands/doctor.ts';
 import { formatReport } from '../../src/doctor/check.ts';
-import { checkDevice, checkDisk, checkInterpreter, checkMlx, checkNode, checkPort, checkVenv, probePort } from '../../src/doctor/local.ts';
+import { checkBlas, checkDevice, checkDisk, checkInterpreter, checkMlx, checkNode, checkPort, checkVenv, probePort } from '../../src/doctor/local.ts';
 import { checkFirewall, checkLocalNetwork, checkMdns, firewallVerdict } from '../../src/doctor/network.ts';
 import { checkResolve, checkTcp, engineVerdict, helloVerdict, peerIdVerdict, rttVerdict } from '../../src/doctor/remote.ts';
 import type { PythonEnvCheck } from '../../peer/python-env.ts';
@@ -62,6 +62,17 @@ test('device: Metal on Apple silicon, CPU there is a warning, CPU on Linux passe
   assert.is(checkDevice({ ...okEnv, device: 'cpu' }, 'darwin', 'arm64').status, 'warn');
   assert.is(checkDevice({ ...okEnv, device: 'cpu' }, 'linux', 'x64').status, 'pass');
   assert.is(checkDevice(brokenEnv, 'linux', 'x64').status, 'fail');
+});
+
+test('BLAS: a library passes on Linux, the bundled one warns with what to install, other systems skip', () => {
+  assert.equal(checkBlas({ ...okEnv, blas: 'libblis.so.4' }, 'linux'), { group: checkNode().group, title: 'BLAS', status: 'pass', detail: 'libblis.so.4' });
+  const bundled = checkBlas({ ...okEnv, blas: 'bundled' }, 'linux', undefined);
+  assert.is(bundled.status, 'warn');
+  assert.match(bundled.fix!, /apt install libblis4-pthread/);
+  assert.match(checkBlas({ ...okEnv, blas: 'bundled' }, 'linux', 'bundled').fix!, /unset MLX_MESH_BLAS/);
+  assert.is(checkBlas({ ...okEnv, blas: 'bundled' }, 'darwin').status, 'skip');
+  assert.is(checkBlas(brokenEnv, 'linux').status, 'skip');
+  assert.match(engineVerdict('g', { id: 'a', engine: 'ready', blas: 'libblis.so.4', capabilities: { mlxVersion: '0.32.4', backend: 'cpu' } }).detail, /mlx 0\.32\.4, cpu, BLAS libblis\.so\.4/);
 });
 
 test('ports: free passes, held by mlx-mesh passes, held by something else fails with lsof', async () => {

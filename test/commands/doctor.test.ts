@@ -25,8 +25,8 @@ interface Report {
   checks: { group: string; title: string; status: string; detail: string; fix?: string }[];
 }
 
-async function doctor(args: string[]): Promise<{ code: number; report: Report; err: string }> {
-  const r = await runCli(['doctor', '--json', '--no-mdns', '--timeout', '2000', ...args]);
+async function doctor(args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; report: Report; err: string }> {
+  const r = await runCli(['doctor', '--json', '--no-mdns', '--timeout', '2000', ...args], { env });
   try {
     return { code: r.code, report: JSON.parse(r.out) as Report, err: r.err };
   } catch {
@@ -71,6 +71,20 @@ test('a healthy 2-peer loopback cluster passes every check', async () => {
   assert.is(report.checks.find((c) => c.title === 'RTT')?.status, 'pass');
   // The probe read b's hello without joining: b still sees exactly one peer.
   assert.is(b.peer.membership.all().length, 1);
+  // The BLAS the engine would load, named as its hello names it (CI installs BLIS).
+  const blas = report.checks.find((c) => c.title === 'BLAS')!;
+  if (process.platform === 'linux') {
+    assert.ok(blas.status === 'pass' ? /\blib\w+\.so/.test(blas.detail) : blas.status === 'warn' && /bundled/.test(blas.detail), JSON.stringify(blas));
+  } else assert.is(blas.status, 'skip');
+});
+
+test("MLX's bundled BLAS on Linux is a warning that says what to install", async () => {
+  if (process.platform !== 'linux') return;
+  const { report } = await doctor([...common(), '--python', PYTHON], { MLX_MESH_BLAS: 'bundled' });
+  const blas = report.checks.find((c) => c.title === 'BLAS')!;
+  assert.is(blas.status, 'warn', JSON.stringify(blas));
+  assert.match(blas.detail, /bundled reference BLAS/);
+  assert.match(blas.fix!, /unset MLX_MESH_BLAS.*libblis4-pthread/);
 });
 
 test('an interpreter that does not exist fails the Python checks with a fix', async () => {

@@ -1,7 +1,8 @@
 """`python -m mlx_mesh_engine.verify`: does this interpreter run the engine?
 
 Imports what the engine imports and runs one small MLX computation, so a venv whose wheels do not
-match the CPU or glibc fails at `setup` rather than at the first generation. Prints one JSON line.
+match the CPU or glibc fails at `setup` rather than at the first generation. Loads the BLAS as the
+engine does and says which (`blas`, as in the engine's hello). Prints one JSON line.
 """
 
 import json
@@ -25,6 +26,9 @@ def versions() -> Dict[str, str]:
 def verify() -> Dict[str, Any]:
     out: Dict[str, Any] = {"versions": versions()}
     try:
+        from . import blas
+
+        blas.load_blas()  # as the engine does, before mlx is imported
         import mlx.core as mx
         import mlx_lm  # noqa: F401  (the engine needs it; importing it is the check)
         import cbor2  # noqa: F401
@@ -36,6 +40,7 @@ def verify() -> Dict[str, Any]:
         metal = bool(mx.metal.is_available())
         out["device"] = ("gpu" if gpu else "cpu") + (" (Metal)" if gpu and metal else "")
         out["metal"] = metal
+        out["blas"] = blas.active or "bundled"
         out["ok"] = True
     except Exception as err:  # any failure is the answer, reported as data
         out["ok"] = False

@@ -34,6 +34,25 @@ def test_module_prints_one_json_line():
     assert json.loads(lines[0])["ok"] is True
 
 
+def _verify_in_a_fresh_process(blas_spec):
+    env = {**os.environ, "PYTHONPATH": str(ENGINE_DIR), "MLX_MESH_BLAS": blas_spec}
+    r = subprocess.run([sys.executable, "-m", "mlx_mesh_engine.verify"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_the_blas_is_the_one_the_engine_would_load():
+    # A fresh process each: the BLAS is chosen once, before mlx is imported.
+    assert _verify_in_a_fresh_process("bundled")["blas"] == "bundled"
+    if sys.platform.startswith("linux"):
+        # What "auto" finds on this machine, asked in another process: loading a BLAS here would change
+        # the matmuls of the tests after this one.
+        env = {**os.environ, "PYTHONPATH": str(ENGINE_DIR)}
+        find = "from mlx_mesh_engine.blas import _find_system_blas; print(_find_system_blas() or 'bundled')"
+        expected = subprocess.run([sys.executable, "-c", find], env=env, capture_output=True, text=True, timeout=60).stdout.strip()
+        assert _verify_in_a_fresh_process("auto")["blas"] == expected
+
+
 def test_a_missing_import_is_reported_not_raised(monkeypatch):
     import builtins
 
