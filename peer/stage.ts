@@ -123,9 +123,10 @@ export class Stage {
 
   private pump(): void {
     if (this.busy || !this.queue.length) return;
-    const picked = this.pick();
+    const cap = this.cap(this.queue[0].depth);
+    const picked = this.pick(cap);
     if (picked.length > 1 || isStep(this.queue[picked[0]].msg)) {
-      const wait = this.waitFor(picked);
+      const wait = this.waitFor(picked, cap);
       if (wait > 0) {
         this.waitTimer ??= setTimeout(() => {
           this.waitTimer = null;
@@ -153,8 +154,8 @@ export class Stage {
 
   /** Queue positions to run next: the head alone, or, if it is a step, steps whose request has nothing
    *  queued before it (a request's own messages stay in order), the head's last batch-mates first, up
-   *  to the batch cap. */
-  private pick(): number[] {
+   *  to `cap`. */
+  private pick(cap: number): number[] {
     const head = this.queue[0];
     if (!isStep(head.msg)) return [0];
     const seen = new Set<string>();
@@ -166,7 +167,7 @@ export class Stage {
     const mates = this.mates.get(head.msg.request);
     const isMate = (i: number) => (mates?.has(this.queue[i].msg.request) ? 0 : 1);
     // A stable sort: mates (the head among them) first, each part in queue order.
-    return eligible.sort((a, b) => isMate(a) - isMate(b)).slice(0, this.cap(head.depth));
+    return eligible.sort((a, b) => isMate(a) - isMate(b)).slice(0, cap);
   }
 
   /** The most steps one batch takes: ceil(requests stepping through this stage ÷ stages), within maxBatch. */
@@ -175,12 +176,12 @@ export class Stage {
     for (const [id, at] of this.active) if (now - at > this.opts.activeTtlMs) this.active.delete(id);
     const requests = new Set(this.active.keys());
     for (const q of this.queue) requests.add(q.msg.request);
-    return Math.max(1, Math.min(this.opts.maxBatch, Math.ceil(requests.size / Math.max(1, depth))));
+    return Math.max(1, Math.min(this.opts.maxBatch, Math.ceil(requests.size / depth)));
   }
 
   /** How much longer to wait for the picked steps' last batch-mates, or 0 to go now. */
-  private waitFor(picked: number[]): number {
-    if (picked.length >= this.cap(this.queue[0].depth) || this.opts.batchWaitMs <= 0) return 0;
+  private waitFor(picked: number[], cap: number): number {
+    if (picked.length >= cap || this.opts.batchWaitMs <= 0) return 0;
     const here = new Set(picked.map((i) => this.queue[i].msg.request));
     let missing = false;
     for (const id of here) for (const mate of this.mates.get(id) ?? []) if (!here.has(mate)) missing = true;
