@@ -116,6 +116,9 @@ export interface Ratios {
   streams: number;
   /** null where the engines' peak RSS cannot be read (no /proc). */
   memory: number | null;
+  /** The lowest and highest of the trials' own ratios behind each median: how far this machine's drift
+   *  moved them (a median whose range spans a goal has not settled whether it is met). */
+  range: { decode: [number, number]; prefill: [number, number]; streams: [number, number] };
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
@@ -189,7 +192,7 @@ async function measureStreams(api: string, levels: number[], g: number, stageApi
 }
 
 /** A mesh row, and what its ratios are taken from. */
-interface MeshResult {
+export interface MeshResult {
   row: Row;
   /** The baseline's runs: run i was taken just before the mesh's trial i. */
   baseRuns: BaselineRun[];
@@ -293,12 +296,16 @@ function medianRun(runs: LevelRun[]): LevelRun {
  */
 export function ratiosOf(mesh: MeshResult, basePeakRss: number): Ratios {
   const { row, baseRuns } = mesh;
+  const decode = row.trials.map((t, i) => t.generationTps / baseRuns[i].generation_tps);
+  const prefill = row.trials.map((t, i) => baseRuns[i].prompt_s / t.ttftS);
+  const range = (xs: number[]): [number, number] => [Math.min(...xs), Math.max(...xs)];
   return {
     peers: row.peers,
-    decode: median(row.trials.map((t, i) => t.generationTps / baseRuns[i].generation_tps)),
-    prefill: median(row.trials.map((t, i) => baseRuns[i].prompt_s / t.ttftS)),
+    decode: median(decode),
+    prefill: median(prefill),
     streams: median(mesh.streamRatios),
     memory: row.peak_rss_bytes.every((b) => b !== null) ? Math.max(...(row.peak_rss_bytes as number[])) / basePeakRss : null,
+    range: { decode: range(decode), prefill: range(prefill), streams: range(mesh.streamRatios) },
   };
 }
 
@@ -318,8 +325,15 @@ function table(rows: Row[], ratios: Ratios[]): string {
     r.same_text ? 'yes' : 'NO',
     ...Object.keys(rows.at(-1)?.streams ?? {}).map((k) => (r.streams[k] ? r.streams[k].aggregateTps.toFixed(2) : '-')),
   ]);
-  const rhead = ['ratios', 'decode', 'prefill', `streams`, 'memory'];
-  const rbody = ratios.map((x) => [`mesh, ${x.peers} peer${x.peers > 1 ? 's' : ''}`, x.decode, x.prefill, x.streams, x.memory].map((v) => (typeof v === 'number' ? v.toFixed(2) : (v ?? '?'))));
+  const rhead = ['ratios (median, trials low–high)', 'decode', 'prefill', `streams`, 'memory'];
+  const withRange = (v: number, [lo, hi]: [number, number]) => `${v.toFixed(2)} (${lo.toFixed(2)}–${hi.toFixed(2)})`;
+  const rbody = ratios.map((x) => [
+    `mesh, ${x.peers} peer${x.peers > 1 ? 's' : ''}`,
+    withRange(x.decode, x.range.decode),
+    withRange(x.prefill, x.range.prefill),
+    withRange(x.streams, x.range.streams),
+    x.memory === null ? '?' : x.memory.toFixed(2),
+  ]);
   return `${format([head, ...body])}\n\n${format([rhead, ...rbody])}\n${rows.map(hopTable).join('')}${rows.map(streamsTable).join('')}`;
 }
 

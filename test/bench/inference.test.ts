@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createTestMesh, getJson, STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
 import { BIN, ROOT } from '../helpers/process.ts';
+import { type MeshResult, ratiosOf } from '../../bench/inference.ts';
 
 function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
@@ -17,6 +18,19 @@ function cli(args: string[]): Promise<{ code: number; out: string; err: string }
 }
 
 const finite = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+
+test('ratios: the median of the trials\' own ratios, with their lowest and highest', () => {
+  const trial = (generationTps: number, ttftS: number) => ({ generationTps, ttftS, seconds: 1, promptTokens: 8, tokens: 8 });
+  const base = (generation_tps: number, prompt_s: number) => ({ generation_tps, prompt_s }) as MeshResult['baseRuns'][number];
+  const mesh = {
+    row: { peers: 2, trials: [trial(8, 1), trial(10, 2), trial(9, 4)], peak_rss_bytes: [50, 60] },
+    baseRuns: [base(10, 2), base(10, 2), base(10, 2)],
+    streamRatios: [2.5, 3.1, 2.8],
+  } as unknown as MeshResult;
+  const r = ratiosOf(mesh, 100);
+  assert.equal([r.decode, r.prefill, r.streams, r.memory], [0.9, 1, 2.8, 0.6]);
+  assert.equal(r.range, { decode: [0.8, 1], prefill: [0.5, 2], streams: [2.5, 3.1] });
+});
 
 test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios, a chart', async () => {
   const chart = path.join(tempDir(), 'ratios.svg');
@@ -56,6 +70,11 @@ test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios
   assert.equal(out.ratios.map((x: { peers: number }) => x.peers), [1, 2]);
   for (const ratios of out.ratios) {
     for (const k of ['decode', 'prefill', 'streams', 'memory']) assert.ok(finite(ratios[k]) && ratios[k] > 0, `${k}: ${ratios[k]}`);
+    // Each median lies within the range of the trials' own ratios it was taken from.
+    for (const k of ['decode', 'prefill', 'streams']) {
+      const [lo, hi] = ratios.range[k];
+      assert.ok(finite(lo) && finite(hi) && lo <= ratios[k] && ratios[k] <= hi, `${k}: ${ratios[k]} in [${lo}, ${hi}]`);
+    }
   }
   const svg = fs.readFileSync(chart, 'utf8');
   assert.match(svg, /^<svg /);
