@@ -54,6 +54,8 @@ export const defaults = {
   /** A link that misses this many heartbeats in a row is dead. */
   heartbeatMisses: 3,
   handshakeTimeoutMs: 5000,
+  /** A port found in use is tried again for this long before PORT_IN_USE (core/bind.ts). */
+  bindRetryMs: 1500,
   dialBackoffMinMs: 200,
   dialBackoffMaxMs: 5000,
   /** How long a new peer listens for an existing coordinator before electing one itself. */

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { type EndpointOptions, wsOptions } from './endpoint.ts';
+import { bindRetrying } from '../core/bind.ts';
 import { defaults } from '../core/defaults.ts';
 import { MeshError, meshError } from '../core/errors.ts';
 import { CloseCode } from './close-codes.ts';
@@ -18,13 +19,14 @@ export interface LinkServerEvents {
 
 export class LinkServer extends EventEmitter<LinkServerEvents> {
   private wss: WebSocketServer | null = null;
+  private starting: Promise<void> | null = null;
   private readonly wires = new Set<Wire>();
 
   /** Sockets per remote address that have not completed the handshake. */
   private readonly strangers = new Map<string, number>();
 
   constructor(
-    private readonly opts: EndpointOptions & { host?: string; port: number; maxUnauthenticatedPerAddress?: number },
+    private readonly opts: EndpointOptions & { host?: string; port: number; maxUnauthenticatedPerAddress?: number; bindRetryMs?: number },
   ) {
     super();
   }
@@ -33,15 +35,14 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
     return (this.wss?.address() as AddressInfo | undefined)?.port ?? this.opts.port;
   }
 
-  async start(): Promise<void> {
-    if (this.wss) return;
+  /** One attempt to listen: the server on success, PORT_IN_USE when the port is taken. */
+  private async listen(): Promise<void> {
     // ws does the upgrade; each socket is then a Wire of ours (transport/wire.ts), so ws tracks none.
     const wss = new WebSocketServer({ host: this.opts.host, port: this.opts.port, clientTracking: false, ...wsOptions(this.opts) });
-    this.wss = wss;
     await new Promise<void>((resolve, reject) => {
       wss.once('listening', resolve);
       wss.once('error', (err: NodeJS.ErrnoException) => {
-        this.wss = null;
+        wss.close();
         reject(
           err.code === 'EADDRINUSE'
             ? meshError('PORT_IN_USE', `peer port ${this.opts.port} is already in use: stop the other process or pass --port`)
@@ -49,6 +50,7 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
         );
       });
     });
+    this.wss = wss;
     wss.on('connection', (ws, req) => {
       const from = unmapIPv4(req.socket.remoteAddress ?? '');
       let wire: Wire;
@@ -63,7 +65,14 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
     });
   }
 
+  async start(): Promise<void> {
+    if (this.wss) return;
+    this.starting ??= bindRetrying(() => this.listen(), this.opts.bindRetryMs ?? defaults.bindRetryMs).finally(() => (this.starting = null));
+    await this.starting;
+  }
+
   async stop(): Promise<void> {
+    if (this.starting) await this.starting.catch(() => {});
     const wss = this.wss;
     if (!wss) return;
     this.wss = null;

@@ -4,6 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { bindRetrying } from '../../core/bind.ts';
+import { defaults } from '../../core/defaults.ts';
 import { meshError } from '../../core/errors.ts';
 import { createLogger } from '../../core/log.ts';
 import { checkExposure, requireKey } from './auth.ts';
@@ -34,6 +36,8 @@ export interface ApiOptions {
   corsOrigins?: string[];
   /** Told about every answered request: the route's path (or `unmatched`) and the status code. */
   onResponse?: (endpoint: string, status: number) => void;
+  /** How long a port in use is tried again before PORT_IN_USE (core/bind.ts). */
+  bindRetryMs?: number;
 }
 
 interface Route {
@@ -56,6 +60,7 @@ function decodeSegment(raw: string): string | null {
 
 export class ApiServer {
   private server: http.Server | null = null;
+  private starting: Promise<void> | null = null;
   private readonly routes: Route[] = [];
   private readonly cors: Cors;
 
@@ -104,19 +109,26 @@ export class ApiServer {
     if (this.server) return;
     checkExposure(this.opts.host, this.opts.apiKey, this.opts.insecure ?? false);
     if (!this.opts.apiKey && this.opts.insecure) log.warn('the API listens without a key beyond loopback (--insecure-api)', { host: this.opts.host });
+    this.starting ??= bindRetrying(() => this.listen(), this.opts.bindRetryMs ?? defaults.bindRetryMs).finally(() => (this.starting = null));
+    await this.starting;
+  }
+
+  /** One attempt to listen: PORT_IN_USE when the port is taken. */
+  private async listen(): Promise<void> {
     const server = http.createServer((req, res) => void this.handle(req, res));
     server.keepAliveTimeout = 5000;
-    this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
-        this.server = null;
+        server.close();
         reject(err.code === 'EADDRINUSE' ? meshError('PORT_IN_USE', `API port ${this.opts.port} is already in use: stop the other process or pass --api-port`) : err);
       });
       server.listen(this.opts.port, this.opts.host, resolve);
     });
+    this.server = server;
   }
 
   async stop(): Promise<void> {
+    if (this.starting) await this.starting.catch(() => {});
     const server = this.server;
     if (!server) return;
     this.server = null;
