@@ -31,9 +31,10 @@ reports mlx_lm.benchmark's figures per row (prompt_tps, generation_tps, peak_mem
   prefill    time to the first token of the -p prompt, mlx_lm ÷ mesh (above 1: the mesh is faster)
   streams    aggregate tok/s of 4 concurrent streams ÷ 1 stream (mesh)
   memory     engine peak RSS of the largest peer ÷ the mlx_lm process's peak RSS
-mlx_lm stays loaded in its own process and runs one generation just before each mesh trial, so
-every ratio is the median of per-trial ratios taken back to back: on a shared machine a core's speed
-drifts by tens of percent over minutes, and figures taken minutes apart would compare that drift.
+mlx_lm stays loaded in its own process and runs one generation before the first mesh trial and one
+after each, so every decode and prefill ratio is the median of per-trial ratios, each trial against the
+geometric mean of the mlx_lm runs just before and after it: on a shared machine a core's speed drifts by
+tens of percent over minutes, and figures taken minutes apart would compare that drift.
 
 Options:
   -p, --prompt-tokens <n>      prompt length in tokens (default 1024)
@@ -194,7 +195,8 @@ async function measureStreams(api: string, levels: number[], g: number, stageApi
 /** A mesh row, and what its ratios are taken from. */
 export interface MeshResult {
   row: Row;
-  /** The baseline's runs: run i was taken just before the mesh's trial i. */
+  /** The baseline's runs, one more than the trials: runs i and i + 1 were taken just before and just
+   *  after the mesh's trial i. */
   baseRuns: BaselineRun[];
   /** Per trial: aggregate tok/s at the top concurrency level ÷ at the lowest, measured back to back. */
   streamRatios: number[];
@@ -231,9 +233,11 @@ async function meshRow(
     const baseRuns: BaselineRun[] = [];
     const streamTrials: Array<Record<string, LevelRun>> = [];
     let hops: Hops | undefined;
+    // mlx_lm before the first trial and after each: every trial is compared with the runs on either side.
+    progress(`   mlx_lm …`);
+    baseRuns.push(await opts.baseline.trial());
     for (let i = 0; i < opts.n; i++) {
-      progress(`   trial ${i + 1}/${opts.n}: mlx_lm, then the mesh …`);
-      baseRuns.push(await opts.baseline.trial());
+      progress(`   trial ${i + 1}/${opts.n}: the mesh, then mlx_lm …`);
       // Engine totals before, at the first token (the prompt is through) and after: prefill vs decode per stage.
       const before = await snapshot(apis);
       let atFirst: Promise<StageTotals[]> | undefined;
@@ -248,6 +252,10 @@ async function meshRow(
         prefill: { wall_ms: t.ttftS * 1000, stages: hopDelta(before, mid) },
         decode_per_token: { wall_ms: decodeWallMs, other_ms: otherMs(decodeWallMs, decodeHops), stages: decodeHops },
       };
+      baseRuns.push(await opts.baseline.trial());
+    }
+    for (let i = 0; i < opts.n; i++) {
+      progress(`   concurrent streams, trial ${i + 1}/${opts.n} …`);
       streamTrials.push(await measureStreams(api, opts.levels, opts.g, apis));
     }
     const rss = byRank.map((p) => {
@@ -292,12 +300,18 @@ function medianRun(runs: LevelRun[]): LevelRun {
 
 /**
  * Each ratio is the median over trials of that trial's own ratio: the mesh's trial i against the
- * baseline's run i (taken just before it), and trial i's concurrency levels against each other.
+ * baseline's runs just before and after it, and trial i's concurrency levels against each other.
  */
 export function ratiosOf(mesh: MeshResult, basePeakRss: number): Ratios {
   const { row, baseRuns } = mesh;
-  const decode = row.trials.map((t, i) => t.generationTps / baseRuns[i].generation_tps);
-  const prefill = row.trials.map((t, i) => baseRuns[i].prompt_s / t.ttftS);
+  // The geometric mean of the baseline runs on either side of trial i: a drift that is steady over the
+  // two runs cancels.
+  const around = (i: number, f: (r: BaselineRun) => number) => {
+    const runs = baseRuns.slice(i, i + 2);
+    return Math.exp(runs.reduce((a, r) => a + Math.log(f(r)), 0) / runs.length);
+  };
+  const decode = row.trials.map((t, i) => t.generationTps / around(i, (r) => r.generation_tps));
+  const prefill = row.trials.map((t, i) => around(i, (r) => r.prompt_s) / t.ttftS);
   const range = (xs: number[]): [number, number] => [Math.min(...xs), Math.max(...xs)];
   return {
     peers: row.peers,

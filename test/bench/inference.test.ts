@@ -24,12 +24,25 @@ test('ratios: the median of the trials\' own ratios, with their lowest and highe
   const base = (generation_tps: number, prompt_s: number) => ({ generation_tps, prompt_s }) as MeshResult['baseRuns'][number];
   const mesh = {
     row: { peers: 2, trials: [trial(8, 1), trial(10, 2), trial(9, 4)], peak_rss_bytes: [50, 60] },
-    baseRuns: [base(10, 2), base(10, 2), base(10, 2)],
+    baseRuns: [base(10, 2), base(10, 2), base(10, 2), base(10, 2)],
     streamRatios: [2.5, 3.1, 2.8],
   } as unknown as MeshResult;
   const r = ratiosOf(mesh, 100);
   assert.equal([r.decode, r.prefill, r.streams, r.memory], [0.9, 1, 2.8, 0.6]);
   assert.equal(r.range, { decode: [0.8, 1], prefill: [0.5, 2], streams: [2.5, 3.1] });
+});
+
+test('ratios: each trial against the geometric mean of the mlx_lm runs just before and after it', () => {
+  const trial = (generationTps: number, ttftS: number) => ({ generationTps, ttftS, seconds: 1, promptTokens: 8, tokens: 8 });
+  const base = (generation_tps: number, prompt_s: number) => ({ generation_tps, prompt_s }) as MeshResult['baseRuns'][number];
+  // The machine slows down steadily: mlx_lm 16 → 4 tok/s; the mesh's trial in between, at 8, keeps pace.
+  const mesh = {
+    row: { peers: 2, trials: [trial(8, 2)], peak_rss_bytes: [1, 1] },
+    baseRuns: [base(16, 1), base(4, 4)],
+    streamRatios: [3],
+  } as unknown as MeshResult;
+  const r = ratiosOf(mesh, 2);
+  assert.ok(Math.abs(r.decode - 1) < 1e-12 && Math.abs(r.prefill - 1) < 1e-12, JSON.stringify(r));
 });
 
 test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios, a chart', async () => {

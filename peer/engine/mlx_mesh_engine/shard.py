@@ -15,6 +15,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
 from .errors import EngineError
 from .families import check_module, family_of
@@ -46,15 +47,21 @@ def _head_columns(model_obj, inner, tied: bool) -> Optional[mx.array]:
     differ only where two logits tie within that. MLX_MESH_HEAD_COLUMNS=0 keeps mlx_lm's layout.
 
     Only a stage that uses the head for nothing else: on the first stage a tied head is the embedding.
-    Quantized or biased heads keep their layout."""
+    Quantized or biased heads keep their layout. While the columns are made, the checkpoint's copy
+    exists too: only when the head is no larger than the stage's layers, so that moment (evaluated
+    before the layers) is not the peak of the load and the stage stays within its memory share."""
     if os.environ.get("MLX_MESH_HEAD_COLUMNS", "1") == "0" or mx.default_device() != mx.cpu:
         return None
     name, head = ("embed_tokens", inner.embed_tokens) if tied else ("lm_head", model_obj.lm_head)
     if type(head) not in (nn.Embedding, nn.Linear) or "bias" in head or head.weight.ndim != 2:
         return None
+    layer_bytes = sum(v.nbytes for _, v in tree_flatten([layer.parameters() for layer in inner.layers]))
+    if head.weight.nbytes > layer_bytes:
+        return None
     columns = mx.contiguous(head.weight.T)
     mx.eval(columns)
     (inner if tied else model_obj).pop(name)
+    del head  # the checkpoint's copy: freed now, and its buffer returned by clear_cache, not kept cached
     mx.clear_cache()
     return columns
 

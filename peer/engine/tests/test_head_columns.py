@@ -23,7 +23,8 @@ def last_logits(shard: Shard, hidden: mx.array) -> mx.array:
 
 @pytest.mark.parametrize("arch,tied", [("mistral", False), ("qwen2", True)])
 def test_columns_give_the_same_tokens_in_the_same_memory(arch, tied, stories_dir, tmp_path, monkeypatch):
-    model_dir = build(arch, tmp_path / arch, stories_dir)
+    # A vocabulary smaller than the stage's layers: the transposing copy is not the load's peak.
+    model_dir = build(arch, tmp_path / arch, stories_dir, vocab_size=512)
     monkeypatch.setenv("MLX_MESH_HEAD_COLUMNS", "0")
     rows = Shard(str(model_dir), 1, 6)
     monkeypatch.setenv("MLX_MESH_HEAD_COLUMNS", "1")
@@ -49,5 +50,10 @@ def test_first_stage_and_quantized_heads_keep_their_layout(stories_dir, tmp_path
     # One stage holding everything: a tied head is also the embedding it looks tokens up in.
     whole = Shard(str(tied), 0, 6)
     assert whole._head_columns is None and "embed_tokens" in whole.inner
-    quantized = build("mistral", tmp_path / "q4", stories_dir, bits=4, group_size=32)
+    quantized = build("mistral", tmp_path / "q4", stories_dir, bits=4, group_size=32, vocab_size=512)
     assert Shard(str(quantized), 2, 6)._head_columns is None
+    # A head larger than the stage's layers (49152 x 64 against 4 layers of 64): making the columns
+    # would hold two heads at once, more than the stage itself, so it keeps mlx_lm's layout.
+    wide = build("mistral", tmp_path / "wide", stories_dir)
+    stage = Shard(str(wide), 2, 6)
+    assert stage._head_columns is None and "lm_head" in stage.model
