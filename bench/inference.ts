@@ -307,8 +307,8 @@ export function ratiosOf(mesh: MeshResult, basePeakRss: number): Ratios {
   // The geometric mean of the baseline runs on either side of trial i: a drift that is steady over the
   // two runs cancels.
   const around = (i: number, f: (r: BaselineRun) => number) => {
-    const runs = baseRuns.slice(i, i + 2);
-    return Math.exp(runs.reduce((a, r) => a + Math.log(f(r)), 0) / runs.length);
+    const [before, after] = baseRuns.slice(i, i + 2);
+    return after ? Math.sqrt(f(before) * f(after)) : f(before);
   };
   const decode = row.trials.map((t, i) => t.generationTps / around(i, (r) => r.generation_tps));
   const prefill = row.trials.map((t, i) => around(i, (r) => r.prompt_s) / t.ttftS);
