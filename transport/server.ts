@@ -35,7 +35,7 @@ export class LinkServer extends EventEmitter<LinkServerEvents> {
     return (this.wss?.address() as AddressInfo | undefined)?.port ?? this.opts.port;
   }
 
-  /** One attempt to listen: the server on success, PORT_IN_USE when the port is taken. */
+  /** One attempt to listen; PORT_IN_USE when the port is taken. */
   private async listen(): Promise<void> {
     // ws does the upgrade; each socket is then a Wire of ours (transport/wire.ts), so ws tracks none.
     const wss = new WebSocketServer({ host: this.opts.host, port: this.opts.port, clientTracking: false, ...wsOptions(this.opts) });

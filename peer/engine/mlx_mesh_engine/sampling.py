@@ -15,9 +15,10 @@ from mlx_lm.sample_utils import apply_top_p
 
 # How close to the top logit another one must be before subtracting logsumexp could tie the two.
 # logits - lse lies in [-log V, 0], under 16 in magnitude for any vocabulary below 8.8M words, where a
-# float32 subtraction errs by at most half an ulp (2^-21) and a 16-bit one by at most 2^-5 (float16) or
-# 2^-4 (bfloat16). A logit more than twice that below the top stays strictly below it after the
-# subtraction (rounding is monotonic), so the top logit's index is the log-probabilities' argmax.
+# float32 subtraction errs by at most half an ulp (2^-21) and a 16-bit one by at most 2^-8 (float16) or
+# 2^-5 (bfloat16). A logit more than twice that below the top stays strictly below it after the
+# subtraction (rounding is monotonic), so the top logit's index is the log-probabilities' argmax. The
+# margins below are far wider than that, at no cost: a real near-tie only means computing logsumexp.
 _MARGIN = {mx.float32: 2.0**-16}
 _MARGIN_16BIT = 2.0**-1
 

@@ -41,8 +41,8 @@ def _token_rows(tokens: Union[Sequence[int], Sequence[Sequence[int]], mx.array])
 
 def _head_columns(model_obj, inner, tied: bool) -> Optional[mx.array]:
     """The output head stored as [H, V] (its transpose, contiguous) in place of the checkpoint's [V, H],
-    on MLX's CPU backend, where every matmul is a CBLAS sgemm: BLIS multiplies 1-8 rows by it in
-    0.5-0.75x the time it takes with the [V, H] layout (bench/README.md). The sums then run in another
+    on MLX's CPU backend, where every matmul is a CBLAS sgemm: BLIS multiplies 2-8 rows by it in
+    0.6-0.75x the time it takes with the [V, H] layout, one row in 0.75-1.1x (bench/README.md). The sums then run in another
     order, so logits differ from mlx_lm's in the last bits (about 2e-7 relative); a greedy token can
     differ only where two logits tie within that. MLX_MESH_HEAD_COLUMNS=0 keeps mlx_lm's layout.
 
