@@ -44,6 +44,23 @@ def test_columns_give_the_same_tokens_in_the_same_memory(arch, tied, stories_dir
     assert mx.argmax(a, axis=-1).tolist() == mx.argmax(b, axis=-1).tolist()
 
 
+def test_two_rows_get_each_rows_own_logits(stories_dir, tmp_path, monkeypatch):
+    # Two rows multiply the columns one at a time (a matrix-vector product each, faster on the CPU than
+    # a two-row matrix product), so a request's logits in a batch of two are exactly its logits alone;
+    # three rows go as one matrix product, equal to float32 rounding.
+    monkeypatch.setenv("MLX_MESH_HEAD_COLUMNS", "1")
+    model_dir = build("mistral", tmp_path / "m", stories_dir, vocab_size=512)
+    cols = Shard(str(model_dir), 1, 6)
+    assert cols._head_columns is not None
+    hidden = mx.random.normal((3, 1, cols.hidden_size), key=mx.random.key(2))
+    alone = [np.array(last_logits(cols, hidden[i : i + 1])) for i in range(3)]
+    two = np.array(last_logits(cols, hidden[:2]))
+    assert two.shape == (2, 512)
+    assert np.array_equal(two[0:1], alone[0]) and np.array_equal(two[1:2], alone[1])
+    three = np.array(last_logits(cols, hidden))
+    np.testing.assert_allclose(three, np.concatenate(alone), rtol=1e-5, atol=1e-5)
+
+
 def test_first_stage_and_quantized_heads_keep_their_layout(stories_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MLX_MESH_HEAD_COLUMNS", "1")
     tied = build("qwen2", tmp_path / "tied", stories_dir)
