@@ -39,11 +39,37 @@ def _token_rows(tokens: Union[Sequence[int], Sequence[Sequence[int]], mx.array])
     return mx.array([tokens] if tokens and isinstance(tokens[0], int) else tokens)
 
 
-# Up to this many rows, the head's columns multiply one row at a time. A row is a matrix-vector product
-# that reads the head once at memory speed (4.4 ms for the default model's 113 MB); BLIS multiplies 2
-# rows as a matrix product whose micro-kernel computes a full tile of rows whatever the count, 11.7 ms
-# against 8.9 one by one. From 3 rows the matrix product is the faster (12.7 against 13.7 ms).
-_HEAD_ROWS_ONE_BY_ONE = 2
+def _rows_one_by_one(columns: mx.array, most: int = 3, trials: int = 5) -> int:
+    """Up to how many rows the head's columns are faster multiplied one row at a time, timed here.
+
+    One row is a matrix-vector product that reads the head once at memory speed; several rows are a
+    matrix product, which BLAS computes a whole tile of rows at a time. Which wins depends on the CPU:
+    on an AMD EPYC core with BLIS, the default model's head takes 4.4 ms for one row and 11.7 ms for two
+    as one product, 8.9 one by one (three: 12.7 against 13.7); on a Xeon, 6.4 and 7.6 ms as one product.
+    So the load times both ways (a few ms per product, interleaved, the median of each) and keeps the
+    faster; either gives each row's logits to float32 rounding."""
+    import statistics
+    import time
+
+    def timed(f) -> float:
+        started = time.perf_counter()
+        mx.eval(f())
+        return time.perf_counter() - started
+
+    best = 1
+    for rows in range(2, most + 1):
+        x = mx.zeros((rows, 1, columns.shape[0]), dtype=columns.dtype)
+        product = lambda: x @ columns
+        apart = lambda: mx.concatenate([x[i : i + 1] @ columns for i in range(rows)], axis=0)
+        mx.eval(product(), apart())
+        together, alone = [], []
+        for _ in range(trials):
+            together.append(timed(product))
+            alone.append(timed(apart))
+        if statistics.median(alone) >= statistics.median(together):
+            break
+        best = rows
+    return best
 
 
 def _head_columns(model_obj, inner, tied: bool) -> Optional[mx.array]:
@@ -114,6 +140,7 @@ class Shard:
         # Evaluated before the layers, so the moment it and the checkpoint's copy both exist is not the
         # peak of the load.
         self._head_columns = _head_columns(model_obj, inner, self.tied) if self.last and not self.first else None
+        self._head_rows_apart = _rows_one_by_one(self._head_columns) if self._head_columns is not None else 1
         mx.eval(model_obj.parameters())
 
         self.model = model_obj
@@ -155,7 +182,7 @@ class Shard:
         h = self.inner.norm(h[:, -1:, :])
         if self._head_columns is not None:
             rows = h.shape[0]
-            if 1 < rows <= _HEAD_ROWS_ONE_BY_ONE:
+            if 1 < rows <= self._head_rows_apart:
                 logits = mx.concatenate([h[i : i + 1] @ self._head_columns for i in range(rows)], axis=0)
             else:
                 logits = h @ self._head_columns

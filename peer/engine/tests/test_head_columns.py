@@ -44,21 +44,23 @@ def test_columns_give_the_same_tokens_in_the_same_memory(arch, tied, stories_dir
     assert mx.argmax(a, axis=-1).tolist() == mx.argmax(b, axis=-1).tolist()
 
 
-def test_two_rows_get_each_rows_own_logits(stories_dir, tmp_path, monkeypatch):
-    # Two rows multiply the columns one at a time (a matrix-vector product each, faster on the CPU than
-    # a two-row matrix product), so a request's logits in a batch of two are exactly its logits alone;
-    # three rows go as one matrix product, equal to float32 rounding.
+def test_rows_multiplied_one_by_one_or_together_give_each_rows_logits(stories_dir, tmp_path, monkeypatch):
+    # The load times the head's columns both ways and keeps the faster for a few rows: one row at a time
+    # gives a row exactly its logits alone, one product gives them to float32 rounding, in rows' order.
     monkeypatch.setenv("MLX_MESH_HEAD_COLUMNS", "1")
     model_dir = build("mistral", tmp_path / "m", stories_dir, vocab_size=512)
     cols = Shard(str(model_dir), 1, 6)
-    assert cols._head_columns is not None
+    assert cols._head_columns is not None and 1 <= cols._head_rows_apart <= 3
     hidden = mx.random.normal((3, 1, cols.hidden_size), key=mx.random.key(2))
-    alone = [np.array(last_logits(cols, hidden[i : i + 1])) for i in range(3)]
-    two = np.array(last_logits(cols, hidden[:2]))
-    assert two.shape == (2, 512)
-    assert np.array_equal(two[0:1], alone[0]) and np.array_equal(two[1:2], alone[1])
-    three = np.array(last_logits(cols, hidden))
-    np.testing.assert_allclose(three, np.concatenate(alone), rtol=1e-5, atol=1e-5)
+    alone = np.concatenate([np.array(last_logits(cols, hidden[i : i + 1])) for i in range(3)])
+    for apart in (1, 3):
+        cols._head_rows_apart = apart
+        for rows in (2, 3):
+            logits = np.array(last_logits(cols, hidden[:rows]))
+            assert logits.shape == (rows, 512)
+            if apart >= rows:
+                assert np.array_equal(logits, alone[:rows])
+            np.testing.assert_allclose(logits, alone[:rows], rtol=1e-5, atol=1e-5)
 
 
 def test_first_stage_and_quantized_heads_keep_their_layout(stories_dir, tmp_path, monkeypatch):
