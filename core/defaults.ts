@@ -14,6 +14,13 @@ function envMs(name: string, fallback: number): number {
   return Number.isFinite(v) && v > 0 ? v : fallback;
 }
 
+/** A fraction in [0, 1] from the environment, or the fallback when unset or out of range. */
+function envFraction(name: string, fallback: number): number {
+  const raw = process.env[name];
+  const v = raw === undefined || raw.trim() === '' ? NaN : Number(raw);
+  return v >= 0 && v <= 1 ? v : fallback;
+}
+
 /**
  * How long the engine may take over one call, counted from when the call reaches the head of the
  * engine's queue (it serves one frame at a time). Quick ops get seconds, model work gets minutes;
@@ -73,8 +80,9 @@ export const defaults = {
   prefillChunkMin: 32,
   prefillChunkMax: 2048,
   /** How much of the output head's bytes the planner counts as the last stage's work per token, against
-   *  1 for a layer's (peer/planner.ts): decode reads the whole head per token, prefill runs it once. */
-  planHeadWorkShare: 0,
+   *  1 for a layer's (peer/planner.ts): decode reads the whole head per token, prefill runs it once.
+   *  Read on the coordinator, which plans. */
+  planHeadWorkShare: envFraction('MLX_MESH_HEAD_WORK_SHARE', 0),
   engineTimeoutsMs,
 
   // --- inference -------------------------------------------------------------------------------
