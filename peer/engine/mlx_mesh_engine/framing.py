@@ -151,17 +151,8 @@ def encode_frame(value: Any, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
 
 
 def write_frame(stream: BinaryIO, value: Any, max_bytes: int = MAX_FRAME_BYTES) -> None:
-    parts = encode_frame_parts(value, max_bytes)
-    # Small pieces go out as one write; each large buffer is written straight from its memory.
-    small: List[Any] = []
-    for part in parts:
-        if memoryview(part).nbytes >= _LARGE_BYTES:
-            if small:
-                stream.write(b"".join(small))
-                small = []
-            stream.write(part)
-        else:
-            small.append(part)
-    if small:
-        stream.write(b"".join(small))
+    # Each part goes to the buffered stream as it is: small ones gather in its buffer (a small frame
+    # leaves in one write, at the flush), a buffer larger than that is written straight from its memory.
+    for part in encode_frame_parts(value, max_bytes):
+        stream.write(part)
     stream.flush()
