@@ -67,7 +67,7 @@ def peak_rss_bytes():
 
 
 def main():
-    from mlx_mesh_engine.blas import load_blas
+    from mlx_mesh_engine.blas import hint_rows_of, load_blas
 
     blas = load_blas()
     import mlx.core as mx
@@ -79,6 +79,7 @@ def main():
     repeats = 1 if serve else int(sys.argv[4])
     step = int(sys.argv[5]) if len(sys.argv) > 5 else 2048
     model, tokenizer = load(model_dir)
+    hint_rows_of(model)  # BLIS packs for as many rows as the engine has it do: the same sums
     text = prompt_of(tokenizer, prompt_tokens)
     prompt = encode(tokenizer, text)
     sampler = make_sampler(temp=0.0)

@@ -12,7 +12,7 @@ import sys
 
 # The same BLAS the engine loads (MLX_MESH_BLAS), before mlx is imported: equal numbers need equal sums.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "peer", "engine"))
-from mlx_mesh_engine.blas import load_blas  # noqa: E402
+from mlx_mesh_engine.blas import hint_rows_of, load_blas  # noqa: E402
 
 load_blas()
 
@@ -38,6 +38,7 @@ def main():
     model_dir, spec, max_tokens = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
     prefill_step = int(sys.argv[4]) if len(sys.argv) > 4 else 2048
     model, tokenizer = load(model_dir)
+    hint_rows_of(model)  # BLIS packs for as many rows as in the engine: the same sums
     if "batch" in spec:
         prompts = [tokenizer.encode(p) for p in spec["batch"]]
         out = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, return_token_ids=True, prefill_step_size=prefill_step)

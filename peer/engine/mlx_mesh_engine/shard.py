@@ -163,12 +163,15 @@ class Shard:
         """
         from mlx_lm.models.base import create_attention_mask
 
+        from . import blas
+
         if self.first:
             h = self.inner.embed_tokens(_token_rows(tokens))
             if self.family.embed is not None:
                 h = self.family.embed(self.inner, h)
         else:
             h = hidden
+        blas.rows_hint(h.shape[0] * h.shape[1])
         # Masks are computed before any cache is updated, each from a cache of a layer that uses it,
         # as the family's model does.
         masks = {}

@@ -80,3 +80,22 @@ def test_auto_falls_back_to_openblas_without_blis():
         "print(blas.load_blas('auto'))"
     )
     assert _run(code) == "libopenblas.so.0"
+
+
+@pytest.mark.skipif(not _loadable("libblis.so.4"), reason="BLIS is not installed (apt install libblis4-pthread)")
+def test_blis_packs_for_a_prompt_chunk_and_not_for_a_decode_step(stories_dir):
+    # A Shard's forward sets BLIS's packing by its rows before it is evaluated; a model wrapped with
+    # hint_rows_of (the single-process reference) does the same.
+    code = (
+        "import ctypes, sys; from mlx_mesh_engine import blas; blas.load_blas('auto'); "
+        "lib = ctypes.CDLL('libblis.so.4'); flag = ctypes.c_bool(); "
+        "get = lambda: (lib.bli_pack_get_pack_a(ctypes.byref(flag)), flag.value)[1]; "
+        "from mlx_mesh_engine.shard import Shard; import mlx.core as mx; "
+        f"s = Shard({str(stories_dir)!r}, 0, 2); c = s.make_cache(); seen = []; "
+        "mx.eval(s.forward(c, list(range(1, 40)), None)); seen.append(get()); "
+        "mx.eval(s.forward(c, [5], None)); seen.append(get()); "
+        "from mlx_lm import load; m, _ = load(" + repr(str(stories_dir)) + "); blas.hint_rows_of(m); "
+        "m(mx.array([list(range(1, 20))])); seen.append(get()); "
+        "m(mx.array([[3]])); seen.append(get()); print(seen)"
+    )
+    assert _run(code) == "[True, False, True, False]"
