@@ -17,6 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from . import blas
 from .errors import EngineError
 from .families import check_module, family_of
 from .inspect_model import layer_count, read_config, text_config
@@ -74,8 +75,9 @@ def _rows_one_by_one(columns: mx.array, most: int = 3, trials: int = 5) -> int:
 
 def _head_columns(model_obj, inner, tied: bool) -> Optional[mx.array]:
     """The output head stored as [H, V] (its transpose, contiguous) in place of the checkpoint's [V, H],
-    on MLX's CPU backend, where every matmul is a CBLAS sgemm: BLIS multiplies 2-8 rows by it in
-    0.6-0.75x the time it takes with the [V, H] layout, one row in 0.75-1.1x (bench/README.md). The sums then run in another
+    on MLX's CPU backend, where every matmul is a CBLAS sgemm: on a Xeon BLIS multiplied 2-8 rows by it
+    in 0.6-0.75x the time it takes with the [V, H] layout, one row in 0.75-1.1x; on an AMD EPYC one row
+    in 0.55x, 2-4 rows about the same (bench/README.md). The sums then run in another
     order, so logits differ from mlx_lm's in the last bits (about 2e-7 relative); a greedy token can
     differ only where two logits tie within that. MLX_MESH_HEAD_COLUMNS=0 keeps mlx_lm's layout.
 
@@ -162,8 +164,6 @@ class Shard:
         BatchRotatingKVCache for sliding layers), whose masks cover each row's left padding.
         """
         from mlx_lm.models.base import create_attention_mask
-
-        from . import blas
 
         if self.first:
             h = self.inner.embed_tokens(_token_rows(tokens))
