@@ -10,7 +10,8 @@ single-process mlx_lm only when both run on the same BLAS (the tests' reference 
 MLX_MESH_BLAS: "auto" (the default on Linux) = the first system library found of BLIS (Debian/Ubuntu:
 libblis4-pthread) and OpenBLAS (libopenblas0-pthread), else MLX's own; "bundled" or "" = MLX's
 bundled BLAS; anything else = the path of a library exporting cblas_sgemm. macOS uses Metal and
-Accelerate: nothing to choose there.
+Accelerate: nothing to choose there. In front of the chosen library goes rows_gemm (rows_gemm.py),
+which takes the products of a few rows by a weight matrix and hands it every other one.
 
 Why BLIS first: decoding multiplies a few rows by every weight matrix, and there BLIS is the faster
 of the two on the x86 machines measured: one row by a float32 576x1536 matrix 0.32 ms against
@@ -25,6 +26,8 @@ import logging
 import os
 import sys
 from typing import Optional
+
+from . import rows_gemm
 
 log = logging.getLogger("mlx_mesh_engine")
 
@@ -46,7 +49,7 @@ PACK_FROM_ROWS = 16
 def _find_system_blas() -> Optional[str]:
     for name, kind in _AUTO:
         try:
-            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            ctypes.CDLL(name)  # only to see it is there: load_blas makes it global
         except OSError:
             continue
         if kind == "BLIS":
@@ -75,15 +78,18 @@ def load_blas(spec: Optional[str] = None) -> Optional[str]:
             return None
         spec = found
     try:
-        lib = ctypes.CDLL(spec, mode=ctypes.RTLD_GLOBAL)
+        lib = ctypes.CDLL(spec)
     except OSError as err:
         log.warning("MLX_MESH_BLAS=%s cannot be loaded (%s); using MLX's bundled BLAS", spec, err)
         return None
     if not hasattr(lib, "cblas_sgemm"):
         log.warning("MLX_MESH_BLAS=%s exports no cblas_sgemm; using MLX's bundled BLAS", spec)
         return None
+    # rows_gemm goes into the global scope first, so libmlx's cblas_sgemm is its; then the BLAS behind it.
+    with_rows = rows_gemm.install(lib)
+    ctypes.CDLL(spec, mode=ctypes.RTLD_GLOBAL)
     global active, _pack_setters
-    active = spec
+    active = f"{spec} + rows_gemm" if with_rows else spec
     if hasattr(lib, "bli_pack_set_pack_a") and hasattr(lib, "bli_pack_set_pack_b"):
         _pack_setters = (lib.bli_pack_set_pack_a, lib.bli_pack_set_pack_b)
     log.info("BLAS: %s", spec)

@@ -1,0 +1,187 @@
+/*
+ * cblas_sgemm for a few rows by a weight matrix, at memory speed; everything else goes to the BLAS
+ * loaded behind it (rows_gemm.py builds this file, blas.py puts it in front of BLIS or OpenBLAS).
+ *
+ * Why: decoding multiplies 1-8 rows (the requests of a batch) by every weight matrix, stored as mlx_lm
+ * keeps it, W [N, K], so MLX asks for C = A · Wᵀ (row-major, B transposed). Reading W is the whole
+ * cost, so 2 or 4 rows should cost about what 1 does. BLIS's small-matrix path computes them well below
+ * that: on an AMD EPYC core, 4096 x 1024 float32, 1 / 2 / 4 rows 0.9 / 1.2-1.9 / 1.6-2.7 ms; this
+ * kernel 0.8 / 0.9 / 1.3 (bench/README.md). It reads W once for the whole batch, R rows of W at a
+ * time, and fetches the next R rows ahead while it multiplies these.
+ *
+ * Every output is the same sum whatever the number of rows: a VL-lane accumulator over k in order,
+ * its lanes added in a fixed tree, then the k tail. So a request's numbers do not depend on which
+ * other requests share its batch, and the tests' single-process reference, which loads this file
+ * too, computes the mesh's numbers exactly.
+ *
+ * No headers and no libc: the compiler alone builds it (cc -O3 -march=native -shared -fPIC).
+ */
+
+typedef __SIZE_TYPE__ size_t;
+
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+
+#if defined(__AVX512F__)
+#define VL 16 /* lanes per vector: 512-bit registers, 32 of them */
+#define R 8   /* rows of W per block */
+#define MB 2  /* rows of A per pass over a block: R x MB accumulators */
+#elif defined(__AVX__)
+#define VL 8 /* 256-bit registers, 16 of them */
+#define R 4
+#define MB 2
+#else
+#define VL 4 /* 128-bit (SSE, NEON) */
+#define R 4
+#define MB 2
+#endif
+
+typedef float vec __attribute__((vector_size(VL * 4), aligned(4)));
+
+static inline vec load(const float *p) {
+  vec v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void store(float *p, vec v) { __builtin_memcpy(p, &v, sizeof v); }
+
+static inline float lanes_sum(vec v) {
+  float s[VL];
+  __builtin_memcpy(s, &v, sizeof v);
+  for (int w = VL / 2; w > 0; w /= 2)
+    for (int i = 0; i < w; i++) s[i] += s[i + w];
+  return s[0];
+}
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+
+static sgemm_fn fallback;
+static int max_rows = 8;
+enum { MIN_SIDE = 256 };
+static long long calls_taken;
+
+/* The BLAS that gets every call this file does not take. */
+void rows_gemm_set_fallback(sgemm_fn f) { fallback = f; }
+/* Up to how many rows (M) this file takes a product; 0 takes none. */
+void rows_gemm_set_max_rows(int rows) { max_rows = rows; }
+/* How many products this file has computed (the tests check it was used). */
+long long rows_gemm_calls(void) { return calls_taken; }
+
+static inline void put(float *c, float s, float alpha, float beta) {
+  *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+}
+
+/* C[m0 .. m0+mr) x [n0, n0+R) for a whole block of R rows of W; mr is a constant where inlined. */
+static inline __attribute__((always_inline)) void tile(const int mr, int n0, int N, int K, int m0, const float *A, int lda, const float *B,
+                                                      int ldb, float *C, int ldc, float alpha, float beta) {
+  const int KV = K - K % VL;
+  const float *b[R];
+  for (int j = 0; j < R; j++) b[j] = B + (size_t)(n0 + j) * ldb;
+  const int ahead = m0 == 0 && n0 + 2 * R <= N;
+  vec acc[MB][R];
+  for (int m = 0; m < mr; m++)
+    for (int j = 0; j < R; j++) acc[m][j] = (vec){0};
+  for (int k = 0; k < KV; k += VL) {
+    if (ahead)
+      for (int j = 0; j < R; j++) __builtin_prefetch(b[j] + (size_t)R * ldb + k);
+    vec w[R];
+    for (int j = 0; j < R; j++) w[j] = load(b[j] + k);
+    for (int m = 0; m < mr; m++) {
+      vec a = load(A + (size_t)(m0 + m) * lda + k);
+      for (int j = 0; j < R; j++) acc[m][j] += a * w[j];
+    }
+  }
+  for (int m = 0; m < mr; m++) {
+    const float *a = A + (size_t)(m0 + m) * lda;
+    for (int j = 0; j < R; j++) {
+      float s = lanes_sum(acc[m][j]);
+      for (int k = KV; k < K; k++) s += a[k] * b[j][k];
+      put(C + (size_t)(m0 + m) * ldc + n0 + j, s, alpha, beta);
+    }
+  }
+}
+
+/* One output, the same sum as tile()'s. */
+static float dot(int K, const float *a, const float *b) {
+  const int KV = K - K % VL;
+  vec acc = (vec){0};
+  for (int k = 0; k < KV; k += VL) acc += load(a + k) * load(b + k);
+  float s = lanes_sum(acc);
+  for (int k = KV; k < K; k++) s += a[k] * b[k];
+  return s;
+}
+
+/*
+ * C = alpha A B + beta C with B [K, N] row-major: the output head stored as columns (shard.py). Here a
+ * row of B is a long contiguous run, so RK rows of B are read side by side and added into every row of
+ * C: C is read and written once per RK rows of B, and stays in the L2 cache for a head's few rows.
+ * Each output is a chain of fused multiply-adds over k in order, whatever M is.
+ */
+enum { RK = 8 };
+
+/* C[:, :] (+)= A[:, k .. k+rk) B[k .. k+rk, :]; rk is a constant where inlined. */
+static inline __attribute__((always_inline)) void add_rows(const int rk, int first, int M, int N, int k, const float *A, int lda, const float *B,
+                                                          int ldb, float *C, int ldc) {
+  const float *b[RK];
+  for (int i = 0; i < rk; i++) b[i] = B + (size_t)(k + i) * ldb;
+  const int NV = N - N % VL;
+  for (int j = 0; j < NV; j += VL) {
+    vec w[RK];
+    for (int i = 0; i < rk; i++) w[i] = load(b[i] + j);
+    for (int m = 0; m < M; m++) {
+      const float *a = A + (size_t)m * lda + k;
+      float *c = C + (size_t)m * ldc + j;
+      vec t = first ? (vec){0} : load(c);
+      for (int i = 0; i < rk; i++) t += a[i] * w[i];
+      store(c, t);
+    }
+  }
+  for (int j = NV; j < N; j++)
+    for (int m = 0; m < M; m++) {
+      const float *a = A + (size_t)m * lda + k;
+      float t = first ? 0.0f : C[(size_t)m * ldc + j];
+      for (int i = 0; i < rk; i++) t += a[i] * b[i][j];
+      C[(size_t)m * ldc + j] = t;
+    }
+}
+
+/* C = alpha A B with B [K, N] row-major (beta is 0: C is only written). */
+static void rows_by_columns(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
+  int k = 0;
+  for (; k + RK <= K; k += RK) add_rows(RK, k == 0, M, N, k, A, lda, B, ldb, C, ldc);
+  for (; k < K; k++) add_rows(1, k == 0, M, N, k, A, lda, B, ldb, C, ldc);
+  if (alpha != 1.0f)
+    for (int m = 0; m < M; m++)
+      for (int n = 0; n < N; n++) C[(size_t)m * ldc + n] *= alpha;
+}
+
+/* C = alpha A Wᵀ + beta C: A [M, K], W [N, K], C [M, N], row-major. */
+static void rows_by_weights(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  int n = 0;
+  for (; n + R <= N; n += R) {
+    int m = 0;
+    for (; m + MB <= M; m += MB) tile(MB, n, N, K, m, A, lda, B, ldb, C, ldc, alpha, beta);
+    for (; m < M; m++) tile(1, n, N, K, m, A, lda, B, ldb, C, ldc, alpha, beta);
+  }
+  for (; n < N; n++)
+    for (int m = 0; m < M; m++) put(C + (size_t)m * ldc + n, dot(K, A + (size_t)m * lda, B + (size_t)n * ldb), alpha, beta);
+}
+
+void cblas_sgemm(int order, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                 float *C, int ldc) {
+  /* A weight matrix: both sides at least MIN_SIDE (an attention product has the head size on one). */
+  if (order == ROW_MAJOR && trans_a == NO_TRANS && M >= 1 && M <= max_rows && N >= MIN_SIDE && K >= MIN_SIDE) {
+    if (trans_b == TRANS) {
+      calls_taken++;
+      rows_by_weights(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+    if (trans_b == NO_TRANS && beta == 0.0f) {
+      calls_taken++;
+      rows_by_columns(M, N, K, alpha, A, lda, B, ldb, C, ldc);
+      return;
+    }
+  }
+  if (!fallback) __builtin_trap(); /* set by rows_gemm.py before MLX can call */
+  fallback(order, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}

@@ -1,0 +1,125 @@
+"""native/rows_gemm.c: right for every shape and stride it takes, the same numbers for a row whatever
+rows share its product, every other product handed to the BLAS behind it; and in front of MLX."""
+
+import ctypes
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ENGINE_DIR
+from mlx_mesh_engine import rows_gemm
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+P, F = ctypes.c_void_p, ctypes.c_float
+
+
+def _blas():
+    for name in ("libblis.so.4", "libopenblas.so.0"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            pass
+    return None
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    path = rows_gemm.build(cache_dir=tmp_path_factory.mktemp("native"))
+    if path is None:
+        pytest.skip("no C compiler: rows_gemm is not built here")
+    lib = ctypes.CDLL(str(path))  # local: this process's MLX (if any) is not affected
+    blas = _blas()
+    if blas is None:
+        pytest.skip("no system BLAS to stand behind it")
+    lib.rows_gemm_set_fallback(ctypes.cast(blas.cblas_sgemm, ctypes.c_void_p))
+    lib.rows_gemm_calls.restype = ctypes.c_longlong
+    return lib
+
+
+def sgemm(lib, a, b, trans_b, c, alpha=1.0, beta=0.0, order=ROW_MAJOR):
+    m, k = a.shape
+    n = b.shape[0] if trans_b == TRANS else b.shape[1]
+    lib.cblas_sgemm(order, NO_TRANS, trans_b, m, n, k, F(alpha), P(a.ctypes.data), a.strides[0] // 4, P(b.ctypes.data), b.strides[0] // 4,
+                    F(beta), P(c.ctypes.data), c.strides[0] // 4)
+
+
+def product(a, b, trans_b):
+    return a.astype(np.float64) @ (b.T if trans_b == TRANS else b).astype(np.float64)
+
+
+@pytest.mark.parametrize("trans_b", [TRANS, NO_TRANS])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("n,k", [(576, 1536), (1537, 259), (300, 577), (4099, 256)])
+def test_products_equal_float64_to_rounding(lib, trans_b, m, n, k):
+    rng = np.random.default_rng(m * 1000 + n + k)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if trans_b == TRANS else (k, n), dtype=np.float32)
+    c = np.full((m, n), np.nan, np.float32)
+    before = lib.rows_gemm_calls()
+    sgemm(lib, a, b, trans_b, c)
+    assert lib.rows_gemm_calls() == before + 1, "taken by rows_gemm, not handed on"
+    want = product(a, b, trans_b)
+    assert np.abs(c - want).max() <= 1e-5 * np.abs(want).max() * np.sqrt(k)
+
+
+@pytest.mark.parametrize("trans_b", [TRANS, NO_TRANS])
+def test_a_row_gets_the_same_numbers_in_any_batch(lib, trans_b):
+    rng = np.random.default_rng(7)
+    n, k = 1029, 600
+    b = rng.standard_normal((n, k) if trans_b == TRANS else (k, n), dtype=np.float32)
+    rows = rng.standard_normal((8, k), dtype=np.float32)
+    alone = np.zeros((1, n), np.float32)
+    sgemm(lib, rows[5:6], b, trans_b, alone)
+    for m in (2, 3, 6, 8):
+        c = np.zeros((m, n), np.float32)
+        batch = np.ascontiguousarray(np.roll(rows, (m - 1) - 5, axis=0)[:m])  # row 5 last
+        sgemm(lib, batch, b, trans_b, c)
+        assert np.array_equal(c[m - 1], alone[0]), f"row differs in a batch of {m}"
+
+
+def test_strides_alpha_and_beta(lib):
+    rng = np.random.default_rng(3)
+    big_a = rng.standard_normal((3, 700), dtype=np.float32)
+    big_w = rng.standard_normal((520, 700), dtype=np.float32)
+    a, w = big_a[:, :600], big_w[:, :600]  # lda = ldb = 700 > k
+    c0 = rng.standard_normal((3, 530), dtype=np.float32)
+    c = c0.copy()
+    sgemm(lib, a, w, TRANS, c[:, :520], alpha=0.5, beta=2.0)
+    want = 0.5 * product(a, w, TRANS) + 2.0 * c0[:, :520]
+    assert np.abs(c[:, :520] - want).max() < 1e-3
+    assert np.array_equal(c[:, 520:], c0[:, 520:]), "columns past N untouched"
+
+
+def test_other_products_go_to_the_blas_behind(lib):
+    rng = np.random.default_rng(5)
+    cases = [
+        (rng.standard_normal((16, 512), dtype=np.float32), rng.standard_normal((600, 512), dtype=np.float32), TRANS),  # many rows
+        (rng.standard_normal((1, 64), dtype=np.float32), rng.standard_normal((900, 64), dtype=np.float32), TRANS),  # attention's size
+        (rng.standard_normal((2, 512), dtype=np.float32), rng.standard_normal((512, 300), dtype=np.float32), NO_TRANS),
+    ]
+    for i, (a, b, t) in enumerate(cases):
+        n = b.shape[0] if t == TRANS else b.shape[1]
+        c = np.ones((a.shape[0], n), np.float32)
+        before = lib.rows_gemm_calls()
+        beta = 1.0 if i == 2 else 0.0  # C as an input: not taken
+        sgemm(lib, a, b, t, c, beta=beta)
+        assert lib.rows_gemm_calls() == before, f"case {i} should be handed on"
+        assert np.abs(c - (product(a, b, t) + beta)).max() < 1e-3
+
+
+@pytest.mark.skipif(_blas() is None, reason="no system BLAS")
+def test_the_engine_reports_it_and_mlx_computes_with_it():
+    code = (
+        "from mlx_mesh_engine import blas, rows_gemm; blas.load_blas('auto'); print(blas.active); "
+        "import mlx.core as mx; w = mx.random.normal((1536, 576)); x = mx.random.normal((2, 1, 576)); "
+        "mx.eval(x @ w.T); print(rows_gemm.calls())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    active, calls = proc.stdout.decode().splitlines()
+    if rows_gemm.build() is None:
+        pytest.skip("no C compiler")
+    assert active.endswith(" + rows_gemm"), active
+    assert int(calls) == 1, "the batch of 2 rows by the weight was rows_gemm's"
