@@ -1,7 +1,7 @@
 """native/rows_gemm.c: a few rows by a weight matrix at memory speed, put in front of the system BLAS.
 
-Decoding a batch multiplies 1-8 rows by each weight matrix; BLIS's small-matrix path takes 1.3-2x
-the time of one row for two to four on the CPUs measured, where reading the matrix once should be
+A batched decode step multiplies 2-8 rows by each weight matrix; BLIS's small-matrix path takes
+1.4-2.4x the time of one row for them on the CPUs measured, where reading the matrix once should be
 all it costs (the C file says how). The file is compiled for this CPU (`cc -O3 -march=native`) the
 first time an engine loads a system BLAS and kept in ~/.cache/mlx-mesh/native under a name made of a
 hash of the source, the compiler and the CPU's flags; later engines load that. Without a C compiler

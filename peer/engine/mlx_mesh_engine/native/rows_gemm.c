@@ -1,20 +1,22 @@
 /*
- * cblas_sgemm for a few rows by a weight matrix, at memory speed; everything else goes to the BLAS
+ * cblas_sgemm for 2-8 rows by a weight matrix, at memory speed; every other product goes to the BLAS
  * loaded behind it (rows_gemm.py builds this file, blas.py puts it in front of BLIS or OpenBLAS).
  *
- * Why: decoding multiplies 1-8 rows (the requests of a batch) by every weight matrix, stored as mlx_lm
- * keeps it, W [N, K], so MLX asks for C = A · Wᵀ (row-major, B transposed). Reading W is the whole
- * cost, so 2 or 4 rows should cost about what 1 does. BLIS's small-matrix path computes them well below
- * that: on an AMD EPYC core, 4096 x 1024 float32, 1 / 2 / 4 rows 0.9 / 1.2-1.9 / 1.6-2.7 ms; this
- * kernel 0.8 / 0.9 / 1.3 (bench/README.md). It reads W once for the whole batch, R rows of W at a
- * time, and fetches the next R rows ahead while it multiplies these.
+ * Why: a batched decode step multiplies a few rows (one per request) by every weight matrix. Reading
+ * the matrix is the whole cost, so 2 or 4 rows should cost about what 1 does, but BLIS's small-matrix
+ * path takes 1.4-2.4x the time of one row for them (an AMD EPYC core, out-of-cache float32; bench/README.md).
+ * One row stays with the BLAS: its matrix-vector product already runs at memory speed.
  *
- * Every output is the same sum whatever the number of rows: a VL-lane accumulator over k in order,
- * its lanes added in a fixed tree, then the k tail. So a request's numbers do not depend on which
- * other requests share its batch, and the tests' single-process reference, which loads this file
- * too, computes the mesh's numbers exactly.
+ * Two layouts:
+ * - W [N, K] as mlx_lm stores a Linear's weight: MLX asks for C = A Wᵀ (B transposed). R rows of W are
+ *   read side by side, each multiplied into MB rows of A at once (R x MB vector accumulators).
+ * - B [K, N], the output head stored as columns (shard.py): RK rows of B are read side by side and
+ *   added into every row of C, which stays in the L2 cache for a head's few rows.
+ * Either way the matrix is read once per product, and each output is the same sum whatever the number
+ * of rows (2-8) in the product, so a request's numbers do not depend on which others share its batch.
+ * The tests' single-process reference loads this file too, so it computes the mesh's numbers exactly.
  *
- * No headers and no libc: the compiler alone builds it (cc -O3 -march=native -shared -fPIC).
+ * No headers and no libc: the compiler alone builds it (cc -O3 -march=native -shared -fPIC -nostdlib).
  */
 
 typedef __SIZE_TYPE__ size_t;
@@ -56,14 +58,14 @@ static inline float lanes_sum(vec v) {
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
 
 static sgemm_fn fallback;
-static int max_rows = 8;
+static int min_rows = 2, max_rows = 8;
 enum { MIN_SIDE = 256 };
 static long long calls_taken;
 
 /* The BLAS that gets every call this file does not take. */
 void rows_gemm_set_fallback(sgemm_fn f) { fallback = f; }
-/* Up to how many rows (M) this file takes a product; 0 takes none. */
-void rows_gemm_set_max_rows(int rows) { max_rows = rows; }
+/* From how many to how many rows (M) this file takes a product; max 0 takes none. */
+void rows_gemm_set_rows(int min, int max) { min_rows = min, max_rows = max; }
 /* How many products this file has computed (the tests check it was used). */
 long long rows_gemm_calls(void) { return calls_taken; }
 
@@ -77,13 +79,10 @@ static inline __attribute__((always_inline)) void tile(const int mr, int n0, int
   const int KV = K - K % VL;
   const float *b[R];
   for (int j = 0; j < R; j++) b[j] = B + (size_t)(n0 + j) * ldb;
-  const int ahead = m0 == 0 && n0 + 2 * R <= N;
   vec acc[MB][R];
   for (int m = 0; m < mr; m++)
     for (int j = 0; j < R; j++) acc[m][j] = (vec){0};
   for (int k = 0; k < KV; k += VL) {
-    if (ahead)
-      for (int j = 0; j < R; j++) __builtin_prefetch(b[j] + (size_t)R * ldb + k);
     vec w[R];
     for (int j = 0; j < R; j++) w[j] = load(b[j] + k);
     for (int m = 0; m < mr; m++) {
@@ -170,7 +169,7 @@ static void rows_by_weights(int M, int N, int K, float alpha, const float *A, in
 void cblas_sgemm(int order, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                  float *C, int ldc) {
   /* A weight matrix: both sides at least MIN_SIDE (an attention product has the head size on one). */
-  if (order == ROW_MAJOR && trans_a == NO_TRANS && M >= 1 && M <= max_rows && N >= MIN_SIDE && K >= MIN_SIDE) {
+  if (order == ROW_MAJOR && trans_a == NO_TRANS && M >= min_rows && M <= max_rows && N >= MIN_SIDE && K >= MIN_SIDE) {
     if (trans_b == TRANS) {
       calls_taken++;
       rows_by_weights(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
