@@ -24,11 +24,14 @@ typedef __SIZE_TYPE__ size_t;
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 
 #if defined(__AVX512F__)
-#define VL 16 /* lanes per vector: 512-bit registers, 32 of them */
-#define R 8   /* rows of W per block */
-#define MB 2  /* rows of A per pass over a block: R x MB accumulators */
+/* 32 vector registers. 256-bit vectors: on an AMD EPYC (Zen 4) 2 rows by a 4096 x 1024 matrix took
+ * 0.80 ms with them against 0.93 with 512-bit ones, which that core executes in two halves. */
+#define VL 8 /* lanes per vector */
+#define R 8  /* rows of W per block */
+#define MB 2 /* rows of A per pass over a block: R x MB accumulators */
+#define CL 16 /* lanes per vector for the columns: 5.6 ms for 2 rows by the 576 x 49152 head against 5.8 */
 #elif defined(__AVX__)
-#define VL 8 /* 256-bit registers, 16 of them */
+#define VL 8 /* 16 vector registers of 256 bits */
 #define R 4
 #define MB 2
 #else
@@ -37,7 +40,12 @@ enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 #define MB 2
 #endif
 
+#ifndef CL
+#define CL VL
+#endif
+
 typedef float vec __attribute__((vector_size(VL * 4), aligned(4)));
+typedef float cvec __attribute__((vector_size(CL * 4), aligned(4)));
 
 static inline vec load(const float *p) {
   vec v;
@@ -45,7 +53,13 @@ static inline vec load(const float *p) {
   return v;
 }
 
-static inline void store(float *p, vec v) { __builtin_memcpy(p, &v, sizeof v); }
+static inline cvec cload(const float *p) {
+  cvec v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void cstore(float *p, cvec v) { __builtin_memcpy(p, &v, sizeof v); }
 
 static inline float lanes_sum(vec v) {
   float s[VL];
@@ -123,16 +137,16 @@ static inline __attribute__((always_inline)) void add_rows(const int rk, int fir
                                                           int ldb, float *C, int ldc) {
   const float *b[RK];
   for (int i = 0; i < rk; i++) b[i] = B + (size_t)(k + i) * ldb;
-  const int NV = N - N % VL;
-  for (int j = 0; j < NV; j += VL) {
-    vec w[RK];
-    for (int i = 0; i < rk; i++) w[i] = load(b[i] + j);
+  const int NV = N - N % CL;
+  for (int j = 0; j < NV; j += CL) {
+    cvec w[RK];
+    for (int i = 0; i < rk; i++) w[i] = cload(b[i] + j);
     for (int m = 0; m < M; m++) {
       const float *a = A + (size_t)m * lda + k;
       float *c = C + (size_t)m * ldc + j;
-      vec t = first ? (vec){0} : load(c);
+      cvec t = first ? (cvec){0} : cload(c);
       for (int i = 0; i < rk; i++) t += a[i] * w[i];
-      store(c, t);
+      cstore(c, t);
     }
   }
   for (int j = NV; j < N; j++)
