@@ -92,7 +92,7 @@ def load_blas(spec: Optional[str] = None) -> Optional[str]:
     active = f"{spec} + rows_gemm" if with_rows else spec
     if hasattr(lib, "bli_pack_set_pack_a") and hasattr(lib, "bli_pack_set_pack_b"):
         _pack_setters = (lib.bli_pack_set_pack_a, lib.bli_pack_set_pack_b)
-    log.info("BLAS: %s", spec)
+    log.info("BLAS: %s", active)
     return spec
 
 
