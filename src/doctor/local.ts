@@ -56,7 +56,12 @@ export function checkDevice(env: PythonEnvCheck, platform: NodeJS.Platform = pro
 }
 
 /** Linux: the engine's CPU matmuls on MLX's bundled reference BLAS make prefill several times slower. */
-export function checkBlas(env: PythonEnvCheck, platform: NodeJS.Platform = process.platform, requested = process.env.MLX_MESH_BLAS): CheckResult {
+export function checkBlas(
+  env: PythonEnvCheck,
+  platform: NodeJS.Platform = process.platform,
+  requested = process.env.MLX_MESH_BLAS,
+  rowsGemm = process.env.MLX_MESH_ROWS_GEMM,
+): CheckResult {
   const title = 'BLAS';
   if (platform !== 'linux') return skip(G, title, 'MLX uses Metal and Accelerate here');
   if (!env.blas) return skip(G, title, 'unknown (MLX does not run)');
@@ -67,6 +72,14 @@ export function checkBlas(env: PythonEnvCheck, platform: NodeJS.Platform = proce
       title,
       "MLX's bundled reference BLAS (unblocked, one thread): a prompt takes several times longer",
       requested === 'bundled' || requested === '' ? `unset MLX_MESH_BLAS (it asks for the bundled BLAS); ${install} if neither is` : `${install}; the engine loads it at its next start`,
+    );
+  }
+  if (!env.blas.includes('+ rows_gemm') && rowsGemm !== '0') {
+    return warn(
+      G,
+      title,
+      `${env.blas}, without rows_gemm: a batched decode step (several requests at once) takes up to 1.4× longer`,
+      'install a C compiler ("apt install gcc"): the engine builds rows_gemm at its next start',
     );
   }
   return pass(G, title, env.blas);

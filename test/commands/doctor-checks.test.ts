@@ -64,8 +64,13 @@ test('device: Metal on Apple silicon, CPU there is a warning, CPU on Linux passe
   assert.is(checkDevice(brokenEnv, 'linux', 'x64').status, 'fail');
 });
 
-test('BLAS: a library passes on Linux, the bundled one warns with what to install, other systems skip', () => {
-  assert.equal(checkBlas({ ...okEnv, blas: 'libblis.so.4' }, 'linux'), { group: checkNode().group, title: 'BLAS', status: 'pass', detail: 'libblis.so.4' });
+test('BLAS: a library with rows_gemm passes on Linux; without it, or the bundled one, warns with what to install; other systems skip', () => {
+  const withKernel = checkBlas({ ...okEnv, blas: 'libblis.so.4 + rows_gemm' }, 'linux', undefined, undefined);
+  assert.equal(withKernel, { group: checkNode().group, title: 'BLAS', status: 'pass', detail: 'libblis.so.4 + rows_gemm' });
+  const noCompiler = checkBlas({ ...okEnv, blas: 'libblis.so.4' }, 'linux', undefined, undefined);
+  assert.is(noCompiler.status, 'warn');
+  assert.match(noCompiler.fix!, /apt install gcc/);
+  assert.is(checkBlas({ ...okEnv, blas: 'libblis.so.4' }, 'linux', undefined, '0').status, 'pass', 'turned off on purpose');
   const bundled = checkBlas({ ...okEnv, blas: 'bundled' }, 'linux', undefined);
   assert.is(bundled.status, 'warn');
   assert.match(bundled.fix!, /apt install libblis4-pthread/);
