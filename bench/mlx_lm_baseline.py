@@ -67,9 +67,11 @@ def peak_rss_bytes():
 
 
 def main():
+    from mlx_mesh_engine import blas as blas_choice
     from mlx_mesh_engine.blas import hint_rows_of, load_blas
 
-    blas = load_blas()
+    load_blas()
+    blas = blas_choice.active  # e.g. "libblis.so.4 + rows_gemm"
     import mlx.core as mx
     from mlx_lm import load, stream_generate
     from mlx_lm.sample_utils import make_sampler
