@@ -2,6 +2,7 @@
 rows share its product, every other product handed to the BLAS behind it; and in front of MLX."""
 
 import ctypes
+import os
 import subprocess
 import sys
 
@@ -124,3 +125,21 @@ def test_the_engine_reports_it_and_mlx_computes_with_it():
         pytest.skip("no C compiler")
     assert active.endswith(" + rows_gemm"), active
     assert int(calls) == 1, "the batch of 2 rows by the weight was rows_gemm's"
+
+
+@pytest.mark.skipif(_blas() is None, reason="no system BLAS")
+def test_without_a_working_compiler_the_engine_starts_on_the_blas_alone(tmp_path):
+    # A compiler that fails, and a cache directory that cannot be written: each leaves rows_gemm out.
+    assert rows_gemm.build(cc="/bin/false", cache_dir=tmp_path) is None
+    readonly = tmp_path / "ro"
+    readonly.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root writes anywhere
+        assert rows_gemm.build(cache_dir=readonly / "native") is None
+    code = "from mlx_mesh_engine import blas; blas.load_blas('auto'); print(blas.active); import mlx.core as mx; print(float((mx.ones((2, 300)) @ mx.ones((300, 300))).sum()))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "CC": "/bin/false", "XDG_CACHE_HOME": str(tmp_path / "empty-cache")})
+    assert proc.returncode == 0, proc.stderr
+    active, total = proc.stdout.decode().splitlines()
+    assert "rows_gemm" not in active and active
+    assert float(total) == 2 * 300 * 300
+    assert b"could not compile" in proc.stderr
