@@ -156,6 +156,8 @@ export interface Verified {
   metal?: boolean;
   /** The CBLAS the engine's CPU matmuls would use ("bundled" or a library), as its hello says. */
   blas?: string;
+  /** Whether rows_gemm stands in front of it: "on", or "off: why". */
+  rows_gemm?: string;
   error?: string;
 }
 
@@ -166,7 +168,7 @@ export async function verifyPython(python: string, timeoutMs = 60_000, signal?: 
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     const v = JSON.parse(line) as Verified;
-    return { ok: !!v.ok, versions: v.versions ?? {}, device: v.device, metal: v.metal, blas: v.blas, error: v.error };
+    return { ok: !!v.ok, versions: v.versions ?? {}, device: v.device, metal: v.metal, blas: v.blas, rows_gemm: v.rows_gemm, error: v.error };
   } catch {
     const why = r.error?.code === 'ENOENT' ? `${python} does not exist` : (r.stderr.trim().split('\n').pop() ?? `exit ${r.code}`);
     return { ok: false, versions: {}, error: why };
@@ -179,6 +181,8 @@ export interface PythonEnvCheck {
   versions: Record<string, string>;
   device?: string;
   blas?: string;
+  /** rows_gemm in front of the BLAS: "on", or "off: why" (Linux; absent elsewhere). */
+  rowsGemm?: string;
   problems: string[];
   /** The one command (or step) that makes this environment work. */
   fix: string;
@@ -206,7 +210,7 @@ export async function checkPythonEnv(opts: { python?: string; dataDir: string; e
         : `run "mlx-mesh setup${dataFlag}"`;
   }
   // A working interpreter outside the venv is usable; only a failing import makes the check fail.
-  return { ok: v.ok && !(python.source === 'venv' && problems.length), python, versions: v.versions, device: v.device, blas: v.blas, problems, fix };
+  return { ok: v.ok && !(python.source === 'venv' && problems.length), python, versions: v.versions, device: v.device, blas: v.blas, rowsGemm: v.rows_gemm, problems, fix };
 }
 
 export type SetupStep = (event: { step: string; detail?: string; done?: boolean }) => void;

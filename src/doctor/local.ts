@@ -60,7 +60,6 @@ export function checkBlas(
   env: PythonEnvCheck,
   platform: NodeJS.Platform = process.platform,
   requested = process.env.MLX_MESH_BLAS,
-  rowsGemm = process.env.MLX_MESH_ROWS_GEMM,
 ): CheckResult {
   const title = 'BLAS';
   if (platform !== 'linux') return skip(G, title, 'MLX uses Metal and Accelerate here');
@@ -74,7 +73,8 @@ export function checkBlas(
       requested === 'bundled' || requested === '' ? `unset MLX_MESH_BLAS (it asks for the bundled BLAS); ${install} if neither is` : `${install}; the engine loads it at its next start`,
     );
   }
-  if (!env.blas.includes('+ rows_gemm') && rowsGemm !== '0') {
+  // Only a missing compiler is worth a fix: turned off, or standing aside for a multi-threaded BLAS, is a choice.
+  if (env.rowsGemm?.includes('C compiler')) {
     return warn(
       G,
       title,
@@ -82,7 +82,7 @@ export function checkBlas(
       'install a C compiler ("apt install gcc"): the engine builds rows_gemm at its next start',
     );
   }
-  return pass(G, title, env.blas);
+  return pass(G, title, env.rowsGemm && env.rowsGemm !== 'on' ? `${env.blas} (rows_gemm ${env.rowsGemm})` : env.blas);
 }
 
 export function checkMemory(total = os.totalmem(), free = os.freemem()): CheckResult {

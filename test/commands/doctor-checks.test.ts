@@ -65,12 +65,14 @@ test('device: Metal on Apple silicon, CPU there is a warning, CPU on Linux passe
 });
 
 test('BLAS: a library with rows_gemm passes on Linux; without it, or the bundled one, warns with what to install; other systems skip', () => {
-  const withKernel = checkBlas({ ...okEnv, blas: 'libblis.so.4 + rows_gemm' }, 'linux', undefined, undefined);
+  const withKernel = checkBlas({ ...okEnv, blas: 'libblis.so.4 + rows_gemm', rowsGemm: 'on' }, 'linux', undefined);
   assert.equal(withKernel, { group: checkNode().group, title: 'BLAS', status: 'pass', detail: 'libblis.so.4 + rows_gemm' });
-  const noCompiler = checkBlas({ ...okEnv, blas: 'libblis.so.4' }, 'linux', undefined, undefined);
+  const noCompiler = checkBlas({ ...okEnv, blas: 'libblis.so.4', rowsGemm: 'off: it could not be built (no working C compiler)' }, 'linux', undefined);
   assert.is(noCompiler.status, 'warn');
   assert.match(noCompiler.fix!, /apt install gcc/);
-  assert.is(checkBlas({ ...okEnv, blas: 'libblis.so.4' }, 'linux', undefined, '0').status, 'pass', 'turned off on purpose');
+  const threaded = checkBlas({ ...okEnv, blas: 'libblis.so.4', rowsGemm: 'off: the BLAS runs 8 threads' }, 'linux', undefined);
+  assert.is(threaded.status, 'pass', 'standing aside for a multi-threaded BLAS is no fault');
+  assert.match(threaded.detail, /rows_gemm off: the BLAS runs 8 threads/);
   const bundled = checkBlas({ ...okEnv, blas: 'bundled' }, 'linux', undefined);
   assert.is(bundled.status, 'warn');
   assert.match(bundled.fix!, /apt install libblis4-pthread/);

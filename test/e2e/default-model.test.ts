@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { prefillChunkSize } from '../../peer/prefill-chunk.ts';
 import { createTestMesh, getJson, type TestMesh, waitFor } from '../helpers/mesh.ts';
-import { defaultModelDir, mlxReference } from '../helpers/models.ts';
+import { defaultModelDir, mlxBatchReference, mlxReference } from '../helpers/models.ts';
 
 const messages = [{ role: 'user', content: 'What is the capital of France? Answer in one sentence.' }];
 const MAX = 24;
@@ -55,6 +55,39 @@ test('chat completion, non-stream and stream, equals single-process mlx_lm and i
   const streamed = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
   assert.is(streamed, ref.text);
   assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk'));
+});
+
+test('4 concurrent greedy requests step in batches through rows_gemm, each identical to mlx_lm batch_generate of the 4', async () => {
+  // The engines run one BLAS thread (test/run.mjs), so rows_gemm takes every 2-8-row product of this
+  // model's 576-wide matrices; the reference loads it the same way.
+  const info = await getJson(`${mesh!.nodes[0].api.url}/distributed/gpu-info`);
+  assert.ok(
+    process.env.MLX_MESH_ROWS_GEMM === '0' || info.devices.every((d: { blas: string }) => d.blas.endsWith('+ rows_gemm')),
+    `rows_gemm in front of the BLAS: ${JSON.stringify(info.devices.map((d: { blas: string }) => d.blas))}`,
+  );
+  // /v1/completions starts a text prompt with BOS, which SmolLM2's tokenizer does not add itself: the
+  // reference is given the same tokens.
+  const prompts = ['The capital of France is', 'Once upon a time, a small robot', 'The three primary colors are', 'To bake bread, first'];
+  const stats = () => mesh!.nodes.map((n) => ({ ...n.inference!.stageStats }));
+  const before = stats();
+  const bodies = await Promise.all(
+    prompts.map(async (prompt, i) => {
+      const res = await fetch(`${mesh!.nodes[i % 2].api.url}/v1/completions`, {
+        method: 'POST',
+        headers: { connection: 'close' },
+        body: JSON.stringify({ prompt, max_tokens: 12, temperature: 0 }),
+      });
+      assert.is(res.status, 200);
+      return (await res.json()) as { choices: Array<{ text: string }> };
+    }),
+  );
+  const after = stats();
+  assert.ok(
+    after.some((s, i) => s.batches > before[i].batches && s.largestBatch > 1),
+    `steps were batched: ${JSON.stringify(after)}`,
+  );
+  const ref = mlxBatchReference(modelDir, prompts, 12, { addBos: true });
+  bodies.forEach((body, i) => assert.is(body.choices[0].text, ref[i].text, `request ${i}: ${prompts[i]}`));
 });
 
 test('--gguf-weights quantized keeps the Q4_1 tensors as MLX 4-bit: reported, and equal to mlx_lm on that conversion', async () => {

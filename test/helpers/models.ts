@@ -46,8 +46,13 @@ export function mlxReference(modelDir: string, spec: { prompt: string } | { mess
   return JSON.parse(execFileSync(TEST_PYTHON, args, { encoding: 'utf8' })) as ReferenceResult;
 }
 
-/** mlx_lm's own batched generation (batch_generate) of these prompts in one batch, in prompt order. */
-export function mlxBatchReference(modelDir: string, prompts: string[], maxTokens: number): ReferenceResult[] {
-  const args = [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify({ batch: prompts }), String(maxTokens)];
+/**
+ * mlx_lm's own batched generation (batch_generate) of these prompts in one batch, in prompt order.
+ * `addBos`: each prompt starts with the tokenizer's BOS, as the mesh's /v1/completions tokenizes a text
+ * prompt (tokenizers that add none themselves, such as SmolLM2's, differ there).
+ */
+export function mlxBatchReference(modelDir: string, prompts: string[], maxTokens: number, opts: { addBos?: boolean } = {}): ReferenceResult[] {
+  const spec = { batch: prompts, ...(opts.addBos ? { add_bos: true } : {}) };
+  const args = [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify(spec), String(maxTokens)];
   return (JSON.parse(execFileSync(TEST_PYTHON, args, { encoding: 'utf8' })) as { batch: ReferenceResult[] }).batch;
 }

@@ -5,7 +5,9 @@ A batched decode step multiplies 2-8 rows by each weight matrix; BLIS's small-ma
 all it costs (the C file says how). The file is compiled for this CPU (`cc -O3 -march=native`) the
 first time an engine loads a system BLAS and kept in ~/.cache/mlx-mesh/native under a name made of a
 hash of the source, the compiler and the CPU's flags; later engines load that. Without a C compiler
-(or with MLX_MESH_ROWS_GEMM=0) the system BLAS serves every product, as before.
+(or with MLX_MESH_ROWS_GEMM=0) the system BLAS serves every product, as before. It runs on one core,
+so it stands aside when the BLAS runs several threads (an engine not pinned to one core); the mesh's
+pinned peers, the bench and one-core machines use it.
 
 Loaded with RTLD_GLOBAL before the system BLAS is made global, so libmlx's `cblas_sgemm` resolves to
 it; it hands every product it does not take to the system BLAS's `cblas_sgemm`.
@@ -81,25 +83,49 @@ def build(cc: Optional[str] = None, cache_dir: Optional[Path] = None) -> Optiona
 
 # The loaded library, for tests and the engine's hello.
 library: Optional[ctypes.CDLL] = None
+# Why it is in or out, for doctor: "on", "off: …" (set by install; "off: not tried" before).
+status = "off: not tried (no system BLAS)"
+
+
+def blas_threads(lib: ctypes.CDLL) -> int:
+    """How many threads the BLAS behind will compute with: its environment variable, else its default
+    (BLIS: 1, though blas.py gives it this process's cores; OpenBLAS: this process's cores)."""
+    blis = hasattr(lib, "bli_thread_set_num_threads")
+    try:
+        return max(1, int(os.environ.get("BLIS_NUM_THREADS" if blis else "OPENBLAS_NUM_THREADS", "")))
+    except ValueError:
+        if blis:
+            return 1
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def install(fallback: ctypes.CDLL) -> bool:
     """Builds and loads the library globally, handing it `fallback`'s cblas_sgemm. Must run before the
     system BLAS is loaded with RTLD_GLOBAL and before mlx is imported; returns whether it is in place."""
-    global library
+    global library, status
     if os.environ.get("MLX_MESH_ROWS_GEMM", "1") == "0":
+        status = "off: MLX_MESH_ROWS_GEMM=0"
+        return False
+    threads = blas_threads(fallback)
+    if threads > 1:
+        # rows_gemm runs on one core; a BLAS with several threads reads a matrix with all of them.
+        log.info("rows_gemm: the BLAS runs %d threads here; rows_gemm (one thread) stands aside", threads)
+        status = f"off: the BLAS runs {threads} threads"
         return False
     path = build()
     if path is None:
+        status = "off: it could not be built (no working C compiler)"
         return False
     try:
         lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
     except OSError as err:
         log.warning("rows_gemm: cannot load %s (%s)", path, err)
+        status = f"off: {path} cannot be loaded"
         return False
     lib.rows_gemm_set_fallback(ctypes.cast(fallback.cblas_sgemm, ctypes.c_void_p))
     lib.rows_gemm_calls.restype = ctypes.c_longlong
     library = lib
+    status = "on"
     return True
 
 

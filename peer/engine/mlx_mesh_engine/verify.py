@@ -26,7 +26,7 @@ def versions() -> Dict[str, str]:
 def verify() -> Dict[str, Any]:
     out: Dict[str, Any] = {"versions": versions()}
     try:
-        from . import blas
+        from . import blas, rows_gemm
 
         blas.load_blas()  # as the engine does, before mlx is imported
         import mlx.core as mx
@@ -41,6 +41,7 @@ def verify() -> Dict[str, Any]:
         out["device"] = ("gpu" if gpu else "cpu") + (" (Metal)" if gpu and metal else "")
         out["metal"] = metal
         out["blas"] = blas.active or "bundled"
+        out["rows_gemm"] = rows_gemm.status
         out["ok"] = True
     except Exception as err:  # any failure is the answer, reported as data
         out["ok"] = False

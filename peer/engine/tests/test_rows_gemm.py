@@ -114,17 +114,26 @@ def test_other_products_go_to_the_blas_behind(lib):
 @pytest.mark.skipif(_blas() is None, reason="no system BLAS")
 def test_the_engine_reports_it_and_mlx_computes_with_it():
     code = (
-        "from mlx_mesh_engine import blas, rows_gemm; blas.load_blas('auto'); print(blas.active); "
+        "import logging; logging.basicConfig(level=logging.INFO); from mlx_mesh_engine import blas, rows_gemm; blas.load_blas('auto'); print(blas.active); "
         "import mlx.core as mx; w = mx.random.normal((1536, 576)); x = mx.random.normal((2, 1, 576)); "
         "mx.eval(x @ w.T); print(rows_gemm.calls())"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
-    assert proc.returncode == 0, proc.stderr
-    active, calls = proc.stdout.decode().splitlines()
+    def run(threads):
+        env = {"PATH": "/usr/bin:/bin", "BLIS_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        active, calls = proc.stdout.decode().splitlines()
+        return active, int(calls), proc.stderr.decode()
+
     if rows_gemm.build() is None:
         pytest.skip("no C compiler")
+    active, calls, _ = run("1")
     assert active.endswith(" + rows_gemm"), active
-    assert int(calls) == 1, "the batch of 2 rows by the weight was rows_gemm's"
+    assert calls == 1, "the batch of 2 rows by the weight was rows_gemm's"
+    # A BLAS with several threads reads a matrix with all of them: the one-thread kernel stands aside.
+    active, calls, err = run("2")
+    assert "rows_gemm" not in active and calls == 0
+    assert "stands aside" in err
 
 
 @pytest.mark.skipif(_blas() is None, reason="no system BLAS")
@@ -136,8 +145,8 @@ def test_without_a_working_compiler_the_engine_starts_on_the_blas_alone(tmp_path
     if os.geteuid() != 0:  # root writes anywhere
         assert rows_gemm.build(cache_dir=readonly / "native") is None
     code = "from mlx_mesh_engine import blas; blas.load_blas('auto'); print(blas.active); import mlx.core as mx; print(float((mx.ones((2, 300)) @ mx.ones((300, 300))).sum()))"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "CC": "/bin/false", "XDG_CACHE_HOME": str(tmp_path / "empty-cache")})
+    env = {"PATH": "/usr/bin:/bin", "CC": "/bin/false", "XDG_CACHE_HOME": str(tmp_path / "empty-cache"), "BLIS_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     active, total = proc.stdout.decode().splitlines()
     assert "rows_gemm" not in active and active
