@@ -67,11 +67,10 @@ def peak_rss_bytes():
 
 
 def main():
-    from mlx_mesh_engine import blas as blas_choice
-    from mlx_mesh_engine.blas import hint_rows_of, load_blas
+    from mlx_mesh_engine import blas as engine_blas
 
-    load_blas()
-    blas = blas_choice.active  # e.g. "libblis.so.4 + rows_gemm"
+    engine_blas.load_blas()
+    blas = engine_blas.active  # e.g. "libblis.so.4 + rows_gemm"
     import mlx.core as mx
     from mlx_lm import load, stream_generate
     from mlx_lm.sample_utils import make_sampler
@@ -81,7 +80,7 @@ def main():
     repeats = 1 if serve else int(sys.argv[4])
     step = int(sys.argv[5]) if len(sys.argv) > 5 else 2048
     model, tokenizer = load(model_dir)
-    hint_rows_of(model)  # BLIS packs for as many rows as the engine has it do: the same sums
+    engine_blas.hint_rows_of(model)  # BLIS packs for as many rows as the engine has it do: the same sums
     text = prompt_of(tokenizer, prompt_tokens)
     prompt = encode(tokenizer, text)
     sampler = make_sampler(temp=0.0)

@@ -73,7 +73,8 @@ export function checkBlas(
       requested === 'bundled' || requested === '' ? `unset MLX_MESH_BLAS (it asks for the bundled BLAS); ${install} if neither is` : `${install}; the engine loads it at its next start`,
     );
   }
-  // Only a missing compiler is worth a fix: turned off, or standing aside for a multi-threaded BLAS, is a choice.
+  // Only a missing compiler is worth a fix (rows_gemm.NO_COMPILER says "C compiler"): turned off, or standing
+  // aside for a multi-threaded BLAS, is a choice.
   if (env.rowsGemm?.includes('C compiler')) {
     return warn(
       G,

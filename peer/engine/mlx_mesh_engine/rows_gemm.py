@@ -85,6 +85,8 @@ def build(cc: Optional[str] = None, cache_dir: Optional[Path] = None) -> Optiona
 library: Optional[ctypes.CDLL] = None
 # Why it is in or out, for doctor: "on", "off: …" (set by install; "off: not tried" before).
 status = "off: not tried (no system BLAS)"
+# The one "off" a user can mend (install a compiler): doctor (src/doctor/local.ts) keys on "C compiler".
+NO_COMPILER = "off: it could not be built (no working C compiler)"
 
 
 def blas_threads(lib: ctypes.CDLL) -> int:
@@ -114,7 +116,7 @@ def install(fallback: ctypes.CDLL) -> bool:
         return False
     path = build()
     if path is None:
-        status = "off: it could not be built (no working C compiler)"
+        status = NO_COMPILER
         return False
     try:
         lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)

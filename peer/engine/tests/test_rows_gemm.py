@@ -144,11 +144,15 @@ def test_without_a_working_compiler_the_engine_starts_on_the_blas_alone(tmp_path
     readonly.mkdir(mode=0o500)
     if os.geteuid() != 0:  # root writes anywhere
         assert rows_gemm.build(cache_dir=readonly / "native") is None
-    code = "from mlx_mesh_engine import blas; blas.load_blas('auto'); print(blas.active); import mlx.core as mx; print(float((mx.ones((2, 300)) @ mx.ones((300, 300))).sum()))"
+    code = (
+        "from mlx_mesh_engine import blas, rows_gemm; blas.load_blas('auto'); print(blas.active); print(rows_gemm.status); "
+        "import mlx.core as mx; print(float((mx.ones((2, 300)) @ mx.ones((300, 300))).sum()))"
+    )
     env = {"PATH": "/usr/bin:/bin", "CC": "/bin/false", "XDG_CACHE_HOME": str(tmp_path / "empty-cache"), "BLIS_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    active, total = proc.stdout.decode().splitlines()
+    active, status, total = proc.stdout.decode().splitlines()
     assert "rows_gemm" not in active and active
+    assert status == rows_gemm.NO_COMPILER and "C compiler" in status, "what doctor keys its advice on"
     assert float(total) == 2 * 300 * 300
     assert b"could not compile" in proc.stderr
