@@ -111,6 +111,37 @@ def test_other_products_go_to_the_blas_behind(lib):
         assert np.abs(c - (product(a, b, t) + beta)).max() < 1e-3
 
 
+@pytest.mark.parametrize("trans_b", [TRANS, NO_TRANS])
+def test_two_rows_cost_less_than_two_single_row_products(lib, trans_b):
+    """What the kernel is for: a 64-75 MB matrix read once for 2 rows, not twice. (A build that lost its
+    vector loads once took 12x the time of one row here.) Best of several interleaved runs: a ratio in
+    the same moment, not an absolute time."""
+    import time
+
+    rng = np.random.default_rng(11)
+    n, k = (4096, 4096) if trans_b == TRANS else (32768, 576)  # a layer's matrix; an output head
+    b = rng.standard_normal((n, k) if trans_b == TRANS else (k, n), dtype=np.float32)
+    two, one = rng.standard_normal((2, k), dtype=np.float32), rng.standard_normal((1, k), dtype=np.float32)
+    c2, c1 = np.zeros((2, n), np.float32), np.zeros((1, n), np.float32)
+    blas = _blas()
+
+    def timed(f):
+        t = time.perf_counter()
+        f()
+        return time.perf_counter() - t
+
+    def single_rows():  # what two requests stepped one by one cost: the BLAS's one-row product, twice
+        for _ in range(2):
+            blas.cblas_sgemm(ROW_MAJOR, NO_TRANS, trans_b, 1, n, k, F(1.0), P(one.ctypes.data), k, P(b.ctypes.data), b.strides[0] // 4,
+                             F(0.0), P(c1.ctypes.data), n)
+
+    pair, singles = [], []
+    for _ in range(7):
+        pair.append(timed(lambda: sgemm(lib, two, b, trans_b, c2)))
+        singles.append(timed(single_rows))
+    assert min(pair) < min(singles), f"2 rows {min(pair) * 1e3:.1f} ms, 2 x 1 row {min(singles) * 1e3:.1f} ms"
+
+
 @pytest.mark.skipif(_blas() is None, reason="no system BLAS")
 def test_the_engine_reports_it_and_mlx_computes_with_it():
     code = (
