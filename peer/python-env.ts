@@ -158,6 +158,8 @@ export interface Verified {
   blas?: string;
   /** Whether rows_gemm stands in front of it: "on", or "off: why". */
   rows_gemm?: string;
+  /** When it is on: 2 rows through it ÷ two one-row products by the BLAS (below 1 is what it is for). */
+  rows_gemm_speed?: number;
   error?: string;
 }
 
@@ -168,7 +170,7 @@ export async function verifyPython(python: string, timeoutMs = 60_000, signal?: 
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     const v = JSON.parse(line) as Verified;
-    return { ok: !!v.ok, versions: v.versions ?? {}, device: v.device, metal: v.metal, blas: v.blas, rows_gemm: v.rows_gemm, error: v.error };
+    return { ok: !!v.ok, versions: v.versions ?? {}, device: v.device, metal: v.metal, blas: v.blas, rows_gemm: v.rows_gemm, rows_gemm_speed: v.rows_gemm_speed, error: v.error };
   } catch {
     const why = r.error?.code === 'ENOENT' ? `${python} does not exist` : (r.stderr.trim().split('\n').pop() ?? `exit ${r.code}`);
     return { ok: false, versions: {}, error: why };
@@ -183,6 +185,8 @@ export interface PythonEnvCheck {
   blas?: string;
   /** rows_gemm in front of the BLAS: "on", or "off: why" (Linux; absent elsewhere). */
   rowsGemm?: string;
+  /** When it is on: 2 rows through it ÷ two single rows by the BLAS, timed by the check. */
+  rowsGemmSpeed?: number;
   problems: string[];
   /** The one command (or step) that makes this environment work. */
   fix: string;
@@ -210,7 +214,7 @@ export async function checkPythonEnv(opts: { python?: string; dataDir: string; e
         : `run "mlx-mesh setup${dataFlag}"`;
   }
   // A working interpreter outside the venv is usable; only a failing import makes the check fail.
-  return { ok: v.ok && !(python.source === 'venv' && problems.length), python, versions: v.versions, device: v.device, blas: v.blas, rowsGemm: v.rows_gemm, problems, fix };
+  return { ok: v.ok && !(python.source === 'venv' && problems.length), python, versions: v.versions, device: v.device, blas: v.blas, rowsGemm: v.rows_gemm, rowsGemmSpeed: v.rows_gemm_speed, problems, fix };
 }
 
 export type SetupStep = (event: { step: string; detail?: string; done?: boolean }) => void;

@@ -83,7 +83,18 @@ export function checkBlas(
       'install a C compiler ("apt install gcc"): the engine builds rows_gemm at its next start',
     );
   }
-  return pass(G, title, env.rowsGemm && env.rowsGemm !== 'on' ? `${env.blas} (rows_gemm ${env.rowsGemm})` : env.blas);
+  // rows_gemm is compiled for this CPU; if it multiplies 2 rows slower than the BLAS does 2 single rows,
+  // it costs every batched decode step here, and turning it off is the fix.
+  if (env.rowsGemmSpeed !== undefined && env.rowsGemmSpeed >= 1) {
+    return warn(
+      G,
+      title,
+      `${env.blas}: rows_gemm takes ${env.rowsGemmSpeed.toFixed(2)}× the time of two single-row products on this CPU, so batched decode steps run slower with it`,
+      'set MLX_MESH_ROWS_GEMM=0 for "mlx-mesh join" (and report this CPU, from "lscpu", as an issue)',
+    );
+  }
+  if (env.rowsGemm && env.rowsGemm !== 'on') return pass(G, title, `${env.blas} (rows_gemm ${env.rowsGemm})`);
+  return pass(G, title, env.rowsGemmSpeed !== undefined ? `${env.blas} (2 rows in ${env.rowsGemmSpeed.toFixed(2)}× the time of two single rows)` : env.blas);
 }
 
 export function checkMemory(total = os.totalmem(), free = os.freemem()): CheckResult {

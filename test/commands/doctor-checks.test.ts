@@ -64,9 +64,16 @@ test('device: Metal on Apple silicon, CPU there is a warning, CPU on Linux passe
   assert.is(checkDevice(brokenEnv, 'linux', 'x64').status, 'fail');
 });
 
-test('BLAS: a library with rows_gemm passes on Linux; without it, or the bundled one, warns with what to install; other systems skip', () => {
+test('BLAS: a library with rows_gemm passes on Linux, with its timed speed; slower than the BLAS, without it, or the bundled one, warns with what to install; other systems skip', () => {
   const withKernel = checkBlas({ ...okEnv, blas: 'libblis.so.4 + rows_gemm', rowsGemm: 'on' }, 'linux', undefined);
   assert.equal(withKernel, { group: checkNode().group, title: 'BLAS', status: 'pass', detail: 'libblis.so.4 + rows_gemm' });
+  const timed = checkBlas({ ...okEnv, blas: 'libblis.so.4 + rows_gemm', rowsGemm: 'on', rowsGemmSpeed: 0.56 }, 'linux', undefined);
+  assert.is(timed.status, 'pass');
+  assert.match(timed.detail, /2 rows in 0\.56× the time of two single rows/);
+  const slow = checkBlas({ ...okEnv, blas: 'libblis.so.4 + rows_gemm', rowsGemm: 'on', rowsGemmSpeed: 3.8 }, 'linux', undefined);
+  assert.is(slow.status, 'warn', 'a kernel slower than the BLAS on this CPU is worth turning off');
+  assert.match(slow.detail, /3\.80× the time of two single-row products/);
+  assert.match(slow.fix!, /MLX_MESH_ROWS_GEMM=0/);
   const noCompiler = checkBlas({ ...okEnv, blas: 'libblis.so.4', rowsGemm: 'off: it could not be built (no working C compiler)' }, 'linux', undefined);
   assert.is(noCompiler.status, 'warn');
   assert.match(noCompiler.fix!, /apt install gcc/);

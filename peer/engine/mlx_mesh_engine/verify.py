@@ -42,6 +42,9 @@ def verify() -> Dict[str, Any]:
         out["metal"] = metal
         out["blas"] = blas.active or "bundled"
         out["rows_gemm"] = rows_gemm.status
+        ratio = rows_gemm.speed()
+        if ratio is not None:
+            out["rows_gemm_speed"] = round(ratio, 2)
         out["ok"] = True
     except Exception as err:  # any failure is the answer, reported as data
         out["ok"] = False

@@ -147,23 +147,24 @@ def test_the_engine_reports_it_and_mlx_computes_with_it():
     code = (
         "import logging; logging.basicConfig(level=logging.INFO); from mlx_mesh_engine import blas, rows_gemm; blas.load_blas('auto'); print(blas.active); "
         "import mlx.core as mx; w = mx.random.normal((1536, 576)); x = mx.random.normal((2, 1, 576)); "
-        "mx.eval(x @ w.T); print(rows_gemm.calls())"
+        "mx.eval(x @ w.T); print(rows_gemm.calls()); print(rows_gemm.speed())"
     )
     def run(threads):
         env = {"PATH": "/usr/bin:/bin", "BLIS_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
         proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE_DIR, capture_output=True, timeout=120, env=env)
         assert proc.returncode == 0, proc.stderr
-        active, calls = proc.stdout.decode().splitlines()
-        return active, int(calls), proc.stderr.decode()
+        active, calls, speed = proc.stdout.decode().splitlines()
+        return active, int(calls), speed, proc.stderr.decode()
 
     if rows_gemm.build() is None:
         pytest.skip("no C compiler")
-    active, calls, _ = run("1")
+    active, calls, speed, _ = run("1")
     assert active.endswith(" + rows_gemm"), active
     assert calls == 1, "the batch of 2 rows by the weight was rows_gemm's"
+    assert float(speed) < 1, f"what doctor reports: 2 rows through MLX in {speed}x the time of two single rows"
     # A BLAS with several threads reads a matrix with all of them: the one-thread kernel stands aside.
-    active, calls, err = run("2")
-    assert "rows_gemm" not in active and calls == 0
+    active, calls, speed, err = run("2")
+    assert "rows_gemm" not in active and calls == 0 and speed == "None"
     assert "stands aside" in err
 
 
