@@ -74,7 +74,7 @@ test('a healthy 2-peer loopback cluster passes every check', async () => {
   // The BLAS the engine would load, named as its hello names it (CI installs BLIS).
   const blas = report.checks.find((c) => c.title === 'BLAS')!;
   if (process.platform === 'linux') {
-    assert.ok(blas.status === 'pass' ? /\blib\w+\.so/.test(blas.detail) : blas.status === 'warn' && /bundled/.test(blas.detail), JSON.stringify(blas));
+    assert.ok(blas.status === 'pass' ? /\blib\w+\.so/.test(blas.detail) : blas.status === 'warn' && /bundled|rows_gemm takes/.test(blas.detail), JSON.stringify(blas)); // (rows_gemm's speed is timed: its own tests hold it under 1×)
   } else assert.is(blas.status, 'skip');
 });
 
