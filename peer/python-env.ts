@@ -163,10 +163,11 @@ export interface Verified {
   error?: string;
 }
 
-// `mlx_mesh_engine.verify` imports what the engine imports and runs one small MLX computation.
-export async function verifyPython(python: string, timeoutMs = 60_000, signal?: AbortSignal): Promise<Verified> {
+// `mlx_mesh_engine.verify` imports what the engine imports and runs one small MLX computation; with
+// `timeRowsGemm` (doctor) it also times rows_gemm against the BLAS (~20 ms).
+export async function verifyPython(python: string, timeoutMs = 60_000, signal?: AbortSignal, timeRowsGemm = false): Promise<Verified> {
   const env = { ...process.env, PYTHONWARNINGS: 'ignore', PYTHONPATH: ENGINE_DIR };
-  const r = await run(python, ['-m', 'mlx_mesh_engine.verify'], timeoutMs, env, signal);
+  const r = await run(python, ['-m', 'mlx_mesh_engine.verify', ...(timeRowsGemm ? ['--time-rows-gemm'] : [])], timeoutMs, env, signal);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     const v = JSON.parse(line) as Verified;
@@ -185,7 +186,7 @@ export interface PythonEnvCheck {
   blas?: string;
   /** rows_gemm in front of the BLAS: "on", or "off: why" (Linux; absent elsewhere). */
   rowsGemm?: string;
-  /** When it is on: 2 rows through it ÷ two single rows by the BLAS, timed by the check. */
+  /** When it is on and `timeRowsGemm` was asked: 2 rows through it ÷ two single rows by the BLAS. */
   rowsGemmSpeed?: number;
   problems: string[];
   /** The one command (or step) that makes this environment work. */
@@ -193,7 +194,7 @@ export interface PythonEnvCheck {
 }
 
 /** What `join` and `doctor` call: is the engine's interpreter usable, and if not, what to run. */
-export async function checkPythonEnv(opts: { python?: string; dataDir: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal }): Promise<PythonEnvCheck> {
+export async function checkPythonEnv(opts: { python?: string; dataDir: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal; timeRowsGemm?: boolean }): Promise<PythonEnvCheck> {
   const python = resolvePython(opts);
   const problems: string[] = [];
   const dataFlag = opts.dataDir ? ` --data-dir ${opts.dataDir}` : '';
@@ -205,7 +206,7 @@ export async function checkPythonEnv(opts: { python?: string; dataDir: string; e
   } else if (python.source === 'path') {
     problems.push(`no managed venv at ${managedVenvDir(opts.dataDir)}; falling back to python3 on PATH`);
   }
-  const v = await verifyPython(python.path, undefined, opts.signal);
+  const v = await verifyPython(python.path, undefined, opts.signal, opts.timeRowsGemm);
   if (!v.ok) problems.push(`${python.path} (${python.source}) cannot run MLX: ${v.error}`);
   if (problems.length) {
     fix =

@@ -133,7 +133,7 @@ async function run(argv: string[]): Promise<number> {
 
   record(checkNode());
   record(checkInterpreter(await findInterpreter({ python: values.python })));
-  const env = await checkPythonEnv({ dataDir, python: values.python });
+  const env = await checkPythonEnv({ dataDir, python: values.python, timeRowsGemm: true });
   record(checkVenv(env, dataDir));
   record(checkMlx(env));
   record(checkDevice(env));

@@ -139,8 +139,9 @@ def calls() -> int:
 def speed(trials: int = 7) -> Optional[float]:
     """Time of 2 rows by a 16 MB weight matrix through MLX (so through this library) ÷ the time of two
     one-row products (the BLAS's), best of `trials` interleaved; None when the library is not in place.
-    Below 1 is what it is for (about 0.55 on AMD EPYC Zen 3 and Zen 4 cores); 1 or more means it costs
-    batched decode time on this CPU, which doctor reports. Needs mlx imported after install(); ~20 ms."""
+    Below 1 is what it is for (0.67-0.74 on an AMD EPYC Zen 3 core; 3.8 with the loads this file once had);
+    1 or more means it costs batched decode time on this CPU, which doctor reports. Needs mlx imported
+    after install(); ~20 ms, so only doctor asks for it."""
     if library is None:
         return None
     import time
@@ -164,4 +165,3 @@ def speed(trials: int = 7) -> Optional[float]:
         pairs.append(timed(pair))
         single.append(timed(singles))
     return min(pairs) / min(single)
-

@@ -2,7 +2,8 @@
 
 Imports what the engine imports and runs one small MLX computation, so a venv whose wheels do not
 match the CPU or glibc fails at `setup` rather than at the first generation. Loads the BLAS as the
-engine does and says which (`blas`, as in the engine's hello). Prints one JSON line.
+engine does and says which (`blas`, as in the engine's hello), and whether rows_gemm is in front of it;
+`--time-rows-gemm` (doctor) adds `rows_gemm_speed`, its timed speed against the BLAS. Prints one JSON line.
 """
 
 import json
@@ -23,7 +24,8 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def verify() -> Dict[str, Any]:
+def verify(time_rows_gemm: bool = False) -> Dict[str, Any]:
+    """What the engine needs, imported and run once; with `time_rows_gemm` (doctor), rows_gemm's speed too."""
     out: Dict[str, Any] = {"versions": versions()}
     try:
         from . import blas, rows_gemm
@@ -42,7 +44,7 @@ def verify() -> Dict[str, Any]:
         out["metal"] = metal
         out["blas"] = blas.active or "bundled"
         out["rows_gemm"] = rows_gemm.status
-        ratio = rows_gemm.speed()
+        ratio = rows_gemm.speed() if time_rows_gemm else None
         if ratio is not None:
             out["rows_gemm_speed"] = round(ratio, 2)
         out["ok"] = True
@@ -53,4 +55,4 @@ def verify() -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(verify()))
+    print(json.dumps(verify(time_rows_gemm="--time-rows-gemm" in sys.argv[1:])))

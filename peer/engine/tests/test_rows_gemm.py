@@ -2,6 +2,7 @@
 rows share its product, every other product handed to the BLAS behind it; and in front of MLX."""
 
 import ctypes
+import json
 import os
 import subprocess
 import sys
@@ -166,6 +167,22 @@ def test_the_engine_reports_it_and_mlx_computes_with_it():
     active, calls, speed, err = run("2")
     assert "rows_gemm" not in active and calls == 0 and speed == "None"
     assert "stands aside" in err
+
+
+@pytest.mark.skipif(_blas() is None, reason="no system BLAS")
+def test_verify_times_it_only_when_doctor_asks():
+    if rows_gemm.build() is None:
+        pytest.skip("no C compiler")
+    env = {"PATH": "/usr/bin:/bin", "BLIS_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+    def verify(*flags):
+        proc = subprocess.run([sys.executable, "-m", "mlx_mesh_engine.verify", *flags], cwd=ENGINE_DIR, capture_output=True, timeout=120, env=env)
+        return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+    plain = verify()
+    assert plain["rows_gemm"] == "on" and "rows_gemm_speed" not in plain, "join's check does not spend time on it"
+    timed = verify("--time-rows-gemm")
+    assert 0 < timed["rows_gemm_speed"] < 1, timed
 
 
 @pytest.mark.skipif(_blas() is None, reason="no system BLAS")
