@@ -94,6 +94,11 @@ static inline __attribute__((always_inline)) void tile(const int mr, int n0, int
   for (int k = 0; k < KV; k += VL) {
     vec w[R];
     for (int j = 0; j < R; j++) w[j] = load(b[j] + k);
+    /* The next block's same place: a block's R rows are short runs (K floats each), which the hardware
+     * prefetcher starts too late on. On an AMD EPYC (Zen 3) core, 30 layers of the default model's
+     * shapes (425 MB) took 32.2 ms for 2 rows and 39.4 for 4 without this, 26.2 and 30.9 with it; one
+     * row (BLIS) 24.3. (A prefetch past the matrix's end is harmless: it never faults.) */
+    for (int j = 0; j < R; j++) __builtin_prefetch(b[j] + k + (size_t)R * ldb);
     for (int m = 0; m < mr; m++) {
       vec a = load(A + (size_t)(m0 + m) * lda + k);
       for (int j = 0; j < R; j++) acc[m][j] += a * w[j];
