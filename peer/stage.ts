@@ -7,6 +7,9 @@
 // B requests cost about one memory-bound forward instead of B. A step arriving at an idle engine runs at
 // once (no added latency for a lone request), except that it waits up to `batchWaitMs` for the requests
 // it last stepped with, so a batch does not fall apart because its tokens came back a moment apart.
+// A lone step also waits, at most about one step's time, for another lone request that ran here just
+// after it last time, when there are more groups than stages (below): two requests left apart (they
+// came out of their prefills at different moments) join, and stay together from then on.
 //
 // Pipeline groups: with S stages, a batch takes at most ceil(active requests ÷ S) steps. One batch of
 // all requests would pass the stages in turn, each stage idle while the others compute (and its tokens
@@ -79,6 +82,11 @@ export class Stage {
   private readonly mates = new Map<string, Set<string>>();
   /** Requests stepping through this stage, with when each last ran (Date.now()). */
   private readonly active = new Map<string, number>();
+  /** Requests whose last wait for a lone partner ran out: they do not wait for one again until they
+   *  step in a batch (two lone requests that cannot meet, say each at another stage, stop waiting). */
+  private readonly gaveUp = new Set<string>();
+  /** How long a lone step took here lately (ms, a moving average): the longest a lone step waits. */
+  private loneMs = 0;
 
   constructor(
     private readonly ctx: StageContext,
@@ -108,6 +116,7 @@ export class Stage {
     this.mates.get(request)?.delete(request);
     this.mates.delete(request);
     this.active.delete(request);
+    this.gaveUp.delete(request);
     return this.ctx.engine.release(request);
   }
 
@@ -179,16 +188,39 @@ export class Stage {
     return Math.max(1, Math.min(this.opts.maxBatch, Math.ceil(requests.size / depth)));
   }
 
-  /** How much longer to wait for the picked steps' last batch-mates, or 0 to go now. */
+  /** How much longer to wait for the picked steps' last batch-mates (or a lone step's partner), or 0 to go now. */
   private waitFor(picked: number[], cap: number): number {
     if (picked.length >= cap || this.opts.batchWaitMs <= 0) return 0;
     const here = new Set(picked.map((i) => this.queue[i].msg.request));
     let missing = false;
     for (const id of here) for (const mate of this.mates.get(id) ?? []) if (!here.has(mate)) missing = true;
-    if (!missing) return 0;
+    const lone = picked.length === 1 ? this.lonePartnerWait(this.queue[picked[0]]) : 0;
+    if (!missing && !lone) return 0;
     const now = Date.now();
     this.waitStarted ||= now;
-    return Math.max(0, this.waitStarted + this.opts.batchWaitMs - now);
+    const left = this.waitStarted + Math.max(missing ? this.opts.batchWaitMs : 0, lone) - now;
+    if (left <= 0 && lone) this.gaveUp.add(this.queue[picked[0]].msg.request);
+    return Math.max(0, left);
+  }
+
+  /**
+   * How long a lone step should wait for a partner, or 0. Only while more groups step here than there
+   * are stages (then two of them are better as one), and only for a lone request that ran here after
+   * this one last did: it is the one coming next, about that much later again. At most 1.5 lone steps.
+   */
+  private lonePartnerWait(head: Queued): number {
+    const me = head.msg.request;
+    const myLast = this.active.get(me);
+    if (!this.loneMs || myLast === undefined || this.gaveUp.has(me) || (this.mates.get(me)?.size ?? 1) > 1) return 0;
+    const queued = new Set(this.queue.map((q) => q.msg.request));
+    const groups = new Set<unknown>();
+    for (const id of new Set([...this.active.keys(), ...queued])) groups.add(this.mates.get(id) ?? id);
+    if (groups.size <= head.depth) return 0;
+    let gap = Infinity;
+    for (const [id, at] of this.active) {
+      if (id !== me && !queued.has(id) && at > myLast && (this.mates.get(id)?.size ?? 1) <= 1) gap = Math.min(gap, at - myLast);
+    }
+    return gap === Infinity ? 0 : Math.min(gap + this.opts.batchWaitMs, 1.5 * this.loneMs);
   }
 
   /** Runs the batch on the engine: one result (or error) per item, never a rejection. */
@@ -202,6 +234,7 @@ export class Stage {
       sampling: { temperature: msg.sampling.temperature, top_p: msg.sampling.topP, seed: msg.sampling.seed },
     }));
     let results: Array<ForwardResult | Error>;
+    const started = wallMs();
     try {
       if (batch.length === 1) {
         this.stats.forwards++;
@@ -216,6 +249,11 @@ export class Stage {
     } catch (err) {
       results = batch.map(() => err as Error);
     }
+    if (batch.length === 1 && isStep(batch[0].msg)) {
+      const ms = wallMs() - started;
+      this.loneMs = this.loneMs ? 0.8 * this.loneMs + 0.2 * ms : ms;
+    }
+    if (batch.length > 1) for (const q of batch) this.gaveUp.delete(q.msg.request);
     if (batch.length > 1 || isStep(batch[0].msg)) {
       const together = new Set(batch.map((q) => q.msg.request));
       for (const id of together) {

@@ -87,4 +87,59 @@ test('a released request no longer counts: three left on two stages step as two 
   assert.equal(batches.slice(2), [['a', 'b'], ['c']]);
 });
 
+/** Stage 0 of two stages on an engine that answers each call `ms` later by itself; the calls' requests in order. */
+function timedStage0(ms: number) {
+  const calls: string[][] = [];
+  const hidden = { dtype: 'float32' as const, shape: [1, 1, 2], data: new Uint8Array(8) };
+  const later = <T>(value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
+  const engine: StageContext['engine'] = {
+    forward: (args: ForwardArgs) => (calls.push([args.request]), later({ hidden })),
+    forwardBatch: (items: ForwardArgs[]) => (calls.push(items.map((i) => i.request)), later({ results: items.map(() => ({ hidden })) })),
+    release: async () => ({ released: true }),
+  };
+  const p = plan(2);
+  const stage = new Stage({ selfId: 'p0', selfName: 'p0', planFor: () => p, engine, deliver: async () => {} }, { batchWaitMs: 2 });
+  const step = (request: string, offset = 10) =>
+    stage.forward({ type: 'forward', request, origin: 'o', planVersion: 1, step: 1, offset, tokens: [7], sample: true, sampling: { temperature: 0, topP: 1, seed: null } });
+  return { stage, calls, step };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('two lone requests join: a step alone waits for the lone one that ran after it, and they batch', async () => {
+  const { calls, step } = timedStage0(30);
+  for (const r of ['a', 'b', 'c']) step(r); // [a, b] then [c]: c came out of its prefill alone
+  await sleep(80);
+  step('d'); // and d after it, alone: three groups on two stages
+  await sleep(50);
+  assert.equal(calls, [['a', 'b'], ['c'], ['d']]);
+  step('c', 11); // the engine is idle, but c waits for d, which ran just after it last time
+  await sleep(10);
+  step('d', 11);
+  await sleep(50);
+  assert.equal(calls.slice(3), [['c', 'd']]);
+});
+
+test('a lone step stops waiting for a partner that does not come, and never waits when the groups are no more than the stages', async () => {
+  const { stage, calls, step } = timedStage0(30);
+  for (const r of ['a', 'b', 'c']) step(r);
+  await sleep(80);
+  step('d');
+  await sleep(50);
+  step('c', 11); // d does not come back: c waits for it, at most 1.5 steps, then steps alone
+  await sleep(10);
+  assert.equal(calls.length, 3, 'c waits for d');
+  await sleep(80);
+  assert.equal(calls.slice(3), [['c']]);
+  step('c', 12); // and does not wait for d again
+  await sleep(5);
+  assert.equal(calls.slice(4), [['c']]);
+  await sleep(40);
+  await stage.release('a');
+  await stage.release('b'); // {c} and {d}: two groups on two stages are already as few as can be
+  step('d', 11);
+  await sleep(5);
+  assert.equal(calls.slice(5), [['d']]);
+});
+
 test.run();
