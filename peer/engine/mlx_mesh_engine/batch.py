@@ -75,7 +75,8 @@ def group_for(members: Sequence[Request]) -> Group:
 
 def forward_rows(shard, members: Sequence[Request], tokens: Optional[List[int]], hidden: Optional[List[mx.array]]) -> List[mx.array]:
     """One decode step for each member (token ids on the first stage, [1, 1, H] hidden states after),
-    as one batched forward. Returns each member's output row ([1, 1, H] or [1, V]), in members' order."""
+    as one batched forward. Returns each member's output row ([1, 1, H] or [1, V], or a split head's
+    pair), in members' order."""
     group = group_for(members)
     # Rows follow the group's order; inputs and outputs are permuted to and from it.
     row = {id(m): i for i, m in enumerate(group.members)}
@@ -87,4 +88,6 @@ def forward_rows(shard, members: Sequence[Request], tokens: Optional[List[int]],
     mx.eval(out)
     for m in members:
         m.offset += 1
-    return [out[row[id(m)] : row[id(m)] + 1] for m in members]
+    # A split head's last stage gives (hidden, part logits): each member gets its row of both.
+    take = (lambda i: tuple(o[i : i + 1] for o in out)) if isinstance(out, tuple) else (lambda i: out[i : i + 1])
+    return [take(row[id(m)]) for m in members]

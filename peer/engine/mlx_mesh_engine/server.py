@@ -50,6 +50,10 @@ def _bytes_tensors(reply: Dict[str, Any]) -> Dict[str, Any]:
     return {k: {**v, "data": bytes(v["data"])} if isinstance(v, dict) and "data" in v else v for k, v in reply.items()}
 
 
+def _as_bytes(tensor: Dict[str, Any]) -> Dict[str, Any]:
+    return {**tensor, "data": bytes(tensor["data"])}
+
+
 class Engine:
     def __init__(self):
         self.shard = None
@@ -115,6 +119,7 @@ class Engine:
         from .shard import Shard
 
         model, start, end = _arg(msg, "model", str), _arg(msg, "start", int), _arg(msg, "end", int)
+        split_head = _arg(msg, "split_head", bool, default=False)
         # Free the previous shard first so memory_bytes is this shard's alone.
         self.shard = self.tokenizer = None
         # Detokenizer streams stay: the origin's requests replay across a re-plan and keep their text.
@@ -137,7 +142,7 @@ class Engine:
             dtype = str(text.get("torch_dtype", ""))
         else:
             rss_before = rss_bytes()
-            self.shard = Shard(model, start, end)
+            self.shard = Shard(model, start, end, split_head)
             # Measured before the tokenizer loads: the shard's own cost, for the memory budget.
             shard_rss = {"rss_before_bytes": rss_before, "peak_rss_bytes": peak_rss_bytes()}
             n_layers, hidden_size = self.shard.n_layers, self.shard.hidden_size
@@ -151,6 +156,8 @@ class Engine:
             "last": last,
             "dtype": dtype,
             "hidden_size": hidden_size,
+            # The part of the head's vocabulary this stage computes, when the head is split (shard.py).
+            "vocab_part": list(self.shard.vocab_part) if self.shard is not None and self.shard.vocab_part else None,
         }
 
     def _loaded(self):
@@ -168,8 +175,13 @@ class Engine:
             "logits": _arg(msg, "logits", bool, default=False),
             "tokens": None,
             "hidden": None,
+            "head": None,
+            "finish": _arg(msg, "finish", bool, default=False),
+            "eos": _arg(msg, "eos", list, default=[]),
         }
-        if shard.first:
+        if shard.first and msg.get("head") is not None:
+            args["head"] = self._head_arg(_arg(msg, "head", dict))
+        elif shard.first:
             tokens = args["tokens"] = _arg(msg, "tokens", list)
             if not tokens or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
                 raise bad_request("tokens must be a non-empty list of ints")
@@ -191,6 +203,58 @@ class Engine:
             raise EngineError("BAD_OFFSET", f"request {args['request']!r} is at offset {expected}, not {args['offset']}")
         return args
 
+    def _head_arg(self, head: Dict[str, Any]) -> Dict[str, Any]:
+        """The last stage's part of a step's head (its `head` reply), for the first stage to finish."""
+        shard = self.shard
+        if shard.vocab_part is None or not shard.first:
+            raise bad_request("this stage holds no part of a split head (load it with split_head)")
+        hidden = decode_tensor(_arg(head, "hidden", dict))
+        if list(hidden.shape) != [1, 1, shard.hidden_size]:
+            raise bad_request(f"head hidden must be [1, 1, {shard.hidden_size}], got {list(hidden.shape)}")
+        lo = shard.vocab_part[1]
+        top = _arg(head, "top", list)
+        if not top or not all(
+            isinstance(e, list) and len(e) == 2 and isinstance(e[0], int) and e[0] >= lo and isinstance(e[1], (int, float)) for e in top
+        ):
+            raise bad_request("head top must be a non-empty list of [token id, logit] of the other part")
+        logits = head.get("logits")
+        logits = decode_tensor(logits) if logits is not None else None
+        if logits is not None and (logits.ndim != 2 or logits.shape[0] != 1 or lo + logits.shape[1] <= max(e[0] for e in top)):
+            raise bad_request("head logits must be one row of the other part's logits")
+        return {"hidden": hidden, "top": top, "logits": logits}
+
+    def _finish_token(self, state: Request, args, part: mx.array) -> int:
+        """The token of a step whose head was split: this stage's part of the logits ([1, n]) with the
+        last stage's (its near-top entries for greedy, its whole part otherwise)."""
+        from .sampling import RequestSampler, greedy_split
+
+        head = args["head"]
+        if args["temperature"] == 0:
+            return greedy_split(part, head["top"])
+        if head["logits"] is None:
+            raise bad_request("sampling with temperature > 0 needs the other part's logits")
+        if state.sampler is None:
+            state.sampler = RequestSampler(state.seed)
+        full = mx.concatenate([part, head["logits"].astype(part.dtype)], axis=-1)
+        return state.sampler.sample(full, args["temperature"], args["top_p"])
+
+    def _finish_tokens(self, states: List[Request], batch: List[Any]) -> List[Optional[int]]:
+        """Each split-head item's token (None for the others), one product for all of them; an item
+        whose token ends its request (EOS, or `finish`) runs no layers: its `tokens` stay None."""
+        heads = [i for i, (_, args) in enumerate(batch) if args["head"] is not None]
+        tokens: List[Optional[int]] = [None] * len(batch)
+        if not heads:
+            return tokens
+        hidden = mx.concatenate([batch[i][1]["head"]["hidden"] for i in heads], axis=0)
+        parts = self.shard.part_logits(hidden)
+        mx.eval(parts)
+        for row, i in enumerate(heads):
+            args = batch[i][1]
+            token = tokens[i] = self._finish_token(states[i], args, parts[row : row + 1])
+            if not args["finish"] and token not in args["eos"]:
+                args["tokens"] = [token]
+        return tokens
+
     def _state(self, args) -> Request:
         state = self.requests.get(args["request"])
         if state is None:
@@ -202,6 +266,15 @@ class Engine:
             return {"hidden": encode_tensor(out)}
         if not args["sample"]:
             return {}
+        if isinstance(out, tuple):
+            # A split head: the normed hidden state and this part's top, for the first stage to finish.
+            from .sampling import near_top
+
+            hidden, part = out
+            head: Dict[str, Any] = {"hidden": _as_bytes(encode_tensor(hidden)), "top": near_top(part, self.shard.vocab_part[0])}
+            if args["temperature"] != 0:
+                head["logits"] = _as_bytes(encode_tensor(part))
+            return {"head": head}
         if state.sampler is None:
             from .sampling import RequestSampler
 
@@ -212,9 +285,16 @@ class Engine:
         return reply
 
     def op_forward(self, msg):
-        shard = self._loaded()
-        args = self._forward_args(msg)
+        self._loaded()
+        return self._forward_known(self._forward_args(msg))
+
+    def _forward_known(self, args) -> Dict[str, Any]:
+        """One forward of checked arguments (the first stage finishes a split head's token first)."""
+        shard = self.shard
         state = self._state(args)
+        token = self._finish_tokens([state], [(0, args)])[0]
+        if token is not None and args["tokens"] is None:
+            return {"token": token}
         try:
             cache = state.own_cache()
             out = shard.forward(cache, args["tokens"], args["hidden"])
@@ -229,7 +309,8 @@ class Engine:
             self._drop(args["request"])
             raise
         state.offset += len(args["tokens"]) if args["tokens"] is not None else args["hidden"].shape[1]
-        return self._forward_reply(state, args, out)
+        reply = self._forward_reply(state, args, out)
+        return reply if token is None else {**reply, "token": token}
 
     def op_forward_batch(self, msg):
         """One-token steps of several requests as one batched forward. Each item is a forward's
@@ -243,13 +324,22 @@ class Engine:
                 if not isinstance(item, dict):
                     raise bad_request("each item must be a map of forward arguments")
                 args = self._forward_args(item)
-                steps = len(args["tokens"]) if args["tokens"] is not None else args["hidden"].shape[1]
+                steps = 1 if args["head"] is not None else len(args["tokens"]) if args["tokens"] is not None else args["hidden"].shape[1]
                 if steps != 1 or any(a["request"] == args["request"] for _, a in batch):
                     raise bad_request("a batched forward takes one token per request, each request once")
                 batch.append((i, args))
             except EngineError as err:
                 results[i] = {"error": {"code": err.code, "message": err.message}}
         states = [self._state(args) for _, args in batch]
+        finished = self._finish_tokens(states, batch)
+        for (i, args), token in zip(batch, finished):
+            if token is not None:
+                results[i] = {"token": token}
+        # Items whose token ended their request run no layers.
+        keep = [k for k, (_, args) in enumerate(batch) if args["head"] is None or args["tokens"] is not None]
+        batch, states = [batch[k] for k in keep], [states[k] for k in keep]
+        for (_, args) in batch:
+            args["head"] = None  # its token is known: from here on it is a one-token step
         if len(batch) > 1 and can_batch(shard.make_cache()):
             tokens = [args["tokens"][0] for _, args in batch] if shard.first else None
             hidden = None if shard.first else [args["hidden"] for _, args in batch]
@@ -264,11 +354,11 @@ class Engine:
                     self._drop(args["request"])
                 raise
             for (i, args), state, out in zip(batch, states, outs):
-                results[i] = _bytes_tensors(self._forward_reply(state, args, out))
+                results[i] = {**results[i], **_bytes_tensors(self._forward_reply(state, args, out))}
         else:
             for i, args in batch:
                 try:
-                    results[i] = _bytes_tensors(self.op_forward(items[i]))
+                    results[i] = {**results[i], **_bytes_tensors(self._forward_known(args))}
                 except EngineError as err:
                     results[i] = {"error": {"code": err.code, "message": err.message}}
         return {"results": results}

@@ -102,8 +102,48 @@ def _head_columns(model_obj, inner, tied: bool) -> Optional[mx.array]:
     return columns
 
 
+def _columns_layout() -> bool:
+    """Heads stored as columns [H, V] (see _head_columns): on MLX's CPU backend, unless turned off."""
+    return os.environ.get("MLX_MESH_HEAD_COLUMNS", "1") != "0" and mx.default_device() == mx.cpu
+
+
+def _head_part(weight: mx.array, lo: int, hi: int) -> mx.array:
+    """Rows [lo, hi) of a head's weight, as columns [H, hi - lo] on the CPU backend, else rows; a copy,
+    evaluated, so the checkpoint's whole matrix can be freed."""
+    part = weight[lo:hi]
+    part = mx.contiguous(part.T) if _columns_layout() else mx.contiguous(part)
+    mx.eval(part)
+    return part
+
+
+def _splittable(head) -> bool:
+    """A head whose vocabulary rows can be cut in two: a plain weight [V, H], no bias, not quantized."""
+    return type(head) in (nn.Embedding, nn.Linear) and "bias" not in head and head.weight.ndim == 2
+
+
+def _logits(h: mx.array, weight: mx.array, columns: bool, rows_apart: int) -> mx.array:
+    """h [B, T, H] by a head stored as columns [H, V] (or as the checkpoint's rows [V, H])."""
+    if not columns:
+        return h @ weight.T
+    rows = h.shape[0]
+    if 1 < rows <= rows_apart:
+        return mx.concatenate([h[i : i + 1] @ weight for i in range(rows)], axis=0)
+    return h @ weight
+
+
 class Shard:
-    def __init__(self, model: str, start: int, end: int):
+    """Layers [start, end) of a model, and the head (or, with split_head, a part of its vocabulary).
+
+    split_head (two stages or more): the output head's vocabulary rows are cut in two halves, the first
+    half held by the first stage and the second by the last. The last stage applies the norm, computes
+    its half's logits and returns the normed hidden state with them (`forward` gives both); the first
+    stage computes the other half from that hidden state (`part_logits`) when the next step reaches it,
+    picks the token and embeds it. Each logit is the same dot product as with the whole head, so the
+    token is the same; the work per token is the same too, but shared: the last stage no longer reads
+    the whole head every step while the first reads none of it, which made it the pipeline's bottleneck.
+    """
+
+    def __init__(self, model: str, start: int, end: int, split_head: bool = False):
         from mlx_lm.models.cache import make_prompt_cache
         from mlx_lm.utils import load_model
 
@@ -134,16 +174,29 @@ class Shard:
         self.first = start == 0
         self.last = end == n_layers
         inner.layers = inner.layers[start:end]
-        if not self.first and not (self.last and self.tied):
+        head = inner.embed_tokens if self.tied else model_obj.lm_head
+        # The part of the vocabulary whose logits this stage computes: [lo, hi), or None (all of it on
+        # the last stage, none elsewhere).
+        self.vocab_part: Optional[tuple] = None
+        self._part: Optional[mx.array] = None
+        if split_head and not (self.first and self.last) and (self.first or self.last) and _splittable(head):
+            vocab = head.weight.shape[0]
+            self.vocab_part = (0, vocab // 2) if self.first else (vocab // 2, vocab)
+            self._part = _head_part(head.weight, *self.vocab_part)
+        if not self.first and not (self.last and self.tied and self._part is None):
             inner.pop("embed_tokens")
         if not self.last:
             inner.pop("norm")
-            if not self.tied:
-                model_obj.pop("lm_head")
+        if not self.tied and (not self.last or self._part is not None):
+            model_obj.pop("lm_head")
+        del head
         # Evaluated before the layers, so the moment it and the checkpoint's copy both exist is not the
         # peak of the load.
-        self._head_columns = _head_columns(model_obj, inner, self.tied) if self.last and not self.first else None
+        self._head_columns = _head_columns(model_obj, inner, self.tied) if self.last and not self.first and self._part is None else None
         self._head_rows_apart = _rows_one_by_one(self._head_columns) if self._head_columns is not None else 1
+        self._part_columns = self._part is not None and _columns_layout()
+        self._part_rows_apart = _rows_one_by_one(self._part) if self._part_columns else 1
+        mx.clear_cache()
         mx.eval(model_obj.parameters())
 
         self.model = model_obj
@@ -157,8 +210,13 @@ class Shard:
         """One fresh cache per layer of the range (one sequence; mlx-lm's merge batches them)."""
         return [copy.deepcopy(t) for t in self._cache_templates]
 
-    def forward(self, cache: List[Any], tokens: Optional[Any], hidden: Optional[mx.array]) -> mx.array:
-        """Hidden states [B, T, H] for a middle stage, or last-position logits [B, V] for the last.
+    def part_logits(self, h: mx.array) -> mx.array:
+        """Logits [B, hi - lo] of this stage's part of the vocabulary, for normed hidden states [B, 1, H]."""
+        return _logits(h, self._part, self._part_columns, self._part_rows_apart)[:, -1, :]
+
+    def forward(self, cache: List[Any], tokens: Optional[Any], hidden: Optional[mx.array]) -> Any:
+        """Hidden states [B, T, H] for a middle stage, or last-position logits [B, V] for the last; with
+        a split head, the last stage gives (normed hidden [B, 1, H], its part's logits [B, V - lo]).
 
         One request: `tokens` is a list of ids (B = 1) and `cache` its own caches. A batch: `tokens` is B
         equal-length rows (or `hidden` has B rows) and `cache` mlx_lm's batch caches (BatchKVCache, or
@@ -184,12 +242,10 @@ class Shard:
         if not self.last:
             return h
         h = self.inner.norm(h[:, -1:, :])
+        if self._part is not None:
+            return h, self.part_logits(h)
         if self._head_columns is not None:
-            rows = h.shape[0]
-            if 1 < rows <= self._head_rows_apart:
-                logits = mx.concatenate([h[i : i + 1] @ self._head_columns for i in range(rows)], axis=0)
-            else:
-                logits = h @ self._head_columns
+            logits = _logits(h, self._head_columns, True, self._head_rows_apart)
         elif self.tied:
             logits = self.inner.embed_tokens.as_linear(h)
         else:

@@ -73,10 +73,15 @@ def call(engine, op, **args):
     return reply
 
 
-def pipeline(model_dir, n_layers):
+def pipeline(model_dir, n_layers, split=False):
+    """Two stages; with split, the head's vocabulary is cut between them (the first finishes each token)."""
     stages = [Engine(), Engine()]
-    call(stages[0], "load", model=str(model_dir), start=0, end=n_layers // 2)
-    call(stages[1], "load", model=str(model_dir), start=n_layers // 2, end=n_layers)
+    first = call(stages[0], "load", model=str(model_dir), start=0, end=n_layers // 2, split_head=split)
+    last = call(stages[1], "load", model=str(model_dir), start=n_layers // 2, end=n_layers, split_head=split)
+    if split:
+        assert first["vocab_part"][0] == 0 and first["vocab_part"][1] == last["vocab_part"][0]
+    else:
+        assert first["vocab_part"] is None and last["vocab_part"] is None
     return stages
 
 
@@ -86,25 +91,55 @@ class Stream:
     def __init__(self, name, prompt, max_tokens):
         self.name, self.prompt, self.max_tokens = name, prompt, max_tokens
         self.offset, self.next, self.tokens, self.done = 0, prompt[-1], [], False
+        # With a split head: the last stage's part of the step, for the first stage to finish.
+        self.head = None
 
     def prefill(self, stages):
         if len(self.prompt) > 1:
-            base = {"request": self.name, "offset": 0, "sample": False, "sampling": GREEDY}
+            base = {"request": self.name, "offset": 0, "sample": False, "sampling": self.sampling}
             hidden = call(stages[0], "forward", tokens=self.prompt[:-1], **base)["hidden"]
             call(stages[1], "forward", hidden=hidden, **base)
             self.offset = len(self.prompt) - 1
 
+    sampling = GREEDY
+
     def item(self):
-        return {"request": self.name, "offset": self.offset, "sample": True, "sampling": GREEDY}
+        return {"request": self.name, "offset": self.offset, "sample": True, "sampling": self.sampling}
 
 
 def step(stages, streams):
-    """One decode step for every stream given, as one forward_batch per stage."""
-    first = call(stages[0], "forward_batch", items=[{**s.item(), "tokens": [s.next]} for s in streams])["results"]
-    last = call(stages[1], "forward_batch", items=[{**s.item(), "hidden": r["hidden"]} for s, r in zip(streams, first)])["results"]
-    for s, r in zip(streams, last):
+    """One decode step for every stream given, as one forward_batch per stage. With a split head the
+    first stage finishes the token the last stage's part began (and ends a stream on EOS or its last
+    token: no layers run for it then)."""
+    items = []
+    for s in streams:
+        if s.head is None:
+            items.append({**s.item(), "tokens": [s.next]})
+        else:
+            items.append({**s.item(), "head": s.head, "eos": [EOS], "finish": len(s.tokens) + 1 >= s.max_tokens})
+    first = call(stages[0], "forward_batch", items=items)["results"]
+    going = []
+    for s, r in zip(streams, first):
+        if s.head is not None:
+            s.head = None
+            if r["token"] == EOS:
+                s.done = True
+                continue
+            s.tokens.append(r["token"])
+            if len(s.tokens) >= s.max_tokens:
+                assert "hidden" not in r
+                s.done = True
+                continue
+        going.append((s, r))
+    if not going:
+        return
+    last = call(stages[1], "forward_batch", items=[{**s.item(), "hidden": r["hidden"]} for s, r in going])["results"]
+    for (s, _), r in zip(going, last):
         s.offset += 1
-        if r["token"] == EOS:
+        if "head" in r:
+            assert "token" not in r
+            s.head = r["head"]
+        elif r["token"] == EOS:
             s.done = True
         else:
             s.tokens.append(r["token"])
@@ -142,24 +177,27 @@ def mlx_lm_single(model_dir, prompt, max_tokens):
 FOUR = [[1, 403, 407, 261, 378], [1, 291, 280, 294, 262, 294, 353], [1, 317, 269, 274, 287, 263, 377, 267, 265, 282], [1, 317]]
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["whole-head", "split-head"])
 @pytest.mark.parametrize("which", ["stories", "random"])
-def test_four_requests_in_one_batch_equal_mlx_lm_batch_generate(which, stories_dir, random_dir):
+def test_four_requests_in_one_batch_equal_mlx_lm_batch_generate(which, split, stories_dir, random_dir):
     model_dir, n_layers = (stories_dir, 5) if which == "stories" else (random_dir, 4)
-    stages = pipeline(model_dir, n_layers)
+    stages = pipeline(model_dir, n_layers, split)
     streams = [Stream(f"r{i}", p, 24) for i, p in enumerate(FOUR)]
     run(stages, streams)
     assert [s.tokens for s in streams] == mlx_lm_batch(model_dir, FOUR, 24)
 
 
-def test_a_batch_of_one_equals_single_request_mlx_lm(random_dir):
-    stages = pipeline(random_dir, 4)
+@pytest.mark.parametrize("split", [False, True], ids=["whole-head", "split-head"])
+def test_a_batch_of_one_equals_single_request_mlx_lm(split, random_dir):
+    stages = pipeline(random_dir, 4, split)
     stream = Stream("solo", FOUR[2], 24)
     run(stages, [stream])
     assert stream.tokens == mlx_lm_single(random_dir, FOUR[2], 24)
 
 
-def test_requests_join_and_leave_a_running_batch_without_disturbing_the_others(stories_dir):
-    stages = pipeline(stories_dir, 5)
+@pytest.mark.parametrize("split", [False, True], ids=["whole-head", "split-head"])
+def test_requests_join_and_leave_a_running_batch_without_disturbing_the_others(split, stories_dir):
+    stages = pipeline(stories_dir, 5, split)
     a, b, c = (Stream(n, p, 30) for n, p in zip("abc", FOUR))
     a.prefill(stages)
     for _ in range(5):
@@ -190,8 +228,9 @@ def test_a_bad_item_fails_alone(stories_dir):
     assert results[2]["error"]["code"] == "BAD_REQUEST"
 
 
-def test_memory_of_finished_requests_is_released(random_dir):
-    stages = pipeline(random_dir, 4)
+@pytest.mark.parametrize("split", [False, True], ids=["whole-head", "split-head"])
+def test_memory_of_finished_requests_is_released(split, random_dir):
+    stages = pipeline(random_dir, 4, split)
     before = [call(s, "stats")["active_memory"] for s in stages]
     streams = [Stream(f"m{i}", p, 40) for i, p in enumerate(FOUR)]
     run(stages, streams)
@@ -203,3 +242,34 @@ def test_memory_of_finished_requests_is_released(random_dir):
     after = [call(s, "stats") for s in stages]
     assert [a["requests"] for a in after] == [0, 0]
     assert [a["active_memory"] for a in after] == before
+
+
+def test_a_split_head_samples_as_the_whole_head_does(random_dir):
+    """Temperature sampling with a seed: the first stage draws from both parts' logits, as the last
+    stage draws from the whole head's, so the same seed gives the same tokens."""
+    runs = []
+    for split in (False, True):
+        stages = pipeline(random_dir, 4, split)
+        streams = [Stream(f"s{i}", p, 20) for i, p in enumerate(FOUR[:2])]
+        for i, s in enumerate(streams):
+            s.sampling = {"temperature": 1.0, "top_p": 0.9, "seed": 11 + i}
+        run(stages, streams)
+        runs.append([s.tokens for s in streams])
+    assert runs[0] == runs[1]
+    greedy = [Stream(f"g{i}", p, 20) for i, p in enumerate(FOUR[:2])]
+    run(pipeline(random_dir, 4), greedy)
+    assert runs[1] != [g.tokens for g in greedy]  # it did sample
+
+
+def test_a_split_head_item_that_is_not_for_this_stage_is_refused(random_dir):
+    whole = pipeline(random_dir, 4)
+    split = pipeline(random_dir, 4, True)
+    a = Stream("a", FOUR[0], 3)
+    a.prefill(split)
+    step(split, [a])
+    assert a.head is not None
+    reply = whole[0].handle({"id": 1, "op": "forward", **a.item(), "head": a.head})
+    assert not reply["ok"] and "split_head" in reply["error"]["message"]
+    bad = {**a.head, "top": [[3, 1.0]]}  # an id of the first stage's own part
+    reply = split[0].handle({"id": 1, "op": "forward", **a.item(), "head": bad})
+    assert not reply["ok"] and reply["error"]["code"] == "BAD_REQUEST"
