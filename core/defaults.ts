@@ -6,7 +6,7 @@ import path from 'node:path';
 /** The peer-to-peer wire protocol (sent in every `hello` and the mDNS TXT record): 2 since the weights-* messages. */
 export const PROTOCOL_VERSION = 2;
 /** The Node ↔ Python engine protocol: must equal `PROTOCOL` in peer/engine/mlx_mesh_engine/__init__.py (tested). */
-export const ENGINE_PROTOCOL = 1;
+export const ENGINE_PROTOCOL = 2;
 
 /** Timings can be tightened through the environment (tests, impatient LANs); see the README. */
 function envMs(name: string, fallback: number): number {
@@ -83,6 +83,10 @@ export const defaults = {
    *  1 for a layer's (peer/planner.ts): decode reads the whole head per token, prefill runs it once.
    *  Read on the coordinator, which plans. */
   planHeadWorkShare: envFraction('MLX_MESH_HEAD_WORK_SHARE', 0),
+  /** With two stages or more, cut the output head's vocabulary between the first and the last stage
+   *  (peer/engine shard.py), so the last stage does not read the whole head every step alone.
+   *  MLX_MESH_SPLIT_HEAD=0 keeps it whole on the last stage. Read by each peer when it loads. */
+  splitHead: process.env.MLX_MESH_SPLIT_HEAD !== '0',
   engineTimeoutsMs,
 
   // --- inference -------------------------------------------------------------------------------

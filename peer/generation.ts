@@ -9,8 +9,15 @@
 import { randomBytes } from 'node:crypto';
 import { defaults } from '../core/defaults.ts';
 import { meshError, MeshError } from '../core/errors.ts';
-import type { Message, MessageOf } from '../transport/messages.ts';
+import type { Head, Hop, Message, MessageOf } from '../transport/messages.ts';
 import { CompletionText } from './completion-text.ts';
+
+/** What reaches a generation for one step: the token, or a split head's part of it (and its trace). */
+interface Arrival {
+  token?: number;
+  head?: Head;
+  trace?: Hop[];
+}
 
 export interface Sampling {
   temperature: number;
@@ -81,7 +88,9 @@ export class Generation {
   /** Every attempt so far, the current one last (their caches are released when the request ends). */
   readonly attempts: Attempt[] = [];
   private readonly tokens = new Map<number, number>();
-  private waiter: { step: number; resolve: (t: number) => void; reject: (e: Error) => void } | null = null;
+  /** Split-head parts of steps whose token the first stage has yet to finish, with their traces. */
+  private readonly heads = new Map<number, Arrival>();
+  private waiter: { step: number; heads: boolean; resolve: (a: Arrival) => void; reject: (e: Error) => void } | null = null;
   private failure: Error | null = null;
   private aborted = false;
 
@@ -90,14 +99,25 @@ export class Generation {
     private plan: ActivePlan,
   ) {}
 
-  /** A token id from the last stage. */
+  /** A token id from the last stage (or, with a split head, from the first). */
   onToken(step: number, token: number): void {
     if (this.waiter?.step === step) {
       const w = this.waiter;
       this.waiter = null;
-      w.resolve(token);
+      w.resolve({ token });
     } else {
       this.tokens.set(step, token);
+    }
+  }
+
+  /** The last stage's part of a step's split head, for the first stage to finish. */
+  onHead(step: number, head: Head, trace?: Hop[]): void {
+    if (this.waiter?.step === step && this.waiter.heads) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve({ head, trace });
+    } else {
+      this.heads.set(step, { head, trace });
     }
   }
 
@@ -151,6 +171,7 @@ export class Generation {
     const request = this.attempts.length ? `${this.id}.${this.attempts.length}` : this.id;
     this.attempts.push({ request, plan });
     this.tokens.clear();
+    this.heads.clear();
     this.failure = null;
     port.attach(request, this);
     const first = plan.stages[0].id;
@@ -168,29 +189,49 @@ export class Generation {
     offset += 1;
 
     for (let step = 0; ; step++) {
-      const token = await this.next(step);
-      if (plan.eosTokenIds.includes(token)) return 'stop';
-      generated.push(token);
-      const more = generated.length < req.maxTokens && offset < plan.contextLength;
-      // Send the next step before detokenizing, so the pipeline works while we do. A stage hands steps
-      // to its engine a turn later (to batch those arriving together); when this peer is stage 0, that
-      // engine also detokenizes: wait the turn, so the step does not queue behind the detokenizing.
-      if (more) {
-        await port.deliver(first, { ...base, step: step + 1, offset, tokens: [token], sample: true, sampling });
-        offset += 1;
-        await new Promise(setImmediate);
+      const arrived = await this.next(step, true);
+      let token: number;
+      let more: boolean;
+      if (arrived.head) {
+        // A split head: the first stage finishes this step's token from the last stage's part, and
+        // unless the token ends the request, embeds it and starts the next step there and then.
+        more = generated.length + 1 < req.maxTokens && offset < plan.contextLength;
+        await port.deliver(first, { ...base, step: step + 1, offset, head: arrived.head, finish: !more, sample: true, sampling, trace: arrived.trace });
+        token = (await this.next(step, false)).token!;
+        if (plan.eosTokenIds.includes(token)) return 'stop';
+        generated.push(token);
+        if (more) offset += 1;
+      } else {
+        token = arrived.token!;
+        if (plan.eosTokenIds.includes(token)) return 'stop';
+        generated.push(token);
+        more = generated.length < req.maxTokens && offset < plan.contextLength;
+        // Send the next step before detokenizing, so the pipeline works while we do. A stage hands steps
+        // to its engine a turn later (to batch those arriving together); when this peer is stage 0, that
+        // engine also detokenizes: wait the turn, so the step does not queue behind the detokenizing.
+        if (more) {
+          await port.deliver(first, { ...base, step: step + 1, offset, tokens: [token], sample: true, sampling });
+          offset += 1;
+          await new Promise(setImmediate);
+        }
       }
       if (out.push(await detok.add([token]))) return 'stop';
       if (!more) return 'length';
     }
   }
 
-  private next(step: number): Promise<number> {
+  /** What arrives for `step`: its token, or (when `heads`) a split head's part of it, whichever comes. */
+  private next(step: number, heads: boolean): Promise<Arrival> {
     if (this.failure) return Promise.reject(this.failure);
     const ready = this.tokens.get(step);
     if (ready !== undefined) {
       this.tokens.delete(step);
-      return Promise.resolve(ready);
+      return Promise.resolve({ token: ready });
+    }
+    const head = heads ? this.heads.get(step) : undefined;
+    if (head) {
+      this.heads.delete(step);
+      return Promise.resolve(head);
     }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -199,6 +240,7 @@ export class Generation {
       );
       this.waiter = {
         step,
+        heads,
         resolve: (t) => {
           clearTimeout(timer);
           resolve(t);

@@ -130,7 +130,7 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
       this.update({ ggufWeights });
       // A peer outside the plan still loads the tokenizer, so it can serve its own API clients.
       const [start, end] = stage?.layers ?? [0, 0];
-      const loaded = await engine.load({ model: path, start, end });
+      const loaded = await engine.load({ model: path, start, end, split_head: plan.meta.splitHead === true });
       if (this.plan !== plan) return;
       this.loadedPlan = plan;
       this.update({ ready: true, memoryBytes: loaded.memory_bytes, peakRssBytes: loaded.peak_rss_bytes, rssBeforeLoadBytes: loaded.rss_before_bytes });

@@ -18,6 +18,9 @@ export interface ModelShape {
   headBytes: number;
   /** The head is the embedding: the last stage holds it too. */
   tied?: boolean;
+  /** The head's vocabulary is cut between the first and last stages (when there are two or more):
+   *  each holds half of it (a tied first stage keeps its whole embedding too). */
+  splitHead?: boolean;
 }
 
 export interface PlanOptions {
@@ -43,10 +46,16 @@ export interface Plan {
 }
 
 function stageBytes(model: ModelShape, start: number, end: number): number {
+  const n = model.layerBytes.length;
   let total = 0;
   for (let i = start; i < end; i++) total += model.layerBytes[i];
-  if (start === 0 || (model.tied && end === model.layerBytes.length)) total += model.embedBytes;
-  if (end === model.layerBytes.length) total += model.headBytes;
+  const head = model.tied ? model.embedBytes : model.headBytes;
+  if (model.splitHead && (start === 0) !== (end === n)) {
+    // Half the head on each end; the first stage also holds the embedding.
+    return total + head / 2 + (start === 0 ? model.embedBytes : 0);
+  }
+  if (start === 0 || (model.tied && end === n)) total += model.embedBytes;
+  if (end === n) total += model.headBytes;
   return total;
 }
 
@@ -169,6 +178,7 @@ export function usableBytes(p: PeerInfo): number {
 export function samePipeline(a: MessageOf<'plan'>, b: MessageOf<'plan'>): boolean {
   return (
     a.model === b.model &&
+    (a.meta.splitHead ?? false) === (b.meta.splitHead ?? false) &&
     a.stages.length === b.stages.length &&
     a.stages.every((s, i) => s.id === b.stages[i].id && s.layers[0] === b.stages[i].layers[0] && s.layers[1] === b.stages[i].layers[1])
   );
@@ -177,10 +187,20 @@ export function samePipeline(a: MessageOf<'plan'>, b: MessageOf<'plan'>): boolea
 /** The coordinator's plan message. Rank order: the coordinator first (where requests usually arrive), then by age. */
 export function makePlan(req: PlanRequest): MessageOf<'plan'> {
   const members = [...req.live].sort((a, b) => (a.id === req.selfId ? -1 : b.id === req.selfId ? 1 : byAge(a, b)));
-  const plan = planLayers(
-    { layerBytes: req.model.layer_bytes, embedBytes: req.model.embed_bytes, headBytes: req.model.head_bytes, tied: req.model.tie_word_embeddings },
-    members.map((m) => ({ id: m.id, usableBytes: usableBytes(m) })),
-  );
+  const shape = { layerBytes: req.model.layer_bytes, embedBytes: req.model.embed_bytes, headBytes: req.model.head_bytes, tied: req.model.tie_word_embeddings };
+  const capacities = members.map((m) => ({ id: m.id, usableBytes: usableBytes(m) }));
+  // A split head puts half the head on the first stage, beside the embedding: where that does not fit
+  // (an untied model whose embedding and head outweigh its layers, on peers with little memory), the
+  // head stays whole on the last stage. Fitting the model comes before the speed the split gives.
+  let split = defaults.splitHead && capacities.length > 1;
+  let plan: Plan;
+  try {
+    plan = planLayers({ ...shape, splitHead: split }, capacities);
+  } catch (err) {
+    if (!split) throw err;
+    split = false;
+    plan = planLayers(shape, capacities);
+  }
   return {
     type: 'plan',
     term: req.term,
@@ -193,6 +213,7 @@ export function makePlan(req: PlanRequest): MessageOf<'plan'> {
       nLayers: req.model.n_layers,
       contextLength: req.model.context_length,
       eosTokenIds: req.model.eos_token_ids,
+      splitHead: split && plan.stages.length > 1,
     },
   };
 }

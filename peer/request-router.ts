@@ -91,6 +91,15 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
         return true;
       case 'token': {
         const gen = this.wired.get(msg.request);
+        if (msg.head) {
+          // A split head's part: the token comes from the first stage once it finishes it.
+          gen?.onHead(msg.step, msg.head, msg.trace);
+          return true;
+        }
+        if (msg.token === undefined) {
+          gen?.fail(meshError('REQUEST_FAILED', `a token message for step ${msg.step} had neither a token nor a head`));
+          return true;
+        }
         const timing = gen && this.tracing.get(gen.id)?.onToken(msg.step, msg.trace, msg.sentAt);
         if (timing) this.emit('token', timing);
         gen?.onToken(msg.step, msg.token);

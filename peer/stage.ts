@@ -61,11 +61,14 @@ interface Queued {
   next: string | undefined;
   /** Stages in the forward's plan. */
   depth: number;
+  /** The plan's end-of-sequence tokens: a split head's token that is one of them runs no layers. */
+  eos: number[];
   receivedAt: number;
 }
 
 /** One token through this stage: what a decode step (and the last prompt token) looks like. */
 function isStep(msg: Forward): boolean {
+  if (msg.head) return true;
   return msg.tokens ? msg.tokens.length === 1 : msg.hidden?.shape[1] === 1;
 }
 
@@ -106,7 +109,7 @@ export class Stage {
       this.replyError(msg, 'REQUEST_FAILED', `peer ${this.ctx.selfId} is not a stage of plan ${msg.planVersion}`);
       return;
     }
-    this.queue.push({ msg, next: plan.stages[index + 1]?.id, depth: plan.stages.length, receivedAt: wallMs() });
+    this.queue.push({ msg, next: plan.stages[index + 1]?.id, depth: plan.stages.length, eos: plan.meta.eosTokenIds, receivedAt: wallMs() });
     this.schedule();
   }
 
@@ -225,13 +228,14 @@ export class Stage {
 
   /** Runs the batch on the engine: one result (or error) per item, never a rejection. */
   private async run(batch: Queued[]): Promise<Array<ForwardResult | Error>> {
-    const args = batch.map(({ msg }): ForwardArgs => ({
+    const args = batch.map(({ msg, eos }): ForwardArgs => ({
       request: msg.request,
       offset: msg.offset,
       tokens: msg.tokens,
       hidden: msg.hidden,
       sample: msg.sample,
       sampling: { temperature: msg.sampling.temperature, top_p: msg.sampling.topP, seed: msg.sampling.seed },
+      ...(msg.head && { head: msg.head, finish: msg.finish ?? false, eos }),
     }));
     let results: Array<ForwardResult | Error>;
     const started = wallMs();
@@ -276,10 +280,25 @@ export class Stage {
       const tokens = msg.tokens?.length ?? msg.hidden?.shape[1] ?? 0;
       const observe = (to: string, bytesOut: number) =>
         this.ctx.onHop?.({ from, to, computeMs: hop.computeMs, transferMs: hop.transferMs, bytesIn, bytesOut, tokens });
-      if (next) {
+      if (msg.head) {
+        // The first stage finished the previous step's token (a split head): the step goes on with it
+        // (unless it ended the request), and the token goes to the origin, a step behind.
+        if (out.token === undefined) throw meshError('ENGINE_ERROR', 'the engine returned no token for the head');
+        if (next && out.hidden) {
+          observe(next, out.hidden.data.byteLength);
+          const { head: _, finish: __, ...step } = msg;
+          await this.ctx.deliver(next, { ...step, tokens: undefined, hidden: out.hidden, trace: [hop] });
+        } else {
+          observe(msg.origin, 0);
+        }
+        await this.ctx.deliver(msg.origin, { type: 'token', request: msg.request, step: msg.step - 1, token: out.token, trace });
+      } else if (next) {
         if (!out.hidden) throw meshError('ENGINE_ERROR', 'the engine returned no hidden states');
         observe(next, out.hidden.data.byteLength);
         await this.ctx.deliver(next, { ...msg, tokens: undefined, hidden: out.hidden, trace });
+      } else if (msg.sample && out.head) {
+        observe(msg.origin, 0);
+        await this.ctx.deliver(msg.origin, { type: 'token', request: msg.request, step: msg.step, head: out.head, trace });
       } else if (msg.sample) {
         if (out.token === undefined) throw meshError('ENGINE_ERROR', 'the engine returned no token');
         observe(msg.origin, 0);

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { defaults } from '../core/defaults.ts';
 import { meshError, isMeshError, type MeshError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
+import type { Head } from '../transport/messages.ts';
 import type { Tensor } from '../transport/tensor.ts';
 import type { OpTotals } from './engine-op-stats.ts';
 import { EngineClient, type EngineClientOptions, type EngineExit, type EngineHello } from './engine-client.ts';
@@ -29,6 +30,8 @@ export interface LoadArgs {
   model: string;
   start: number;
   end: number;
+  /** Cut the head's vocabulary between the first and last stages (two stages or more). */
+  split_head?: boolean;
 }
 
 export interface LoadResult {
@@ -41,6 +44,8 @@ export interface LoadResult {
   last: boolean;
   dtype: string;
   hidden_size: number;
+  /** The part [lo, hi) of a split head's vocabulary this stage computes; null when not split. */
+  vocab_part?: [number, number] | null;
 }
 
 export interface InspectResult {
@@ -73,12 +78,20 @@ export interface ForwardArgs {
   sampling?: EngineSampling;
   /** Also return the last position's logits (tests). */
   logits?: boolean;
+  /** First stage, with a split head: the last stage's part of the step, in place of `tokens`. */
+  head?: Head;
+  /** With `head`: the token is the request's last (no layers run for it). */
+  finish?: boolean;
+  /** With `head`: tokens that end the request (no layers run for them). */
+  eos?: number[];
 }
 
 export interface ForwardResult {
   hidden?: Tensor;
   token?: number;
   logits?: Tensor;
+  /** The last stage of a split head: its part of the step, for the first stage to finish. */
+  head?: Head;
 }
 
 export interface ForwardBatchResult extends ForwardResult {

@@ -91,7 +91,7 @@ function token(w: CborWriter, m: Of<'token'>): void {
   w.raw(TYPE_TOKEN);
   entry(w, K.request, m.request);
   entry(w, K.step, m.step);
-  entry(w, K.token, m.token);
+  entry(w, K.token, m.token!);
   timing(w, m);
 }
 
@@ -107,10 +107,11 @@ function benchEcho(w: CborWriter, m: Of<'bench-echo'>): void {
 /** A hot message's CBOR parts (as CborWriter.parts gives them), or null for any other message. */
 export function fastEncode(w: CborWriter, msg: Message, headroom = 0): Uint8Array[] | null {
   switch (msg.type) {
+    // A split head's steps (once per token) take the general writer, which writes every field.
     case 'forward':
-      return w.written(forward, msg, headroom);
+      return msg.head === undefined && msg.finish === undefined ? w.written(forward, msg, headroom) : null;
     case 'token':
-      return w.written(token, msg, headroom);
+      return msg.head === undefined && msg.token !== undefined ? w.written(token, msg, headroom) : null;
     case 'bench-echo':
       return w.written(benchEcho, msg, headroom);
     default:

@@ -59,6 +59,7 @@ function timing(v: Obj, out: { sentAt?: number; trace?: Hop[] }): boolean {
 
 function forward(v: Obj): Message | null {
   const { request, origin, planVersion, step, offset, sample, sampling } = v;
+  if ('head' in v || 'finish' in v) return null; // a split head's step: zod checks it
   if (!isStr(request) || !isStr(origin) || !isInt(planVersion) || !isCount(step) || !isCount(offset)) return null;
   if (typeof sample !== 'boolean' || !isObj(sampling)) return null;
   const { temperature, topP, seed } = sampling;
@@ -87,6 +88,7 @@ function forward(v: Obj): Message | null {
 
 function token(v: Obj): Message | null {
   const { request, step, token } = v;
+  if ('head' in v) return null;
   if (!isStr(request) || !isCount(step) || !isCount(token)) return null;
   const out: Extract<Message, { type: 'token' }> = { type: 'token', request, step, token };
   return timing(v, out) ? out : null;
@@ -115,8 +117,9 @@ export function fastParse(value: Obj): Message | null {
 
 const keys = (...names: string[]) => names.map((k) => Buffer.from(k));
 // 'type' first in each list: a second `type` key makes the frame one for the general path.
-const FORWARD_KEYS = keys('type', 'request', 'origin', 'planVersion', 'step', 'offset', 'hidden', 'tokens', 'sample', 'sampling', 'sentAt', 'trace');
-const TOKEN_KEYS = keys('type', 'request', 'step', 'token', 'sentAt', 'trace');
+// A split head's fields (head, finish) send the frame to the general path.
+const FORWARD_KEYS = keys('type', 'request', 'origin', 'planVersion', 'step', 'offset', 'hidden', 'tokens', 'sample', 'sampling', 'sentAt', 'trace', 'head', 'finish');
+const TOKEN_KEYS = keys('type', 'request', 'step', 'token', 'sentAt', 'trace', 'head');
 const ECHO_KEYS = keys('type', 'seq', 'answer', 'tensor');
 const TENSOR_KEYS = keys('dtype', 'shape', 'data');
 const SAMPLING_KEYS = keys('temperature', 'topP', 'seed');
@@ -253,6 +256,9 @@ function readForward(n: number): Message {
       case 9:
         sampling = readSampling();
         break;
+      case 12:
+      case 13:
+        throw NOT_HOT;
       default:
         if (!readTiming(k, 10, timed)) readAny();
     }
@@ -287,6 +293,7 @@ function readToken(n: number): Message {
     else if (k === 1) request = readText();
     else if (k === 2) step = readNumber();
     else if (k === 3) token = readNumber();
+    else if (k === 6) throw NOT_HOT;
     else if (!readTiming(k, 4, timed)) readAny();
   }
   check(request !== undefined && isCount(step) && isCount(token));

@@ -107,6 +107,8 @@ export const PlanSchema = z.object({
     nLayers: z.number().int().positive(),
     contextLength: z.number().int().positive(),
     eosTokenIds: z.array(z.number().int().nonnegative()),
+    /** The head's vocabulary is cut between the first and last stages (peer/engine shard.py). */
+    splitHead: z.boolean().optional(),
   }),
 });
 
@@ -168,6 +170,22 @@ const SamplingSchema = z.object({
   seed: z.number().int().nullable(),
 });
 
+/**
+ * A step's head split between the last stage and the first (peer/engine shard.py): the last stage's
+ * normed hidden state and its part of the vocabulary's top logits ([token id, logit], the top first,
+ * then near-ties), and its whole part's logits when the request samples with a temperature. The origin
+ * passes it on to the first stage, which finishes the token with its own part.
+ */
+export const HeadSchema = z.object({
+  hidden: TensorSchema,
+  top: z
+    .array(z.tuple([z.number().int().nonnegative(), z.union([z.number(), z.nan()])]))
+    .min(1)
+    .max(64),
+  logits: TensorSchema.optional(),
+});
+export type Head = z.infer<typeof HeadSchema>;
+
 /** Activations (or, for stage 0, token ids) flowing down the pipeline. */
 export const ForwardSchema = z.object({
   type: z.literal('forward'),
@@ -183,17 +201,25 @@ export const ForwardSchema = z.object({
   /** Whether the last stage should sample (false for all but the final prefill chunk). */
   sample: z.boolean(),
   sampling: SamplingSchema,
+  /** To the first stage, with a split head: the last stage's part of the previous step, in place of
+   *  `tokens`. The first stage finishes that token, sends it to the origin and embeds it. */
+  head: HeadSchema.optional(),
+  /** With `head`: the token it gives is the request's last, so no layers run for it. */
+  finish: z.boolean().optional(),
   /** Sender's wall clock (ms) when it sent this, and the hops so far: the request's trace. */
   sentAt: z.number().optional(),
   trace: z.array(HopSchema).max(64).optional(),
 });
 
-/** The last stage sends back only the sampled token id, never the logits. */
+
+/** The last stage sends back only the sampled token id, never the logits (or, with a split head, its
+ *  part of the step for the first stage to finish; the first stage then sends the token). */
 export const TokenSchema = z.object({
   type: z.literal('token'),
   request: z.string(),
   step: z.number().int().nonnegative(),
-  token: z.number().int().nonnegative(),
+  token: z.number().int().nonnegative().optional(),
+  head: HeadSchema.optional(),
   sentAt: z.number().optional(),
   trace: z.array(HopSchema).max(64).optional(),
 });
@@ -271,7 +297,7 @@ export const WeightsErrorSchema = z.object({
 });
 
 /** Control messages between peers (forwarded API calls use HTTP, not these). */
-export const MessageSchema = z.discriminatedUnion('type', [
+const MessageUnion = z.discriminatedUnion('type', [
   HelloSchema,
   AuthSchema,
   RejectSchema,
@@ -291,6 +317,13 @@ export const MessageSchema = z.discriminatedUnion('type', [
   WeightsErrorSchema,
 ]);
 
+/** Every message, and the rules across fields: a token message carries a token or a head, one of them. */
+export const MessageSchema = MessageUnion.superRefine((m, ctx) => {
+  if (m.type === 'token' && (m.token === undefined) === (m.head === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['token'], message: 'a token message carries either a token or a head' });
+  }
+});
+
 export type Message = z.infer<typeof MessageSchema>;
 export type MessageOf<T extends Message['type']> = Extract<Message, { type: T }>;
-export const MESSAGE_TYPES = MessageSchema.options.map((o) => o.shape.type.value);
+export const MESSAGE_TYPES = MessageUnion.options.map((o) => o.shape.type.value);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EngineClient } from '../../peer/engine-client.ts';
-import { defaults } from '../../core/defaults.ts';
+import { defaults, ENGINE_PROTOCOL } from '../../core/defaults.ts';
 import { isMeshError } from '../../core/errors.ts';
 import { STORIES } from '../helpers/mesh.ts';
 
@@ -26,7 +26,7 @@ test.after(async () => {
 test('hello reports protocol, versions and the backend', async () => {
   const engine = client();
   const hello = await engine.start();
-  assert.is(hello.protocol, 1);
+  assert.is(hello.protocol, ENGINE_PROTOCOL);
   assert.is(hello.backend, 'cpu');
   assert.is(hello.pid, engine.pid);
   assert.match(hello.mlx, /^\d+\.\d+/);

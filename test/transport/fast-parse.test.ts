@@ -202,4 +202,25 @@ test('through decodeMessage a bad hot message still gets the schema error, and a
   assert.equal(decodeMessage(encodeRaw(unknownKeys)), zod(VALID[2]));
 });
 
+
+test("a split head's steps take the general path both ways and arrive whole", () => {
+  const head = { hidden: { dtype: 'float32', shape: [1, 1, 4], data: bytes(16) }, top: [[40_000, 12.5], [40_007, 12.499]], logits: { dtype: 'float32', shape: [1, 2], data: bytes(8) } };
+  const messages = [
+    { type: 'token', request: 'r1', step: 3, head, sentAt: 5, trace: [hop] },
+    { type: 'forward', request: 'r1', origin: 'p1', planVersion: 2, step: 4, offset: 20, head, finish: false, sample: true, sampling, trace: [hop] },
+    { type: 'token', request: 'r1', step: 3, head: { ...head, top: [[7, NaN]] } },
+  ];
+  const w = new CborWriter(1024);
+  for (const m of messages) {
+    const want = zod(m);
+    assert.ok(want, `${m.type} is valid`);
+    assert.is(fastEncode(w, want!, 0), null, 'the general writer');
+    const frame = Buffer.concat(encodeMessageFragments(want!));
+    assert.is(fastDecode(frame), null, 'the general reader');
+    assert.equal(plain(decodeMessage(frame)), plain(want), 'every field arrives');
+  }
+  assert.is(zod({ type: 'token', request: 'r1', step: 3 }), null, 'a token message with neither a token nor a head');
+  assert.is(zod({ type: 'token', request: 'r1', step: 3, token: 5, head }), null, 'or with both');
+});
+
 test.run();
