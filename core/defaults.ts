@@ -83,10 +83,14 @@ export const defaults = {
    *  1 for a layer's (peer/planner.ts): decode reads the whole head per token, prefill runs it once.
    *  Read on the coordinator, which plans. */
   planHeadWorkShare: envFraction('MLX_MESH_HEAD_WORK_SHARE', 0),
-  /** With two stages or more, cut the output head's vocabulary between the first and the last stage
-   *  (peer/engine shard.py), so the last stage does not read the whole head every step alone.
-   *  MLX_MESH_SPLIT_HEAD=0 keeps it whole on the last stage. Read by each peer when it loads. */
-  splitHead: process.env.MLX_MESH_SPLIT_HEAD !== '0',
+  /** MLX_MESH_SPLIT_HEAD=1: with two stages or more, cut the output head's vocabulary between the first
+   *  and the last stage (peer/engine shard.py), so the last stage does not read the whole head every
+   *  step alone. Off by default: on the 2-core test machine, whose cores share one memory, it balanced
+   *  the stages but gave no more tokens per second (bench/README.md). Read by the coordinator when it
+   *  plans; the plan tells every peer. */
+  get splitHead(): boolean {
+    return process.env.MLX_MESH_SPLIT_HEAD === '1';
+  },
   engineTimeoutsMs,
 
   // --- inference -------------------------------------------------------------------------------
