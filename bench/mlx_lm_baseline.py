@@ -12,7 +12,7 @@ object above without runs and memory (after the warm-up), then one run per input
 {"peak_memory", "peak_rss_bytes"}.
 
 The prompt is plain text of about PROMPT_TOKENS tokens, tokenized exactly as the engine's `tokenize`
-op does for /v1/completions (with BOS), so the mesh rows can send the same text and must produce the
+op does for /v1/completions (the tokenizer's own special tokens), so the mesh rows can send the same text and must produce the
 same greedy text. Generation stops at EOS or GENERATION_TOKENS, as the mesh does. One unmeasured
 warm-up generation runs first; REPEATS 0 runs one generation without it, for its text only (the
 reference for a mesh whose prefill chunks are PREFILL_STEP tokens: mlx_lm's default is 2048). MLX_MESH_BLAS selects the BLAS exactly as the engine does, so both
@@ -37,12 +37,8 @@ PASSAGE = (
 
 
 def encode(tokenizer, text):
-    """What the engine's tokenize op returns for {text, add_bos: true}."""
-    tokens = list(tokenizer.encode(text, add_special_tokens=True))
-    bos = tokenizer.bos_token_id
-    if bos is not None and (not tokens or tokens[0] != bos):
-        tokens.insert(0, bos)
-    return tokens
+    """What the engine's tokenize op returns for {text} (/v1/completions): the tokenizer's own encoding."""
+    return list(tokenizer.encode(text, add_special_tokens=True))
 
 
 def prompt_of(tokenizer, n_tokens):

@@ -262,7 +262,9 @@ export class Inference extends EventEmitter<InferenceEvents> {
   }
 
   async tokenize(input: { text: string } | { messages: Array<{ role: string; content: string }> }): Promise<number[]> {
-    const res = 'text' in input ? await this.engine.tokenize({ text: input.text, addBos: true }) : await this.engine.tokenize(input);
+    // A text prompt gets the special tokens its tokenizer adds itself (a BOS for Llama-style tokenizers,
+    // none for SmolLM2's), as mlx_lm's generate encodes it.
+    const res = await this.engine.tokenize(input);
     return res.tokens;
   }
 

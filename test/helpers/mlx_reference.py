@@ -3,8 +3,8 @@
 Usage: python mlx_reference.py MODEL_DIR SPEC MAX_TOKENS [PREFILL_STEP]
   SPEC '{"prompt": "..."}' | '{"messages": [...]}': mlx_lm.stream_generate with prefill_step_size
       PREFILL_STEP (default mlx_lm's 2048); prints {"prompt": [...], "tokens": [...], "text": "..."}.
-  SPEC '{"batch": ["...", ...], "add_bos": true?}': mlx_lm.batch_generate of those prompts in one batch
-      (each starting with BOS when add_bos, as the mesh's /v1/completions tokenizes); prints
+  SPEC '{"batch": ["...", ...]}': mlx_lm.batch_generate of those prompts in one batch, each encoded as
+      mlx_lm (and the mesh's /v1/completions) encodes it; prints
       {"batch": [{"prompt": [...], "tokens": [...], "text": "..."}, ...]} in prompt order.
 """
 import json
@@ -42,9 +42,6 @@ def main():
     hint_rows_of(model)  # BLIS packs for as many rows as in the engine: the same sums
     if "batch" in spec:
         prompts = [tokenizer.encode(p) for p in spec["batch"]]
-        bos = tokenizer.bos_token_id
-        if spec.get("add_bos") and bos is not None:  # as the engine's tokenize op with add_bos
-            prompts = [p if p and p[0] == bos else [bos, *p] for p in prompts]
         out = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, return_token_ids=True, prefill_step_size=prefill_step)
         print(json.dumps({"batch": [_result(tokenizer, p, t) for p, t in zip(prompts, out.token_ids)]}))
         return

@@ -48,11 +48,10 @@ export function mlxReference(modelDir: string, spec: { prompt: string } | { mess
 
 /**
  * mlx_lm's own batched generation (batch_generate) of these prompts in one batch, in prompt order.
- * `addBos`: each prompt starts with the tokenizer's BOS, as the mesh's /v1/completions tokenizes a text
- * prompt (tokenizers that add none themselves, such as SmolLM2's, differ there).
+ * Each prompt is encoded as mlx_lm encodes it (and the mesh's /v1/completions: the tokenizer's own BOS, if any).
  */
-export function mlxBatchReference(modelDir: string, prompts: string[], maxTokens: number, opts: { addBos?: boolean } = {}): ReferenceResult[] {
-  const spec = { batch: prompts, ...(opts.addBos ? { add_bos: true } : {}) };
+export function mlxBatchReference(modelDir: string, prompts: string[], maxTokens: number): ReferenceResult[] {
+  const spec = { batch: prompts };
   const args = [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify(spec), String(maxTokens)];
   return (JSON.parse(execFileSync(TEST_PYTHON, args, { encoding: 'utf8' })) as { batch: ReferenceResult[] }).batch;
 }
