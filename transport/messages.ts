@@ -172,8 +172,8 @@ const SamplingSchema = z.object({
 
 /**
  * A step's head split between the last stage and the first (peer/engine shard.py): the last stage's
- * normed hidden state and its part of the vocabulary's top logits ([token id, logit], the top first,
- * then near-ties), and its whole part's logits when the request samples with a temperature. The origin
+ * normed hidden state and its part of the vocabulary's top logit ([[token id, logit]]), and its whole
+ * part's logits when the request samples with a temperature. The origin
  * passes it on to the first stage, which finishes the token with its own part.
  */
 export const HeadSchema = z.object({

@@ -1,12 +1,10 @@
 // Pipeline throughput features on real engines with the tiny trained model (stories260K), checked
 // against single-process mlx_lm: overlapped prefill (small chunks, so stages work at once) and batched
 // decode (concurrent requests' steps as one forward per stage; joining and leaving at any step).
-import fs from 'node:fs';
-import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { prefillChunkSize } from '../../peer/prefill-chunk.ts';
-import { createTestMesh, STORIES, type TestMesh, waitFor } from '../helpers/mesh.ts';
+import { completeOn, convertedStories, createTestMesh, STORIES, type TestMesh, waitFor } from '../helpers/mesh.ts';
 import { mlxBatchReference, mlxReference } from '../helpers/models.ts';
 
 const STORY =
@@ -29,20 +27,8 @@ test.after(async () => {
   await mesh?.stop();
 });
 
-function convertedDir(): string {
-  const dir = path.join(mesh.nodes[0].dataDir, 'models');
-  return path.join(dir, fs.readdirSync(dir).find((d) => d.startsWith('stories260K-'))!);
-}
-
-async function complete(prompt: string, maxTokens: number, extra: Record<string, unknown> = {}, node = 1) {
-  const res = await fetch(`${mesh.nodes[node].api.url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...CLOSE },
-    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0, ...extra }),
-  });
-  assert.is(res.status, 200, await res.clone().text());
-  return (await res.json()) as any;
-}
+const convertedDir = () => convertedStories(mesh.nodes[0]);
+const complete = (prompt: string, maxTokens: number, extra: Record<string, unknown> = {}, node = 1) => completeOn(mesh.nodes[node], prompt, maxTokens, extra);
 
 test('overlapped prefill: a long prompt in small chunks is token-identical to mlx_lm with that step size', async () => {
   const prompt = STORY + STORY + STORY;

@@ -2,11 +2,9 @@
 // engines with the tiny trained model: the last stage sends its part of each step to the origin, the
 // origin passes it to the first stage, which finishes the token. Output stays token-identical to
 // mlx_lm, alone and batched, and requests end where they should (max_tokens, EOS, a stop string).
-import fs from 'node:fs';
-import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createTestMesh, STORIES, type TestMesh, waitFor } from '../helpers/mesh.ts';
+import { completeOn, convertedStories, createTestMesh, STORIES, type TestMesh, waitFor } from '../helpers/mesh.ts';
 import { mlxBatchReference, mlxReference } from '../helpers/models.ts';
 
 let mesh: TestMesh;
@@ -26,20 +24,8 @@ test.after(async () => {
   else process.env.MLX_MESH_SPLIT_HEAD = was;
 });
 
-function convertedDir(): string {
-  const dir = path.join(mesh.nodes[0].dataDir, 'models');
-  return path.join(dir, fs.readdirSync(dir).find((d) => d.startsWith('stories260K-'))!);
-}
-
-async function complete(prompt: string, maxTokens: number, extra: Record<string, unknown> = {}, node = 1) {
-  const res = await fetch(`${mesh.nodes[node].api.url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...CLOSE },
-    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0, ...extra }),
-  });
-  assert.is(res.status, 200, await res.clone().text());
-  return (await res.json()) as any;
-}
+const convertedDir = () => convertedStories(mesh.nodes[0]);
+const complete = (prompt: string, maxTokens: number, extra: Record<string, unknown> = {}, node = 1) => completeOn(mesh.nodes[node], prompt, maxTokens, extra);
 
 const PROMPTS = ['Once upon a time', 'The cat sat on', 'Lily and Tom went to the park. They', 'One day, a big dog'];
 

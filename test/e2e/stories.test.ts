@@ -1,11 +1,10 @@
 // The real tiny model (stories260K) through 1, 2 and 3 peers: greedy output is the published golden
 // continuation and equals single-process mlx_lm token for token. Plus failure behaviour a client sees.
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createTestMesh, getJson, STORIES, TEST_PYTHON, type TestMesh, waitFor } from '../helpers/mesh.ts';
+import { convertedStories, createTestMesh, getJson, STORIES, TEST_PYTHON, type TestMesh, waitFor } from '../helpers/mesh.ts';
 import { ROOT } from '../helpers/process.ts';
 
 const GOLDEN =
@@ -35,11 +34,7 @@ async function sse(res: Response): Promise<any[]> {
     .map((d) => (d === '[DONE]' ? '[DONE]' : JSON.parse(d)));
 }
 
-function convertedDir(mesh: TestMesh): string {
-  const dir = path.join(mesh.nodes[0].dataDir, 'models');
-  const sub = fs.readdirSync(dir).find((d) => d.startsWith('stories260K-'))!;
-  return path.join(dir, sub);
-}
+const convertedDir = (mesh: TestMesh) => convertedStories(mesh.nodes[0]);
 
 for (const n of [1, 2, 3]) {
   test(`stories260K through ${n} peer(s): the golden continuation, identical to single-process mlx_lm`, async () => {

@@ -92,3 +92,24 @@ export async function getJson<T = any>(url: string): Promise<T> {
   const res = await fetch(url);
   return (await res.json()) as T;
 }
+
+/** The directory a peer converted stories260K.gguf into (the mlx_lm reference reads it). */
+export function convertedStories(node: MeshNode): string {
+  const dir = path.join(node.dataDir, 'models');
+  return path.join(dir, fs.readdirSync(dir).find((d) => d.startsWith('stories260K-'))!);
+}
+
+/**
+ * A greedy /v1/completions on a node, unless `extra` says otherwise; throws unless it answers 200.
+ * Each on a connection of its own: a reference run takes seconds, and a kept-alive connection the
+ * server times out meanwhile would reset the next request (ECONNRESET).
+ */
+export async function completeOn(node: MeshNode, prompt: string, maxTokens: number, extra: Record<string, unknown> = {}): Promise<any> {
+  const res = await fetch(`${node.api.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', connection: 'close' },
+    body: JSON.stringify({ prompt, max_tokens: maxTokens, temperature: 0, ...extra }),
+  });
+  if (res.status !== 200) throw new Error(`/v1/completions answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}

@@ -170,4 +170,28 @@ test('the plan message: the coordinator is rank 0, then peers by age; shares fol
   assert.not.ok(samePipeline(msg, { ...msg, model: 'other.gguf' }), 'another model');
 });
 
+test('MLX_MESH_SPLIT_HEAD=1: the plan splits the head when half of it fits beside the embedding, else keeps it whole', () => {
+  const was = process.env.MLX_MESH_SPLIT_HEAD;
+  process.env.MLX_MESH_SPLIT_HEAD = '1';
+  try {
+    // Untied: a 2 GiB embedding and a 2 GiB head beside two 2 GiB layers.
+    const facts = { n_layers: 2, layer_bytes: [2 * GiB, 2 * GiB], embed_bytes: 2 * GiB, head_bytes: 2 * GiB, context_length: 4096, eos_token_ids: [2] };
+    const plan = (gib: number) =>
+      makePlan({ selfId: 'a', term: 1, version: 1, spec: 'default', name: 'm', model: facts, live: [peerInfo('a', 1, gib * GiB), peerInfo('b', 2, gib * GiB)] });
+    const roomy = plan(16);
+    assert.is(roomy.meta.splitHead, true);
+    assert.equal(roomy.stages.map((s) => s.layers), [[0, 1], [1, 2]]);
+    // 4.5 GiB each: split, the first stage needs 2 + 1 + 2 = 5 GiB; whole, each stage needs 4.
+    const tight = plan(4.5);
+    assert.is(tight.meta.splitHead, false);
+    assert.equal(tight.stages.map((s) => s.layers), [[0, 1], [1, 2]]);
+    assert.not.ok(samePipeline(roomy, { ...roomy, meta: { ...roomy.meta, splitHead: false } }), 'a split head is another pipeline');
+    const alone = makePlan({ selfId: 'a', term: 1, version: 1, spec: 'default', name: 'm', model: facts, live: [peerInfo('a', 1, 16 * GiB)] });
+    assert.is(alone.meta.splitHead, false, 'one stage holds the whole head');
+  } finally {
+    if (was === undefined) delete process.env.MLX_MESH_SPLIT_HEAD;
+    else process.env.MLX_MESH_SPLIT_HEAD = was;
+  }
+});
+
 test.run();

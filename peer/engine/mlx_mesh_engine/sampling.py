@@ -7,16 +7,12 @@ mlx_lm.sample_utils, then a categorical draw with this request's own key, so con
 with seeds are reproducible regardless of interleaving.
 """
 
-import logging
 import math
 import secrets
 from typing import Optional
 
 import mlx.core as mx
-import numpy as np
 from mlx_lm.sample_utils import apply_top_p
-
-log = logging.getLogger("mlx_mesh_engine")
 
 # How close to the top logit another one must be before subtracting logsumexp could tie the two.
 # logits - lse lies in [-log V, 0], under 16 in magnitude for any vocabulary below 8.8M words, where a
@@ -67,50 +63,25 @@ class RequestSampler:
 
 # --- a head split in two (shard.py): the last stage holds one part of the vocabulary, the first the other
 
-# At most this many of the last stage's logits near its top travel with its hidden state.
-NEAR_MAX = 8
-
-
-def near_top(logits: mx.array, lo: int) -> list:
-    """[[token id, logit], ...] of one row's logits [1, n] (vocabulary ids from `lo`) not clearly below
-    its top (within greedy's margin): the top first, then any near-ties, at most NEAR_MAX in all."""
-    margin = _MARGIN.get(logits.dtype, _MARGIN_16BIT)
+def top_entry(logits: mx.array, lo: int) -> list:
+    """[[token id, logit]] of one row's logits [1, n] (vocabulary ids from `lo`): its top, the lowest id
+    among equal ones, as argmax gives it."""
     row = logits[0]
-    index = mx.argmax(row)
-    top = row[index]
-    near = mx.logical_not(row < top - margin)
-    count = mx.sum(near)
-    mx.eval(index, top, count)
-    first = int(index.item())
-    entries = [[lo + first, float(top.item())]]
-    if count.item() > 1:
-        for j in np.flatnonzero(np.array(near)):
-            if len(entries) >= NEAR_MAX:
-                break
-            if int(j) != first:
-                entries.append([lo + int(j), float(row[int(j)].item())])
-    return entries
+    index = int(mx.argmax(row).item())
+    return [[lo + index, float(row[index].item())]]
 
 
 def greedy_split(part: mx.array, other: list) -> int:
     """Greedy's token from this stage's part of one row's logits ([1, n], ids from 0) and the other
-    part's near-top entries (near_top's list): the token greedy picks from the whole row.
+    part's top (top_entry's list, ids above this part's): the higher logit's token, the lower id among
+    equal ones, as an argmax of the whole row gives it.
 
-    When only one logit of the whole row lies within the margin of the top, it is that logit's token,
-    exactly as `greedy` proves it. On a real near-tie (two logits within 2^-16 of each other), greedy
-    would subtract logsumexp over the whole row, which neither stage has: the higher logit wins, the
-    lower id among equal ones, as an argmax of the logits does.
+    That is `greedy`'s token whenever no other logit lies within its margin of the top (then greedy
+    proves the argmax is its answer). On a real near-tie (two logits within 2^-16 of each other),
+    greedy would subtract logsumexp over the whole row, which neither stage has: the argmax is taken.
     """
-    margin = _MARGIN.get(part.dtype, _MARGIN_16BIT)
     row = part[0]
-    index = mx.argmax(row)
-    mx.eval(index)
-    a = int(index.item())
+    a = int(mx.argmax(row).item())
     candidates = [(float(row[a].item()), a)] + [(float(v), int(t)) for t, v in other]
     value = lambda c: c[0] if c[0] == c[0] else -math.inf  # NaN ranks last
-    best = min(candidates, key=lambda c: (-value(c), c[1]))
-    threshold = (mx.array(best[0], dtype=part.dtype) - margin).item()
-    near = int(mx.sum(mx.logical_not(row < threshold)).item()) + sum(1 for v, _ in candidates[1:] if not v < threshold)
-    if near != 1 or not math.isfinite(best[0]):
-        log.debug("greedy over a split head: a near-tie at %s, the higher logit taken", best)
-    return best[1]
+    return min(candidates, key=lambda c: (-value(c), c[1]))[1]

@@ -47,7 +47,7 @@ def _token_ids(msg: Dict[str, Any]) -> list:
 def _bytes_tensors(reply: Dict[str, Any]) -> Dict[str, Any]:
     """Tensors of a reply nested in a list, as bytes: the framing writes memoryviews without a copy
     only near the top of a frame (a decode step's row is small, so the copy costs nothing)."""
-    return {k: {**v, "data": bytes(v["data"])} if isinstance(v, dict) and "data" in v else v for k, v in reply.items()}
+    return {k: _as_bytes(v) if isinstance(v, dict) and "data" in v else v for k, v in reply.items()}
 
 
 def _as_bytes(tensor: Dict[str, Any]) -> Dict[str, Any]:
@@ -267,11 +267,11 @@ class Engine:
         if not args["sample"]:
             return {}
         if isinstance(out, tuple):
-            # A split head: the normed hidden state and this part's top, for the first stage to finish.
-            from .sampling import near_top
+            # A split head: the normed hidden state and this part's top logit, for the first stage to finish.
+            from .sampling import top_entry
 
             hidden, part = out
-            head: Dict[str, Any] = {"hidden": _as_bytes(encode_tensor(hidden)), "top": near_top(part, self.shard.vocab_part[0])}
+            head: Dict[str, Any] = {"hidden": _as_bytes(encode_tensor(hidden)), "top": top_entry(part, self.shard.vocab_part[0])}
             if args["temperature"] != 0:
                 head["logits"] = _as_bytes(encode_tensor(part))
             return {"head": head}
