@@ -482,6 +482,7 @@ export async function run(argv: string[]): Promise<number> {
     streams: levels,
     pin: values.pin,
     blas: baseline.info.blas,
+    malloc: baseline.info.malloc ?? 'system',
     openblas_threads: env.OPENBLAS_NUM_THREADS ?? null,
     blis_threads: env.BLIS_NUM_THREADS ?? null,
     cpus: os.cpus().length,
@@ -508,7 +509,7 @@ export async function run(argv: string[]): Promise<number> {
   } else {
     process.stdout.write(table(rows, ratios));
     process.stdout.write(
-      `\n${path.basename(model)} · blas ${meta.blas} · ${meta.cpus} CPUs · load ${load.join(' ')} → ${meta.loadavg_after.join(' ')} · ${meta.seconds.toFixed(0)} s\n`,
+      `\n${path.basename(model)} · blas ${meta.blas} · malloc ${meta.malloc} · ${meta.cpus} CPUs · load ${load.join(' ')} → ${meta.loadavg_after.join(' ')} · ${meta.seconds.toFixed(0)} s\n`,
     );
   }
   return EXIT.ok;

@@ -29,6 +29,8 @@ export interface BaselineInfo {
   prompt: string;
   prompt_tokens: number;
   blas: string;
+  /** The malloc it ran with ("libjemalloc.so.2" or "system"), as the engine chooses it. */
+  malloc?: string;
   versions: Record<string, string>;
 }
 

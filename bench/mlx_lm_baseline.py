@@ -2,7 +2,7 @@
 
 Usage: python mlx_lm_baseline.py MODEL_DIR PROMPT_TOKENS GENERATION_TOKENS REPEATS [PREFILL_STEP]
 Prints one JSON object on stdout:
-  {"prompt": text, "prompt_tokens", "blas", "versions", "peak_memory", "peak_rss_bytes",
+  {"prompt": text, "prompt_tokens", "blas", "malloc", "versions", "peak_memory", "peak_rss_bytes",
    "runs": [{"prompt_s", "prompt_tps", "generation_tps", "tokens", "text"}]}
 
 REPEATS `serve` keeps the model loaded and runs one generation per line read on stdin, so the bench
@@ -15,8 +15,8 @@ The prompt is plain text of about PROMPT_TOKENS tokens, tokenized exactly as the
 op does for /v1/completions (the tokenizer's own special tokens), so the mesh rows can send the same text and must produce the
 same greedy text. Generation stops at EOS or GENERATION_TOKENS, as the mesh does. One unmeasured
 warm-up generation runs first; REPEATS 0 runs one generation without it, for its text only (the
-reference for a mesh whose prefill chunks are PREFILL_STEP tokens: mlx_lm's default is 2048). MLX_MESH_BLAS selects the BLAS exactly as the engine does, so both
-sides of a comparison compute with the same library.
+reference for a mesh whose prefill chunks are PREFILL_STEP tokens: mlx_lm's default is 2048). MLX_MESH_BLAS selects the BLAS and MLX_MESH_MALLOC the malloc exactly as the
+engine does, so both sides of a comparison compute with the same libraries.
 """
 
 import importlib.metadata
@@ -63,8 +63,10 @@ def peak_rss_bytes():
 
 
 def main():
+    from mlx_mesh_engine import allocator
     from mlx_mesh_engine import blas as engine_blas
 
+    allocator.preload()  # the engine's malloc (jemalloc when the system has it): may restart this process
     engine_blas.load_blas()
     blas = engine_blas.active  # e.g. "libblis.so.4 + rows_gemm"
     import mlx.core as mx
@@ -107,6 +109,7 @@ def main():
         "prompt": text,
         "prompt_tokens": len(prompt),
         "blas": blas or "bundled",
+        "malloc": allocator.active(),
         "versions": {"python": platform.python_version(), "mlx": mx.__version__, "mlx_lm": importlib.metadata.version("mlx-lm")},
     }
 

@@ -42,6 +42,8 @@ export interface EngineHello {
   backend: 'cpu' | 'gpu';
   /** The CBLAS MLX's CPU matmuls use: "bundled" or the library MLX_MESH_BLAS loaded. */
   blas?: string;
+  /** The malloc the engine runs with: "libjemalloc.so.2" when it preloaded it (Linux), else "system". */
+  malloc?: string;
   pid: number;
 }
 

@@ -160,6 +160,8 @@ export interface Verified {
   rows_gemm?: string;
   /** When it is on: 2 rows through it ÷ two one-row products by the BLAS (below 1 is what it is for). */
   rows_gemm_speed?: number;
+  /** The malloc the engine preloads ("libjemalloc.so.2"), or "system". */
+  malloc?: string;
   error?: string;
 }
 
@@ -171,7 +173,7 @@ export async function verifyPython(python: string, timeoutMs = 60_000, signal?: 
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     const v = JSON.parse(line) as Verified;
-    return { ok: !!v.ok, versions: v.versions ?? {}, device: v.device, metal: v.metal, blas: v.blas, rows_gemm: v.rows_gemm, rows_gemm_speed: v.rows_gemm_speed, error: v.error };
+    return { ok: !!v.ok, versions: v.versions ?? {}, device: v.device, metal: v.metal, blas: v.blas, rows_gemm: v.rows_gemm, rows_gemm_speed: v.rows_gemm_speed, malloc: v.malloc, error: v.error };
   } catch {
     const why = r.error?.code === 'ENOENT' ? `${python} does not exist` : (r.stderr.trim().split('\n').pop() ?? `exit ${r.code}`);
     return { ok: false, versions: {}, error: why };
@@ -188,6 +190,8 @@ export interface PythonEnvCheck {
   rowsGemm?: string;
   /** When it is on and `timeRowsGemm` was asked: 2 rows through it ÷ two single rows by the BLAS. */
   rowsGemmSpeed?: number;
+  /** The malloc the engine preloads, or "system" (Linux; allocator.py). */
+  malloc?: string;
   problems: string[];
   /** The one command (or step) that makes this environment work. */
   fix: string;
@@ -215,7 +219,7 @@ export async function checkPythonEnv(opts: { python?: string; dataDir: string; e
         : `run "mlx-mesh setup${dataFlag}"`;
   }
   // A working interpreter outside the venv is usable; only a failing import makes the check fail.
-  return { ok: v.ok && !(python.source === 'venv' && problems.length), python, versions: v.versions, device: v.device, blas: v.blas, rowsGemm: v.rows_gemm, rowsGemmSpeed: v.rows_gemm_speed, problems, fix };
+  return { ok: v.ok && !(python.source === 'venv' && problems.length), python, versions: v.versions, device: v.device, blas: v.blas, rowsGemm: v.rows_gemm, rowsGemmSpeed: v.rows_gemm_speed, malloc: v.malloc, problems, fix };
 }
 
 export type SetupStep = (event: { step: string; detail?: string; done?: boolean }) => void;

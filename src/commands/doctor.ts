@@ -8,7 +8,7 @@ import { API_KEY_HELP, API_KEY_OPTION, apiKeyFrom, authHeaders } from '../api-cl
 import { type Command, EXIT } from '../command.ts';
 import { defaults, PROTOCOL_VERSION } from '../../core/defaults.ts';
 import { type CheckResult, fail, formatReport, pass, skip, warn } from '../doctor/check.ts';
-import { checkBlas, checkDataDir, checkDevice, checkDisk, checkInterpreter, checkMemory, checkMlx, checkNode, checkPort, checkVenv, type PortOwner, probePort } from '../doctor/local.ts';
+import { checkBlas, checkDataDir, checkMalloc, checkDevice, checkDisk, checkInterpreter, checkMemory, checkMlx, checkNode, checkPort, checkVenv, type PortOwner, probePort } from '../doctor/local.ts';
 import { checkFirewall, checkLocalNetwork, checkMdns } from '../doctor/network.ts';
 import { checkResolve, checkTcp, engineVerdict, helloVerdict, type PeerTarget, peerIdVerdict, probeHello, rttVerdict } from '../doctor/remote.ts';
 import type { ClusterView } from '../remote/local-view.ts';
@@ -138,6 +138,7 @@ async function run(argv: string[]): Promise<number> {
   record(checkMlx(env));
   record(checkDevice(env));
   record(checkBlas(env));
+  record(checkMalloc(env));
   record(checkMemory());
 
   const apiKey = apiKeyFrom(values['api-key']);

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseHostPort, peerTargets } from '../../src/commands/doctor.ts';
 import { formatReport } from '../../src/doctor/check.ts';
-import { checkBlas, checkDevice, checkDisk, checkInterpreter, checkMlx, checkNode, checkPort, checkVenv, probePort } from '../../src/doctor/local.ts';
+import { checkBlas, checkDevice, checkMalloc, checkDisk, checkInterpreter, checkMlx, checkNode, checkPort, checkVenv, probePort } from '../../src/doctor/local.ts';
 import { checkFirewall, checkLocalNetwork, checkMdns, firewallVerdict } from '../../src/doctor/network.ts';
 import { checkResolve, checkTcp, engineVerdict, helloVerdict, peerIdVerdict, rttVerdict } from '../../src/doctor/remote.ts';
 import type { PythonEnvCheck } from '../../peer/python-env.ts';
@@ -87,6 +87,21 @@ test('BLAS: a library with rows_gemm passes on Linux, with its timed speed; slow
   assert.is(checkBlas({ ...okEnv, blas: 'bundled' }, 'darwin').status, 'skip');
   assert.is(checkBlas(brokenEnv, 'linux').status, 'skip');
   assert.match(engineVerdict('g', { id: 'a', engine: 'ready', blas: 'libblis.so.4', capabilities: { mlxVersion: '0.32.4', backend: 'cpu' } }).detail, /mlx 0\.32\.4, cpu, BLAS libblis\.so\.4/);
+});
+
+test("malloc: jemalloc passes on Linux; glibc's warns with the package to install, unless MLX_MESH_MALLOC=system asked for it; other systems skip", () => {
+  assert.equal(checkMalloc({ ...okEnv, malloc: 'libjemalloc.so.2' }, 'linux', undefined), {
+    group: checkNode().group,
+    title: 'malloc',
+    status: 'pass',
+    detail: 'libjemalloc.so.2 (the engine preloads it)',
+  });
+  const glibc = checkMalloc({ ...okEnv, malloc: 'system' }, 'linux', undefined);
+  assert.is(glibc.status, 'warn');
+  assert.match(glibc.fix!, /apt install libjemalloc2/);
+  assert.is(checkMalloc({ ...okEnv, malloc: 'system' }, 'linux', 'system').status, 'pass');
+  assert.is(checkMalloc({ ...okEnv, malloc: 'system' }, 'darwin').status, 'skip');
+  assert.is(checkMalloc(brokenEnv, 'linux').status, 'skip');
 });
 
 test('ports: free passes, held by mlx-mesh passes, held by something else fails with lsof', async () => {

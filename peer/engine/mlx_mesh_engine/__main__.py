@@ -28,6 +28,9 @@ def _widen_pipes(*fds: int) -> None:
 
 
 def main() -> int:
+    from .allocator import preload
+
+    preload()  # may restart this process with jemalloc: before anything else
     frames_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("MLX_MESH_ENGINE_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")

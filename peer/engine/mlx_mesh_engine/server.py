@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 import mlx.core as mx
 
-from . import PROTOCOL, blas
+from . import PROTOCOL, allocator, blas
 from .errors import EngineError, bad_request
 from .rss import peak_rss_bytes, rss_bytes
 from .batch import Request, can_batch, forward_rows
@@ -90,6 +90,7 @@ class Engine:
             "mlx_lm": importlib.metadata.version("mlx-lm"),
             "backend": "gpu" if gpu else "cpu",
             "blas": blas.active or "bundled",
+            "malloc": allocator.active(),
             "pid": os.getpid(),
         }
 

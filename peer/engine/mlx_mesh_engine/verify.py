@@ -3,10 +3,12 @@
 Imports what the engine imports and runs one small MLX computation, so a venv whose wheels do not
 match the CPU or glibc fails at `setup` rather than at the first generation. Loads the BLAS as the
 engine does and says which (`blas`, as in the engine's hello), and whether rows_gemm is in front of it;
+`malloc` is the allocator the engine would preload (allocator.py), or "system";
 `--time-rows-gemm` (doctor) adds `rows_gemm_speed`, its timed speed against the BLAS. Prints one JSON line.
 """
 
 import json
+import os
 import sys
 from importlib import metadata
 from typing import Any, Dict
@@ -28,7 +30,7 @@ def verify(time_rows_gemm: bool = False) -> Dict[str, Any]:
     """What the engine needs, imported and run once; with `time_rows_gemm` (doctor), rows_gemm's speed too."""
     out: Dict[str, Any] = {"versions": versions()}
     try:
-        from . import blas, rows_gemm
+        from . import allocator, blas, rows_gemm
 
         blas.load_blas()  # as the engine does, before mlx is imported
         import mlx.core as mx
@@ -44,6 +46,9 @@ def verify(time_rows_gemm: bool = False) -> Dict[str, Any]:
         out["metal"] = metal
         out["blas"] = blas.active or "bundled"
         out["rows_gemm"] = rows_gemm.status
+        # The malloc the engine would run with (it preloads it when it starts; this process does not).
+        lib = allocator.chosen()
+        out["malloc"] = os.path.basename(lib) if lib and os.path.isfile(lib) else "system"
         ratio = rows_gemm.speed() if time_rows_gemm else None
         if ratio is not None:
             out["rows_gemm_speed"] = round(ratio, 2)

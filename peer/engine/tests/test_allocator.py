@@ -1,0 +1,59 @@
+"""MLX_MESH_MALLOC: the engine restarts itself once with jemalloc when the system has it (same pid,
+same pipes), says so in its hello, and never fails to start over it."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ENGINE_DIR
+from mlx_mesh_engine import allocator
+from mlx_mesh_engine.framing import encode_frame, read_frame
+
+JEMALLOC = allocator.chosen({"MLX_MESH_MALLOC": "auto"})
+
+
+def hello_with(malloc, extra=None):
+    frames = encode_frame({"id": 1, "op": "hello"}) + encode_frame({"id": 2, "op": "stats"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlx_mesh_engine"],
+        cwd=ENGINE_DIR, input=frames, capture_output=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "MLX_MESH_BLAS": "", "MLX_MESH_MALLOC": malloc, **(extra or {})},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = io.BytesIO(proc.stdout)
+    return read_frame(out), read_frame(out), proc.stderr.decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or JEMALLOC is None, reason="needs Linux with libjemalloc2")
+def test_auto_restarts_with_jemalloc_and_keeps_serving_the_same_pipes():
+    hello, stats, err = hello_with("auto")
+    # Both frames were written before the restart began: the restarted process read them from the same pipe.
+    assert hello["ok"] and hello["malloc"] == "libjemalloc.so.2", (hello, err)
+    assert stats["ok"] and stats["id"] == 2
+
+
+def test_system_keeps_the_system_malloc():
+    hello, _, _ = hello_with("system")
+    assert hello["ok"] and hello["malloc"] == "system"
+
+
+def test_a_missing_library_starts_with_the_system_malloc_and_says_why():
+    hello, _, err = hello_with("/nonexistent/libmalloc.so")
+    assert hello["ok"] and hello["malloc"] == "system"
+    assert "no such file" in err
+
+
+def test_a_library_the_loader_refuses_does_not_loop():
+    # A file that is not a shared object: the loader ignores it, and the engine does not try again.
+    hello, _, _ = hello_with(os.path.join(ENGINE_DIR, "mlx_mesh_engine", "__init__.py"))
+    assert hello["ok"] and hello["malloc"] == "system"
+
+
+def test_chosen_follows_the_setting():
+    assert allocator.chosen({"MLX_MESH_MALLOC": "system"}) is None
+    assert allocator.chosen({"MLX_MESH_MALLOC": "/opt/lib/libtcmalloc.so"}) == (
+        "/opt/lib/libtcmalloc.so" if sys.platform.startswith("linux") else None
+    )
