@@ -127,6 +127,8 @@ export const StatusSchema = z.object({
   backend: z.string().optional(),
   /** The CBLAS the engine's CPU matmuls use ("bundled" or a library name): its hello's `blas`. */
   blas: z.string().max(256).optional(),
+  /** The malloc the engine runs with ("libjemalloc.so.2" or "system"): its hello's `malloc`. */
+  malloc: z.string().max(256).optional(),
   mlxVersion: z.string().optional(),
   error: z.string().optional(),
   /** Its layers' weights coming from another peer (peer/weights-fetch.ts): the last transfer's progress. */

@@ -28,6 +28,7 @@ export function deviceExtras(inference: Inference, id: string): DeviceExtras {
     ggufWeights: st?.ggufWeights,
     backend: st?.backend,
     blas: st?.blas,
+    malloc: st?.malloc,
     mlxVersion: st?.mlxVersion,
     load: st?.load,
     fetch: st?.fetch,

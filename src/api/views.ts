@@ -16,6 +16,7 @@ export interface DeviceExtras {
   ggufWeights?: string;
   backend?: string;
   blas?: string;
+  malloc?: string;
   mlxVersion?: string;
   rank?: number;
   load?: { tokensPerSec: number; inFlight: number; rttMs?: Record<string, number> };
@@ -82,6 +83,7 @@ export function gpuInfoView(src: ViewSource) {
       gguf_weights: x?.ggufWeights ?? null,
       backend: x?.backend ?? p.capabilities.backend ?? null,
       blas: x?.blas ?? null,
+      malloc: x?.malloc ?? null,
       engine: x?.engine ?? p.capabilities.engine ?? null,
       tokens_per_sec: x?.load?.tokensPerSec ?? 0,
       requests_in_flight: x?.load?.inFlight ?? 0,

@@ -14,6 +14,8 @@ export interface ClusterPeer {
   engine?: string;
   /** The CBLAS its engine uses, from its status (gpu-info's `blas`). */
   blas?: string;
+  /** The malloc its engine runs with, from its status (gpu-info's `malloc`). */
+  malloc?: string;
 }
 
 export interface ClusterView {

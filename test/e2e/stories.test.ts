@@ -21,6 +21,13 @@ async function readyMesh(n: number): Promise<TestMesh> {
   return mesh;
 }
 
+/** Whether the engine would preload jemalloc here: its own rule (allocator.py), asked in a fresh process. */
+function jemallocInstalled(): boolean {
+  const code = 'from mlx_mesh_engine import allocator; print(allocator.chosen() or "")';
+  const env = { ...process.env, PYTHONPATH: path.join(ROOT, 'peer', 'engine'), MLX_MESH_MALLOC: 'auto' };
+  return execFileSync(TEST_PYTHON, ['-c', code], { env, encoding: 'utf8' }).trim().endsWith('libjemalloc.so.2');
+}
+
 function post(url: string, body: unknown) {
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
 }
@@ -46,6 +53,9 @@ for (const n of [1, 2, 3]) {
       assert.ok(info.devices.every((d: { gguf_weights: string }) => d.gguf_weights === 'float32'));
       // Each device says which BLAS its engine multiplies with (BLIS or OpenBLAS on a Linux machine with either).
       assert.ok(info.devices.every((d: { blas: unknown }) => typeof d.blas === 'string' && d.blas.length > 0), JSON.stringify(info.devices.map((d: { blas: unknown }) => d.blas)));
+      // And which malloc: jemalloc where the system has it (CI installs libjemalloc2), else the system's.
+      const mallocs = info.devices.map((d: { malloc: unknown }) => d.malloc);
+      assert.equal(mallocs, Array(n).fill(jemallocInstalled() ? 'libjemalloc.so.2' : 'system'), JSON.stringify(mallocs));
       const ranges = info.devices.map((d: { layers: [number, number] }) => d.layers);
       assert.is(ranges[0][0], 0);
       assert.is(ranges[n - 1][1], 5, 'all 5 layers are covered');
