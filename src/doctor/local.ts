@@ -98,7 +98,7 @@ export function checkBlas(
 }
 
 /** Linux: MLX's CPU backend allocates in every operation, and glibc's malloc costs each engine step
- *  5–11% more than jemalloc (peer/engine/mlx_mesh_engine/allocator.py). */
+ *  6–13% more than with jemalloc (peer/engine/mlx_mesh_engine/allocator.py). */
 export function checkMalloc(env: PythonEnvCheck, platform: NodeJS.Platform = process.platform, requested = process.env.MLX_MESH_MALLOC): CheckResult {
   const title = 'malloc';
   if (platform !== 'linux') return skip(G, title, "the system's (nothing to choose here)");
@@ -108,7 +108,7 @@ export function checkMalloc(env: PythonEnvCheck, platform: NodeJS.Platform = pro
   return warn(
     G,
     title,
-    "glibc's: every engine step takes 5–11% longer than with jemalloc",
+    "glibc's: every engine step takes 6–13% longer than with jemalloc",
     'install jemalloc ("apt install libjemalloc2"): the engine preloads it at its next start',
   );
 }

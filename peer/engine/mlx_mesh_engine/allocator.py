@@ -4,7 +4,7 @@ MLX's CPU backend allocates and frees many small objects in every operation of e
 descriptors, shared pointers, the scheduler's closures, the graph's hash sets). In a profile of a
 pinned two-peer mesh decoding four streams, glibc's malloc and free took ~9% of the last stage's
 engine, most of it merging free chunks (`malloc_consolidate`, `unlink_chunk`). With jemalloc a
-stage's step takes 5-11% less on the same machine, one row or two (bench/README.md); the numbers it
+stage's step takes 5-12% less on the same machine, one row or two (bench/README.md); the numbers it
 computes are the same, bit for bit.
 
 A process's malloc is fixed when it starts, so an engine that finds jemalloc re-executes itself once
