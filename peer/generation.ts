@@ -1,6 +1,7 @@
 // One generation, driven by the peer whose API received it: send the prompt into stage 0 in chunks,
 // then feed each sampled token back in until EOS, a stop string, max_tokens or the context end.
-// Tokens come back from the last stage as ids only; this peer's engine turns them into text one by one.
+// Tokens come back from the last stage as ids only; this peer turns them into text one by one
+// (detokenizer.ts, or its engine for a tokenizer only mlx-lm's naive detokenizer handles).
 //
 // When the pipeline breaks under it (a stage lost, the stages re-planned, a stage's engine restarted),
 // the generation asks its port for the plan to go on with and replays everything so far — prompt and
@@ -54,7 +55,7 @@ export function activePlanOf(plan: MessageOf<'plan'>): ActivePlan {
   return { version: plan.version, stages: plan.stages, eosTokenIds: plan.meta.eosTokenIds, contextLength: plan.meta.contextLength };
 }
 
-/** The origin engine's streaming detokenizer for one request: each token costs the same, however long the text. */
+/** The origin's streaming detokenizer for one request: each token costs the same, however long the text. */
 export interface TextStream {
   /** Adds tokens; resolves with the text that became final (a partial character or word waits). */
   add(tokens: number[]): Promise<string>;
@@ -207,8 +208,8 @@ export class Generation {
         generated.push(token);
         more = generated.length < req.maxTokens && offset < plan.contextLength;
         // Send the next step before detokenizing, so the pipeline works while we do. A stage hands steps
-        // to its engine a turn later (to batch those arriving together); when this peer is stage 0, that
-        // engine also detokenizes: wait the turn, so the step does not queue behind the detokenizing.
+        // to its engine a turn later (to batch those arriving together); when this peer is stage 0 and its
+        // engine detokenizes (a naive tokenizer), wait the turn, so the step does not queue behind that.
         if (more) {
           await port.deliver(first, { ...base, step: step + 1, offset, tokens: [token], sample: true, sampling });
           offset += 1;

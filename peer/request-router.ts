@@ -8,7 +8,8 @@ import type { Message, MessageOf } from '../transport/messages.ts';
 import { type ActivePlan, activePlanOf, type GenerateRequest, Generation, type GenerationResult } from './generation.ts';
 import type { Peer } from './peer.ts';
 import { prefillChunkSize } from './prefill-chunk.ts';
-import { EngineTextStream } from './text-stream.ts';
+import { createDetokenizer } from './detokenizer.ts';
+import { EngineTextStream, LocalTextStream } from './text-stream.ts';
 import { type RequestRecord, RequestTrace, TraceRing, wallMs } from './request-trace.ts';
 import { type BatchOptions, Stage, type StageHop } from './stage.ts';
 import type { EngineSupervisor } from './supervisor.ts';
@@ -124,6 +125,8 @@ export class RequestRouter extends EventEmitter<RouterEvents> {
         stepTimeoutMs: this.opts.stepTimeoutMs,
         deliver: (to, msg) => this.deliver(to, msg),
         openText: async (stream) => {
+          const local = createDetokenizer(await engine.detokSpec());
+          if (local) return new LocalTextStream(local);
           const text = new EngineTextStream(engine, stream);
           await text.open();
           return text;

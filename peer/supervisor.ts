@@ -7,6 +7,7 @@ import { meshError, isMeshError, type MeshError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import type { Head } from '../transport/messages.ts';
 import type { Tensor } from '../transport/tensor.ts';
+import type { DetokSpec } from './detokenizer.ts';
 import type { OpTotals } from './engine-op-stats.ts';
 import { EngineClient, type EngineClientOptions, type EngineExit, type EngineHello } from './engine-client.ts';
 
@@ -138,6 +139,8 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
   private _hello?: EngineHello;
   private _loaded?: LoadResult;
   private lastLoad?: LoadArgs;
+  /** The detokenizer spec of `model`, asked once (see detokSpec). */
+  private spec?: { model: string; value: Promise<DetokSpec> };
   private restarts: number[] = [];
   private recovering = false;
   private stopRequested = false;
@@ -413,6 +416,21 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
 
   decode(tokens: number[], skipSpecial = false): Promise<{ text: string }> {
     return this.call('decode', { tokens, skip_special: skipSpecial });
+  }
+
+  /** The loaded tokenizer's streaming-detokenizer rules and token map (detokenizer.ts), asked of
+   *  the engine once per model. */
+  detokSpec(): Promise<DetokSpec> {
+    const model = this.lastLoad?.model;
+    if (!model) return Promise.reject(meshError('ENGINE_ERROR', 'no model is loaded'));
+    if (this.spec?.model !== model) {
+      const value = this.call<DetokSpec>('detok_spec');
+      this.spec = { model, value };
+      value.catch(() => {
+        if (this.spec?.value === value) this.spec = undefined;
+      });
+    }
+    return this.spec.value;
   }
 
   /** Opens a streaming detokenizer (freed by detokClose, or by the next load). */

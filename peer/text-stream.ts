@@ -1,8 +1,29 @@
-// The origin's streaming detokenizer for one request. It lives in this peer's engine (mlx-lm's, one per
-// request), so an engine restart loses it: the stream then opens a new one, feeds it every token so
-// far and drops the text it had already returned, and the request's text goes on as if nothing happened.
-// Text is counted in UTF-16 units on both sides: the new stream's output is a prefix of the same text.
+// The origin's streaming detokenizer for one request, in one of two places:
+// - LocalTextStream: in this peer (detokenizer.ts, mlx-lm's rules with the model's token map), for the
+//   byte-level BPE and SentencePiece tokenizers mlx-lm streams itself. No engine op per token.
+// - EngineTextStream: in this peer's engine (mlx-lm's, one per request), for tokenizers only mlx-lm's
+//   naive detokenizer handles. An engine restart loses it: the stream then opens a new one, feeds it
+//   every token so far and drops the text it had already returned, and the request's text goes on as
+//   if nothing happened. Text is counted in UTF-16 units on both sides: the new stream's output is a
+//   prefix of the same text.
+import type { StreamingDetokenizer } from './detokenizer.ts';
 import type { TextStream } from './generation.ts';
+
+export class LocalTextStream implements TextStream {
+  constructor(private readonly detok: StreamingDetokenizer) {}
+
+  async add(tokens: number[]): Promise<string> {
+    let text = '';
+    for (const t of tokens) text += this.detok.add(t);
+    return text;
+  }
+
+  async close(): Promise<string> {
+    return this.detok.finalize();
+  }
+
+  async drop(): Promise<void> {}
+}
 
 /** What the stream needs of the engine supervisor. */
 export interface DetokEngine {

@@ -1,10 +1,11 @@
-// The inference wiring on one real peer: the origin's streaming text, and what a user sees when the
+// The inference wiring on one real peer: the origin's streaming text (detokenized by the peer, or by its
+// engine for a naive tokenizer), and what a user sees when the
 // engine cannot get its layers back.
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createTestMesh, getJson, STORIES, waitFor } from '../helpers/mesh.ts';
+import { createTestMesh, getJson, STORIES, tempDir, waitFor } from '../helpers/mesh.ts';
 
 const GOLDEN =
   ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily';
@@ -41,11 +42,14 @@ test('a re-load that fails after an engine crash shows as failed with the reason
   }
 });
 
-test('text streams through the origin engine\'s detokenizer; every stream is freed, also on a stop string and an abort', async () => {
-  const mesh = await createTestMesh(1, { inference: true, model: STORIES });
+/** Greedy text, a stop string and an abort on a one-peer mesh of `model`; returns the peer's engine
+ *  supervisor's stats after the abort (the engine's detokenizer streams left open). */
+async function textPaths(model: string, onMesh?: (dataDir: string) => void) {
+  const mesh = await createTestMesh(1, { inference: true, model });
   try {
     const inference = mesh.nodes[0].inference!;
     await waitFor(() => inference.isReady(), 60_000, 'a ready peer');
+    onMesh?.(mesh.nodes[0].dataDir);
     const tokens = await inference.tokenize({ text: 'Once upon a time' });
     const greedy = { temperature: 0, topP: 1, seed: null };
     const pieces: string[] = [];
@@ -61,9 +65,35 @@ test('text streams through the origin engine\'s detokenizer; every stream is fre
     const err = await aborted.then(() => null, (e: Error) => e);
     assert.match(String(err?.message), /went away/);
     await waitFor(async () => (await inference.engine.stats()).detokenizers === 0, 10_000, 'no detokenizer left open');
+    return inference.engine.opStats();
   } finally {
     await mesh.stop();
   }
+}
+
+let naiveModel = '';
+
+test('text streams through the peer\'s own detokenizer (SentencePiece): no engine op per token', async () => {
+  const ops = await textPaths(STORIES, (dataDir) => {
+    // A copy of the converted model whose tokenizer mlx-lm detokenizes naively, for the next test.
+    const models = path.join(dataDir, 'models');
+    const dir = path.join(models, fs.readdirSync(models).find((d) => d.startsWith('stories260K-'))!);
+    naiveModel = path.join(tempDir('mlx-mesh-naive-'), 'stories-naive');
+    fs.cpSync(dir, naiveModel, { recursive: true });
+    const file = path.join(naiveModel, 'tokenizer.json');
+    const tokenizer = JSON.parse(fs.readFileSync(file, 'utf8'));
+    // The same decoding with its first two steps swapped: mlx-lm only recognizes its own order.
+    const [replace, bytes, ...rest] = tokenizer.decoder.decoders;
+    tokenizer.decoder.decoders = [bytes, replace, ...rest];
+    fs.writeFileSync(file, JSON.stringify(tokenizer));
+  });
+  assert.is(ops.detok_add, undefined, 'no detok_add op reached the engine');
+  assert.is(ops.detok_spec?.count, 1, 'the token map was asked for once');
+});
+
+test('with a tokenizer only mlx-lm decodes (naive), the streams live in the engine and are all freed', async () => {
+  const ops = await textPaths(naiveModel);
+  assert.ok((ops.detok_add?.count ?? 0) >= 60, 'detok_add ops reached the engine');
 });
 
 test.run();

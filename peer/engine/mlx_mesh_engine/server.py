@@ -437,6 +437,19 @@ class Engine:
         detok.finalize()
         return {"text": detok.last_segment}
 
+    def op_detok_spec(self, msg):
+        """The streaming detokenizer's rules and its token map, so that the origin peer can detokenize
+        without a round trip per token (peer/detokenizer.ts follows mlx-lm's rules exactly). `naive`
+        (mlx-lm decodes the whole line with the tokenizer) has no map: those peers use detok_add."""
+        from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, SPMStreamingDetokenizer
+
+        detok = self._tokenizer().detokenizer
+        if type(detok) is SPMStreamingDetokenizer:
+            return {"kind": "spm", "trim_space": bool(detok.trim_space), "pieces": list(detok.tokenmap)}
+        if type(detok) is BPEStreamingDetokenizer:
+            return {"kind": "bpe", "pieces": [p if isinstance(p, str) else "" for p in detok.tokenmap]}
+        return {"kind": "naive"}
+
     def _detokenizer(self, msg):
         stream = _arg(msg, "stream", str)
         if stream not in self.detokenizers:
