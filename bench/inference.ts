@@ -29,7 +29,9 @@ Runs the same greedy generation on single-process mlx_lm and on a mesh of N peer
 reports mlx_lm.benchmark's figures per row (prompt_tps, generation_tps, peak_memory) and the ratios:
   decode     generation tok/s, 1 stream, mesh ÷ mlx_lm
   prefill    time to the first token of the -p prompt, mlx_lm ÷ mesh (above 1: the mesh is faster)
-  streams    aggregate tok/s of 4 concurrent streams ÷ 1 stream (mesh)
+  streams    aggregate tok/s of 4 concurrent streams ÷ 1 stream (mesh), each from its requests'
+             start to their end, so it includes the 4 prompts' prefills
+  streams, steady   the same while all 4 streams generate (the pipeline's own rate, without that ramp)
   memory     engine peak RSS of the largest peer ÷ the mlx_lm process's peak RSS
 mlx_lm stays loaded in its own process and runs one generation before the first mesh trial and one
 after each, so every decode and prefill ratio is the median of per-trial ratios, each trial against the
@@ -115,11 +117,14 @@ export interface Ratios {
   decode: number;
   prefill: number;
   streams: number;
+  /** The same while every stream generates (ConcurrentRun.steadyTps ÷ one stream's generation rate):
+   *  the pipeline's rate without the ramp of the k prompts' prefills and the streams ending apart. */
+  streams_steady: number | null;
   /** null where the engines' peak RSS cannot be read (no /proc). */
   memory: number | null;
   /** The lowest and highest of the trials' own ratios behind each median: how far this machine's drift
    *  moved them (a median whose range spans a goal has not settled whether it is met). */
-  range: { decode: [number, number]; prefill: [number, number]; streams: [number, number] };
+  range: { decode: [number, number]; prefill: [number, number]; streams: [number, number]; streams_steady: [number, number] | null };
 }
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
@@ -200,6 +205,8 @@ export interface MeshResult {
   baseRuns: BaselineRun[];
   /** Per trial: aggregate tok/s at the top concurrency level ÷ at the lowest, measured back to back. */
   streamRatios: number[];
+  /** Per trial: the same with the steady rates (while every stream generates), where there was one. */
+  steadyRatios: number[];
 }
 
 async function meshRow(
@@ -285,7 +292,13 @@ async function meshRow(
       hops,
       trials: trials.map(({ text: _t, ...t }) => t),
     };
-    return { row, baseRuns, streamRatios: streamTrials.map((st) => st[top].aggregateTps / st[low].aggregateTps) };
+    return {
+      row,
+      baseRuns,
+      streamRatios: streamTrials.map((st) => st[top].aggregateTps / st[low].aggregateTps),
+      // Trials whose streams all generated at once for a while (short generations may not).
+      steadyRatios: streamTrials.filter((st) => st[top].steadyTps > 0 && st[low].steadyTps > 0).map((st) => st[top].steadyTps / st[low].steadyTps),
+    };
   } finally {
     await stopPeerProcesses(procs);
     fs.rmSync(root, { recursive: true, force: true });
@@ -318,8 +331,9 @@ export function ratiosOf(mesh: MeshResult, basePeakRss: number): Ratios {
     decode: median(decode),
     prefill: median(prefill),
     streams: median(mesh.streamRatios),
+    streams_steady: mesh.steadyRatios.length ? median(mesh.steadyRatios) : null,
     memory: row.peak_rss_bytes.every((b) => b !== null) ? Math.max(...(row.peak_rss_bytes as number[])) / basePeakRss : null,
-    range: { decode: range(decode), prefill: range(prefill), streams: range(mesh.streamRatios) },
+    range: { decode: range(decode), prefill: range(prefill), streams: range(mesh.streamRatios), streams_steady: mesh.steadyRatios.length ? range(mesh.steadyRatios) : null },
   };
 }
 
@@ -339,13 +353,14 @@ function table(rows: Row[], ratios: Ratios[]): string {
     r.same_text ? 'yes' : 'NO',
     ...Object.keys(rows.at(-1)?.streams ?? {}).map((k) => (r.streams[k] ? r.streams[k].aggregateTps.toFixed(2) : '-')),
   ]);
-  const rhead = ['ratios (median, trials low–high)', 'decode', 'prefill', `streams`, 'memory'];
+  const rhead = ['ratios (median, trials low–high)', 'decode', 'prefill', `streams`, 'streams, steady', 'memory'];
   const withRange = (v: number, [lo, hi]: [number, number]) => `${v.toFixed(2)} (${lo.toFixed(2)}–${hi.toFixed(2)})`;
   const rbody = ratios.map((x) => [
     `mesh, ${x.peers} peer${x.peers > 1 ? 's' : ''}`,
     withRange(x.decode, x.range.decode),
     withRange(x.prefill, x.range.prefill),
     withRange(x.streams, x.range.streams),
+    x.streams_steady === null || !x.range.streams_steady ? '-' : withRange(x.streams_steady, x.range.streams_steady),
     x.memory === null ? '?' : x.memory.toFixed(2),
   ]);
   return `${format([head, ...body])}\n\n${format([rhead, ...rbody])}\n${rows.map(hopTable).join('')}${rows.map(streamsTable).join('')}`;

@@ -21,7 +21,13 @@ export interface ConcurrentRun {
   /** All generated tokens ÷ seconds. */
   aggregateTps: number;
   meanTtftS: number;
+  /** The last stream's time to its first text: the others are decoding while its prompt goes through. */
+  lastTtftS: number;
   meanGenerationTps: number;
+  /** Tokens ÷ seconds while every stream was generating (from the last stream's first text to the
+   *  first stream's end): the pipeline's rate without the ramp of k prompts at the start and the
+   *  streams ending apart. With one stream, its generation rate. */
+  steadyTps: number;
 }
 
 /** Short, different openings: concurrent streams are distinct requests, as real clients send. */
@@ -36,12 +42,14 @@ export const SHORT_PROMPTS = [
   'When the snow melted, the river carried a letter to the town.',
 ];
 
-/** One greedy plain completion (no chat template), streamed; `onFirstText` runs when the first text arrives. */
-export async function oneStream(api: string, prompt: string, maxTokens: number, onFirstText?: () => void): Promise<StreamRun> {
+/** One greedy plain completion (no chat template), streamed; `onFirstText` runs when the first text
+ *  arrives, `onText` on every piece. */
+export async function oneStream(api: string, prompt: string, maxTokens: number, onFirstText?: () => void, onText?: () => void): Promise<StreamRun> {
   let first = true;
   const r = await streamCompletion(api, { prompt, maxTokens, temperature: 0, raw: true }, () => {
     if (first) onFirstText?.();
     first = false;
+    onText?.();
   });
   const ttftS = r.firstTokenSeconds ?? r.seconds;
   const after = r.seconds - ttftS;
@@ -58,7 +66,10 @@ export async function oneStream(api: string, prompt: string, maxTokens: number, 
 /** `k` streams started together, each with its own short prompt. */
 export async function concurrentStreams(api: string, k: number, maxTokens: number): Promise<ConcurrentRun> {
   const started = performance.now();
-  const runs = await Promise.all(Array.from({ length: k }, (_, i) => oneStream(api, SHORT_PROMPTS[i % SHORT_PROMPTS.length], maxTokens)));
+  const pieces: number[][] = Array.from({ length: k }, () => []);
+  const runs = await Promise.all(
+    Array.from({ length: k }, (_, i) => oneStream(api, SHORT_PROMPTS[i % SHORT_PROMPTS.length], maxTokens, undefined, () => pieces[i].push(performance.now()))),
+  );
   const seconds = (performance.now() - started) / 1000;
   const tokens = runs.reduce((s, r) => s + r.tokens, 0);
   const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
@@ -68,6 +79,23 @@ export async function concurrentStreams(api: string, k: number, maxTokens: numbe
     tokens,
     aggregateTps: tokens / seconds,
     meanTtftS: mean(runs.map((r) => r.ttftS)),
+    lastTtftS: Math.max(...runs.map((r) => r.ttftS)),
     meanGenerationTps: mean(runs.map((r) => r.generationTps)),
+    steadyTps: steadyRate(pieces, runs.map((r) => r.tokens)),
   };
+}
+
+/**
+ * Tokens per second while every stream was generating: from the last stream's first piece of text to
+ * the first stream's last. A piece is about one token (the detokenizer holds back a partial character
+ * or a lone space); each stream's pieces in the window are scaled by its tokens ÷ pieces. 0 when the
+ * streams never all generated at once.
+ */
+export function steadyRate(pieces: number[][], tokens: number[]): number {
+  if (!pieces.length || pieces.some((p) => p.length < 2)) return 0;
+  const from = Math.max(...pieces.map((p) => p[0]));
+  const to = Math.min(...pieces.map((p) => p[p.length - 1]));
+  if (to <= from) return 0;
+  const inWindow = pieces.reduce((sum, p, i) => sum + (p.filter((t) => t > from && t <= to).length * tokens[i]) / p.length, 0);
+  return inWindow / ((to - from) / 1000);
 }

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { createTestMesh, getJson, STORIES, TEST_PYTHON, tempDir, waitFor } from '../helpers/mesh.ts';
 import { BIN, ROOT } from '../helpers/process.ts';
 import { type MeshResult, ratiosOf } from '../../bench/inference.ts';
+import { steadyRate } from '../../bench/streams.ts';
 
 function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
@@ -26,10 +27,27 @@ test('ratios: the median of the trials\' own ratios, with their lowest and highe
     row: { peers: 2, trials: [trial(8, 1), trial(10, 2), trial(9, 4)], peak_rss_bytes: [50, 60] },
     baseRuns: [base(10, 2), base(10, 2), base(10, 2), base(10, 2)],
     streamRatios: [2.5, 3.1, 2.8],
+    steadyRatios: [3.2, 2.9, 3],
   } as unknown as MeshResult;
   const r = ratiosOf(mesh, 100);
-  assert.equal([r.decode, r.prefill, r.streams, r.memory], [0.9, 1, 2.8, 0.6]);
-  assert.equal(r.range, { decode: [0.8, 1], prefill: [0.5, 2], streams: [2.5, 3.1] });
+  assert.equal([r.decode, r.prefill, r.streams, r.streams_steady, r.memory], [0.9, 1, 2.8, 3, 0.6]);
+  assert.equal(r.range, { decode: [0.8, 1], prefill: [0.5, 2], streams: [2.5, 3.1], streams_steady: [2.9, 3.2] });
+  // No trial whose streams all generated at once: no steady ratio rather than a made-up one.
+  assert.is(ratiosOf({ ...mesh, steadyRatios: [] }, 100).streams_steady, null);
+});
+
+test('steady rate: tokens while every stream generates, from the last first text to the first end', () => {
+  // Two streams of 5 tokens, a piece every 100 ms; the second starts 200 ms late. Both generate from
+  // 200 to 400 ms: pieces at 300 and 400 of each are in that window (4 tokens in 0.2 s).
+  const a = [0, 100, 200, 300, 400];
+  const b = [200, 300, 400, 500, 600];
+  assert.is(steadyRate([a, b], [5, 5]), 20);
+  // One stream: its own rate after its first piece.
+  assert.is(steadyRate([a], [5]), 10);
+  // A stream with half as many pieces as tokens (a piece held back) counts two tokens a piece.
+  assert.is(steadyRate([a, b.filter((_, i) => i % 2 === 0)], [5, 6]), (2 + 2) / 0.2);
+  // Never all at once: 0.
+  assert.is(steadyRate([[0, 100], [200, 300]], [2, 2]), 0);
 });
 
 test('ratios: each trial against the geometric mean of the mlx_lm runs just before and after it', () => {
@@ -40,6 +58,7 @@ test('ratios: each trial against the geometric mean of the mlx_lm runs just befo
     row: { peers: 2, trials: [trial(8, 2)], peak_rss_bytes: [1, 1] },
     baseRuns: [base(16, 1), base(4, 4)],
     streamRatios: [3],
+    steadyRatios: [3],
   } as unknown as MeshResult;
   const r = ratiosOf(mesh, 2);
   assert.ok(Math.abs(r.decode - 1) < 1e-12 && Math.abs(r.prefill - 1) < 1e-12, JSON.stringify(r));
@@ -83,6 +102,7 @@ test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios
   assert.equal(out.ratios.map((x: { peers: number }) => x.peers), [1, 2]);
   for (const ratios of out.ratios) {
     for (const k of ['decode', 'prefill', 'streams', 'memory']) assert.ok(finite(ratios[k]) && ratios[k] > 0, `${k}: ${ratios[k]}`);
+    assert.ok(ratios.streams_steady === null || (finite(ratios.streams_steady) && ratios.streams_steady > 0), `streams_steady: ${ratios.streams_steady}`);
     // Each median lies within the range of the trials' own ratios it was taken from.
     for (const k of ['decode', 'prefill', 'streams']) {
       const [lo, hi] = ratios.range[k];
