@@ -8,9 +8,10 @@
 // (b) mlx_lm: the same generation in single-process mlx_lm (bench/long_generation_baseline.py), the
 //     same windows: its growth is the model's own (attention over a longer context). The mesh's own
 //     per-token cost is (a) − (b); goal: at the end within 10% of the start.
-// (c) text path: the origin's detokenizing alone, on one engine, at 100 tokens and at --text-tokens:
-//     the streaming detokenizer (`detok_add`, one token) against decoding the whole sequence
-//     (`decode`, what the origin did per token before).
+// (c) text path: the origin's detokenizing alone, at 100 tokens and at --text-tokens: the peer's own
+//     streaming detokenizer (peer/detokenizer.ts, one token), the engine's (`detok_add`, one token: the
+//     path of tokenizers mlx-lm decodes naively) and decoding the whole sequence (`decode`, what the
+//     origin did per token before either).
 // The model's context bounds --max-tokens: the tiny stories260K model (the default here) has 2048.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaults } from '../core/defaults.ts';
+import { createDetokenizer } from '../peer/detokenizer.ts';
 import { resolvePython } from '../peer/python-env.ts';
 import { EngineSupervisor } from '../peer/supervisor.ts';
 import { startLocalMesh, waitUntilReady } from '../src/local-mesh.ts';
@@ -101,6 +103,17 @@ async function engineRun(modelDir: string): Promise<Record<string, number>> {
       for (let i = 0; i < n; i++) await fn();
       return (performance.now() - t0) / n;
     };
+    const spec = await engine.detokSpec();
+    /** The peer's own detokenizer, ms per token: 2000 tokens after `length − 1`, timed together. */
+    const local = (length: number) => {
+      const detok = createDetokenizer(spec);
+      if (!detok) return NaN; // a naive tokenizer: only the engine detokenizes it
+      for (let i = 0; i < length - 1; i++) detok.add(sequence[i % sequence.length]);
+      const n = 2000;
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) detok.add(sequence[(length - 1 + i) % sequence.length]);
+      return (performance.now() - t0) / n;
+    };
     const at = async (length: number) => {
       await engine.detokOpen('bench');
       await engine.detokAdd('bench', sequence.slice(0, length - 1));
@@ -108,11 +121,13 @@ async function engineRun(modelDir: string): Promise<Record<string, number>> {
       const add = await timeIt(() => engine.detokAdd('bench', [sequence[i++ % sequence.length]]));
       await engine.detokClose('bench');
       const decode = await timeIt(() => engine.decode(sequence.slice(0, length)));
-      return { add, decode };
+      return { add, decode, local: local(length) };
     };
     const short = await at(100);
     const long = await at(textTokens);
     return {
+      peerDetokMsAt100: Number(short.local.toFixed(4)),
+      peerDetokMsAtMax: Number(long.local.toFixed(4)),
       detokAddMsAt100: Number(short.add.toFixed(3)),
       detokAddMsAtMax: Number(long.add.toFixed(3)),
       decodeAllMsAt100: Number(short.decode.toFixed(3)),

@@ -1,6 +1,7 @@
 // Models for tests: the default model's directory (fetched and converted once into the test data
 // dir), and small random-weight checkpoints of any supported family built by mlx-lm's own classes.
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { defaults } from '../../core/defaults.ts';
 import { resolveModel } from '../../peer/model-source.ts';
@@ -54,4 +55,19 @@ export function mlxBatchReference(modelDir: string, prompts: string[], maxTokens
   const spec = { batch: prompts };
   const args = [path.join(ROOT, 'test/helpers/mlx_reference.py'), modelDir, JSON.stringify(spec), String(maxTokens)];
   return (JSON.parse(execFileSync(TEST_PYTHON, args, { encoding: 'utf8' })) as { batch: ReferenceResult[] }).batch;
+}
+
+/**
+ * A copy of a SentencePiece model directory (the converted stories model) whose tokenizer.json decodes
+ * the same text but in a step order mlx-lm does not recognize, so mlx-lm detokenizes it naively.
+ */
+export function naiveTokenizerCopy(modelDir: string): string {
+  const out = path.join(tempDir('mlx-mesh-naive-'), path.basename(modelDir));
+  fs.cpSync(modelDir, out, { recursive: true });
+  const file = path.join(out, 'tokenizer.json');
+  const tokenizer = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const [replace, bytes, ...rest] = tokenizer.decoder.decoders;
+  tokenizer.decoder.decoders = [bytes, replace, ...rest];
+  fs.writeFileSync(file, JSON.stringify(tokenizer));
+  return out;
 }

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { createDetokenizer, type DetokSpec } from '../../peer/detokenizer.ts';
 import { EngineSupervisor } from '../../peer/supervisor.ts';
 import { STORIES, STORIES_GREEDY, TEST_PYTHON, tempDir } from '../helpers/mesh.ts';
-import { defaultModelDir } from '../helpers/models.ts';
+import { defaultModelDir, naiveTokenizerCopy } from '../helpers/models.ts';
 
 const tmp = tempDir('mlx-mesh-detok-');
 const engine = new EngineSupervisor({ dataDir: tmp, python: TEST_PYTHON });
@@ -109,15 +109,7 @@ test('byte-level BPE (the default model): random sequences with split characters
 });
 
 test('a tokenizer mlx-lm detokenizes naively keeps its streams in the engine', async () => {
-  // The stories model with a tokenizer.json decoder mlx-lm does not stream itself.
-  const naive = path.join(tmp, 'naive');
-  fs.cpSync(stories, naive, { recursive: true });
-  const file = path.join(naive, 'tokenizer.json');
-  const tokenizer = JSON.parse(fs.readFileSync(file, 'utf8'));
-  // The same decoding with its first two steps swapped: mlx-lm only recognizes its own order.
-  const [replace, bytes, ...rest] = tokenizer.decoder.decoders;
-  tokenizer.decoder.decoders = [bytes, replace, ...rest];
-  fs.writeFileSync(file, JSON.stringify(tokenizer));
+  const naive = naiveTokenizerCopy(stories);
   await engine.load({ model: naive, start: 0, end: 0 });
   const spec = await engine.detokSpec();
   assert.is(spec.kind, 'naive');

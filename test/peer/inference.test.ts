@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createTestMesh, getJson, STORIES, tempDir, waitFor } from '../helpers/mesh.ts';
+import { createTestMesh, getJson, STORIES, waitFor } from '../helpers/mesh.ts';
+import { naiveTokenizerCopy } from '../helpers/models.ts';
 
 const GOLDEN =
   ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily';
@@ -77,15 +78,7 @@ test('text streams through the peer\'s own detokenizer (SentencePiece): no engin
   const ops = await textPaths(STORIES, (dataDir) => {
     // A copy of the converted model whose tokenizer mlx-lm detokenizes naively, for the next test.
     const models = path.join(dataDir, 'models');
-    const dir = path.join(models, fs.readdirSync(models).find((d) => d.startsWith('stories260K-'))!);
-    naiveModel = path.join(tempDir('mlx-mesh-naive-'), 'stories-naive');
-    fs.cpSync(dir, naiveModel, { recursive: true });
-    const file = path.join(naiveModel, 'tokenizer.json');
-    const tokenizer = JSON.parse(fs.readFileSync(file, 'utf8'));
-    // The same decoding with its first two steps swapped: mlx-lm only recognizes its own order.
-    const [replace, bytes, ...rest] = tokenizer.decoder.decoders;
-    tokenizer.decoder.decoders = [bytes, replace, ...rest];
-    fs.writeFileSync(file, JSON.stringify(tokenizer));
+    naiveModel = naiveTokenizerCopy(path.join(models, fs.readdirSync(models).find((d) => d.startsWith('stories260K-'))!));
   });
   assert.is(ops.detok_add, undefined, 'no detok_add op reached the engine');
   assert.is(ops.detok_spec?.count, 1, 'the token map was asked for once');
