@@ -88,8 +88,13 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000
   }
 }
 
+/**
+ * GET and parse JSON, on a connection of its own: the tests' peers share this process with references
+ * that block it for seconds (execFileSync), and a kept-alive socket whose server-side idle timer fires
+ * as the loop resumes would be closed under the next request ("fetch failed").
+ */
 export async function getJson<T = any>(url: string): Promise<T> {
-  const res = await fetch(url);
+  const res = await fetch(url, { headers: { connection: 'close' } });
   return (await res.json()) as T;
 }
 
