@@ -74,16 +74,11 @@ export class BpeDetokenizer implements StreamingDetokenizer {
   }
 
   finalize(): string {
-    // mlx-lm maps every character through the table here (no UTF-8 fallback as in add's decoding;
-    // a character outside it, which mlx-lm would fail on, is taken as its UTF-8 bytes).
-    const bytes: number[] = [];
-    for (const c of this.unflushed) {
-      const b = BYTE_DECODER.get(c);
-      if (b !== undefined) bytes.push(b);
-      else bytes.push(...encoder.encode(c));
-    }
+    // mlx-lm maps every character through the table here, byte 0's too (a character outside the table,
+    // which mlx-lm would fail on, is taken as its UTF-8 bytes).
+    const text = decodePieces(this.unflushed, true);
     this.unflushed = '';
-    return this.emit(utf8.decode(new Uint8Array(bytes)));
+    return this.emit(text);
   }
 
   private emit(text: string): string {
@@ -93,13 +88,14 @@ export class BpeDetokenizer implements StreamingDetokenizer {
   }
 }
 
-/** mlx-lm's `_decode_bytes`: table characters as bytes, others as their UTF-8 (byte 0's character
- *  too, as mlx-lm's `if res:` skips it), decoded with replacement characters. */
-function decodePieces(seq: string): string {
+/** Pieces as text: table characters as their bytes, others as their UTF-8, decoded with replacement
+ *  characters. mlx-lm's `_decode_bytes` (add) takes byte 0's character as UTF-8 too (its `if res:`
+ *  skips 0); its finalize does not (`withZero`). */
+function decodePieces(seq: string, withZero = false): string {
   const bytes: number[] = [];
   for (const c of seq) {
     const b = BYTE_DECODER.get(c);
-    if (b) bytes.push(b);
+    if (b !== undefined && (b !== 0 || withZero)) bytes.push(b);
     else bytes.push(...encoder.encode(c));
   }
   return utf8.decode(new Uint8Array(bytes));

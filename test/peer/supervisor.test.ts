@@ -124,6 +124,25 @@ test('a kill -9 fails the request in flight, restarts the engine and re-loads it
   await s.stop();
 });
 
+test('the detokenizer spec is asked once per model; an ask the engine dies under is asked again, not kept failed', async () => {
+  const s = supervisor();
+  await s.start();
+  await s.load({ model: modelDir, start: 0, end: 0 });
+  // Stopped, the engine cannot answer before it is killed: the ask fails with the crash.
+  process.kill(s.pid!, 'SIGSTOP');
+  const ready = until(s, 'state', (st) => st === 'ready');
+  const asked = s.detokSpec();
+  process.kill(s.pid!, 'SIGKILL');
+  const err = await asked.then(() => null, (e: Error) => e);
+  assert.ok(isMeshError(err, 'ENGINE_FAILED'), String(err));
+  await ready;
+  const spec = await s.detokSpec();
+  assert.is(spec.kind, 'spm');
+  assert.is(await s.detokSpec(), spec, 'kept once answered');
+  assert.is(s.opStats().detok_spec?.count, 1, 'one ask of the restarted engine');
+  await s.stop();
+});
+
 test('a hung engine fails its health check and is replaced', async () => {
   const s = supervisor({ healthIntervalMs: 200, healthTimeoutMs: 500 });
   await s.start();
