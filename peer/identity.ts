@@ -27,9 +27,14 @@ export function loadIdentity(dataDir: string, name?: string): Identity {
   return { id, name: name ?? os.hostname() };
 }
 
-function chipName(): string | undefined {
-  const cpu = os.cpus()[0]?.model?.trim();
-  return cpu || undefined;
+/** The CPU's model and count: fixed while the process runs, and `os.cpus()` reads /proc each call. */
+let cpuFacts: { chip: string | undefined; count: number } | undefined;
+function cpuInfo(): { chip: string | undefined; count: number } {
+  if (!cpuFacts) {
+    const cpus = os.cpus();
+    cpuFacts = { chip: cpus[0]?.model?.trim() || undefined, count: cpus.length };
+  }
+  return cpuFacts;
 }
 
 /** Non-internal IPv4 addresses, for display and doctor; links use the address each side observes. */
@@ -58,8 +63,8 @@ export function describeSelf(
       arch: process.arch,
       totalMemory: os.totalmem(),
       freeMemory: os.freemem(),
-      cpus: os.cpus().length,
-      chip: chipName(),
+      cpus: cpuInfo().count,
+      chip: cpuInfo().chip,
       mlxMeshVersion: opts.version,
       engine: opts.engine,
       backend: opts.backend,

@@ -126,7 +126,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
         peer.membership.broadcast(plan);
         this.acceptPlan(plan);
       },
-      busy: () => this.router.inFlight > 0 || peer.live().some((p) => (this.states.get(p.id)?.load?.inFlight ?? 0) > 0),
+      busy: () => this.router.inFlight > 0 || [...peer.liveIds()].some((id) => (this.states.get(id)?.load?.inFlight ?? 0) > 0),
       drainMs: opts.replanDrainMs ?? defaults.replanDrainMs,
     });
     this.router = new RequestRouter({
@@ -247,7 +247,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
     if (this.planError) return this.planError;
     const plan = this.plan;
     if (!plan) return 'the coordinator has not published a layer plan yet';
-    const live = new Set(this.peer.live().map((p) => p.id));
+    const live = this.peer.liveIds();
     const gone = plan.stages.find((s) => !live.has(s.id));
     if (gone) return `peer ${gone.id} left; the coordinator is making a new layer plan`;
     const waiting = plan.stages.filter((s) => !this.states.isReadyFor(s.id, plan)).map((s) => s.id);
@@ -404,7 +404,10 @@ export class Inference extends EventEmitter<InferenceEvents> {
       const cur = this.plan;
       return cur !== null && cur.version > plan.version && this.follower.planFor(plan.version)?.version !== plan.version;
     };
-    const lost = () => plan.stages.find((s) => !this.peer.live().some((p) => p.id === s.id)) ?? null;
+    const lost = () => {
+      const live = this.peer.liveIds();
+      return plan.stages.find((s) => !live.has(s.id)) ?? null;
+    };
     const crashed = () => (isMeshError(err, 'ENGINE_FAILED') || this.engineDown(plan) || this.engineGivenUp(plan) ? 'engine' : null);
     // A failure reaches us by several paths (the next stage's error, our own link); the evidence may lag a little.
     const why = await this.until(() => lost() ?? (moved() ? 'replanned' : null) ?? crashed(), defaults.replayEvidenceMs);
@@ -430,7 +433,10 @@ export class Inference extends EventEmitter<InferenceEvents> {
     const gone = why === 'replanned' ? null : why;
     const goneName = gone && `peer ${this.names.get(gone.id) ?? gone.id} (${gone.id}, layers ${gone.layers[0]}-${gone.layers[1]})`;
     const next = await this.until(
-      () => (moved() && this.plan!.stages.every((s) => this.peer.live().some((p) => p.id === s.id)) ? this.plan : null),
+      () => {
+        const live = this.peer.liveIds();
+        return moved() && this.plan!.stages.every((s) => live.has(s.id)) ? this.plan : null;
+      },
       this.opts.replayPlanWaitMs ?? defaults.replayPlanWaitMs,
     );
     if (!next) {

@@ -133,6 +133,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     return [this.info(), ...this.membership.all().map((l) => l.remote)];
   }
 
+  /** The ids of `live()`, without describing this machine again (request paths ask this per request). */
+  liveIds(): Set<string> {
+    return new Set([this.id, ...this.membership.all().map((l) => l.remote.id)]);
+  }
+
   /** Tells the API port actually bound (port 0 in tests) so hellos carry it. */
   setApiPort(port: number): void {
     this.opts.apiPort = port;

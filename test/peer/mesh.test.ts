@@ -97,6 +97,10 @@ test('a peer that leaves is gone from every view at once; the coordinator is rep
     assert.ok(Date.now() - t0 < 3000, `agreed in ${Date.now() - t0} ms`);
     assert.ok(v.term > before, 'a higher term');
     assert.is((await getJson(`${second.api.url}/health`)).role, 'coordinator');
+    // The ids the request path checks stages against are the live view's, the one that left gone.
+    const ids = [...second.peer.liveIds()].sort();
+    assert.equal(ids, second.peer.live().map((p) => p.id).sort());
+    assert.ok(!ids.includes(first.peer.id) && ids.includes(third.peer.id), 'the peer that left is not live');
   } finally {
     await mesh.stop();
   }
