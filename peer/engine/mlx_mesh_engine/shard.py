@@ -239,12 +239,12 @@ class Shard:
         for c, w in zip(cache, self._windows):
             if w not in masks:
                 masks[w] = create_attention_mask(h, c, window_size=w)
-        if self._rope_tables is not None:
-            self._rope_tables.clear()
-        for layer, c, w in zip(self.inner.layers, cache, self._windows):
-            h = layer(h, masks[w], c)
-        if self._rope_tables is not None:
-            self._rope_tables.clear()
+        try:
+            for layer, c, w in zip(self.inner.layers, cache, self._windows):
+                h = layer(h, masks[w], c)
+        finally:
+            if self._rope_tables is not None:
+                self._rope_tables.clear()  # they hold this forward's positions only
         if not self.last:
             return h
         h = self.inner.norm(h[:, -1:, :])

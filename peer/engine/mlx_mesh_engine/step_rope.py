@@ -43,7 +43,7 @@ def enabled() -> bool:
 
 class Tables:
     """The cos/sin tables of the current forward, shared by every layer whose rope has the same
-    configuration. Cleared at the start of each forward.
+    configuration. Cleared after each forward.
 
     A single request's offset is an int, a key by itself. A batch's offsets are arrays, one per layer's
     cache, each updated in place by its cache: one array per layer, with equal values, as every layer
@@ -90,20 +90,16 @@ class StepRoPE(nn.Module):
         )
         self.freeze()
 
-    @property
-    def dims(self) -> int:
-        return self._rope.dims
-
     def __call__(self, x: mx.array, offset: Any = 0) -> mx.array:
-        half = self._rope.dims // 2
         if x.ndim != 4 or x.shape[-1] != self._rope.dims:
             return self._rope(x, offset=offset)
+        half = self._rope.dims // 2
         cos, sin = self._tables.get(self._config, self._rope, x, offset)
         return x * cos + mx.concatenate([x[..., half:], x[..., :half]], axis=-1) * sin
 
 
 def install(layers: Any) -> Optional[Tables]:
-    """Replaces the wrappable rope of each layer's attention; returns the tables to clear before each
+    """Replaces the wrappable rope of each layer's attention; returns the tables to clear after each
     forward, or None when nothing was replaced (or it is off)."""
     if not enabled():
         return None
@@ -117,4 +113,3 @@ def install(layers: Any) -> Optional[Tables]:
             attn.rope = StepRoPE(rope, tables)
             replaced += 1
     return tables if replaced else None
-

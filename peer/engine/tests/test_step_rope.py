@@ -128,3 +128,33 @@ def test_a_stage_of_thirty_calls_costs_less_than_the_fallback():
         slow.append(best(fallback))
         fast.append(best(stepped))
     assert min(fast) < 0.75 * min(slow), (fast, slow)
+
+
+def test_a_stage_uses_it_and_steps_to_the_same_bits_as_without(stories_dir, monkeypatch):
+    """A Shard on the CPU wraps every layer's rope, and its prompt and decode outputs, alone and as a
+    batch of two rows, equal a Shard's with it off, bit for bit; no tables outlive a forward."""
+    from mlx_mesh_engine import batch as B
+    from mlx_mesh_engine.shard import Shard
+
+    on = Shard(str(stories_dir), 0, 5)
+    monkeypatch.setenv("MLX_MESH_STEP_ROPE", "0")
+    off = Shard(str(stories_dir), 0, 5)
+    assert all(type(layer.self_attn.rope) is step_rope.StepRoPE for layer in on.inner.layers)
+    assert all(type(layer.self_attn.rope) is nn.RoPE for layer in off.inner.layers)
+
+    def run(shard):
+        reqs, outs = [], []
+        for prompt in ([1, 403, 261, 307, 281], [1, 9, 77]):  # ids within its 512 words
+            r = B.Request(shard.make_cache(), None)
+            outs.append(shard.forward(r.own_cache(), prompt, None))
+            r.offset = len(prompt)
+            reqs.append(r)
+        outs.append(shard.forward(reqs[0].own_cache(), [42], None))  # one row
+        reqs[0].offset += 1
+        outs += B.forward_rows(shard, reqs, [7, 8], None)  # two rows, left-padded
+        mx.eval(outs)
+        return outs
+
+    for got, want in zip(run(on), run(off)):
+        assert mx.array_equal(_bits(got), _bits(want)).item()
+    assert on._rope_tables is not None and len(on._rope_tables._memo) == 0
