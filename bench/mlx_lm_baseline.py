@@ -65,9 +65,11 @@ def peak_rss_bytes():
 def main():
     from mlx_mesh_engine import allocator
     from mlx_mesh_engine import blas as engine_blas
+    from mlx_mesh_engine import sched
 
     allocator.preload()  # the engine's malloc (jemalloc when the system has it): may restart this process
     engine_blas.load_blas()
+    sched.apply()  # the engine's scheduling policy (SCHED_BATCH on Linux), before mlx starts its threads
     blas = engine_blas.active  # e.g. "libblis.so.4 + rows_gemm"
     import mlx.core as mx
     from mlx_lm import load, stream_generate
@@ -110,6 +112,7 @@ def main():
         "prompt_tokens": len(prompt),
         "blas": blas or "bundled",
         "malloc": allocator.active(),
+        "sched": sched.active(),
         "versions": {"python": platform.python_version(), "mlx": mx.__version__, "mlx_lm": importlib.metadata.version("mlx-lm")},
     }
 

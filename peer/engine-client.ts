@@ -44,6 +44,8 @@ export interface EngineHello {
   blas?: string;
   /** The malloc the engine runs with: "libjemalloc.so.2" when it preloaded it (Linux), else "system". */
   malloc?: string;
+  /** Its CPU scheduling policy: "batch" (SCHED_BATCH, Linux's default here) or "normal" (sched.py). */
+  sched?: string;
   pid: number;
 }
 

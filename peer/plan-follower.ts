@@ -65,7 +65,7 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
     this.running = true;
     try {
       const hello = await this.opts.engine.start();
-      this.update({ backend: hello.backend, blas: hello.blas, malloc: hello.malloc, mlxVersion: hello.mlx });
+      this.update({ backend: hello.backend, blas: hello.blas, malloc: hello.malloc, sched: hello.sched, mlxVersion: hello.mlx });
       return hello;
     } catch (err) {
       this.opts.log.error('engine did not start', { error: (err as Error).message });

@@ -129,6 +129,8 @@ export const StatusSchema = z.object({
   blas: z.string().max(256).optional(),
   /** The malloc the engine runs with ("libjemalloc.so.2" or "system"): its hello's `malloc`. */
   malloc: z.string().max(256).optional(),
+  /** The engine's CPU scheduling policy ("batch" or "normal"): its hello's `sched`. */
+  sched: z.string().max(32).optional(),
   mlxVersion: z.string().optional(),
   error: z.string().optional(),
   /** Its layers' weights coming from another peer (peer/weights-fetch.ts): the last transfer's progress. */

@@ -29,6 +29,7 @@ export function deviceExtras(inference: Inference, id: string): DeviceExtras {
     backend: st?.backend,
     blas: st?.blas,
     malloc: st?.malloc,
+    sched: st?.sched,
     mlxVersion: st?.mlxVersion,
     load: st?.load,
     fetch: st?.fetch,

@@ -17,6 +17,7 @@ export interface DeviceExtras {
   backend?: string;
   blas?: string;
   malloc?: string;
+  sched?: string;
   mlxVersion?: string;
   rank?: number;
   load?: { tokensPerSec: number; inFlight: number; rttMs?: Record<string, number> };
@@ -84,6 +85,7 @@ export function gpuInfoView(src: ViewSource) {
       backend: x?.backend ?? p.capabilities.backend ?? null,
       blas: x?.blas ?? null,
       malloc: x?.malloc ?? null,
+      sched: x?.sched ?? null,
       engine: x?.engine ?? p.capabilities.engine ?? null,
       tokens_per_sec: x?.load?.tokensPerSec ?? 0,
       requests_in_flight: x?.load?.inFlight ?? 0,

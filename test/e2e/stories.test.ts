@@ -56,6 +56,9 @@ for (const n of [1, 2, 3]) {
       // And which malloc: jemalloc where the system has it (CI installs libjemalloc2), else the system's.
       const mallocs = info.devices.map((d: { malloc: unknown }) => d.malloc);
       assert.equal(mallocs, Array(n).fill(jemallocInstalled() ? 'libjemalloc.so.2' : 'system'), JSON.stringify(mallocs));
+      // And its scheduling policy: SCHED_BATCH on Linux, so MLX's worker thread stops taking the core per operation.
+      const scheds = info.devices.map((d: { sched: unknown }) => d.sched);
+      assert.equal(scheds, Array(n).fill(process.platform === 'linux' ? 'batch' : 'normal'), JSON.stringify(scheds));
       const ranges = info.devices.map((d: { layers: [number, number] }) => d.layers);
       assert.is(ranges[0][0], 0);
       assert.is(ranges[n - 1][1], 5, 'all 5 layers are covered');

@@ -37,8 +37,10 @@ def main() -> int:
     # The parent decides this process's lifetime (stdin EOF or shutdown), not a terminal's Ctrl-C.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from .blas import load_blas
+    from .sched import apply as apply_sched
 
     load_blas()  # before mlx is imported, or it would not take effect
+    apply_sched()  # before mlx starts its threads, so they inherit it
     try:
         import cbor2  # noqa: F401
         import mlx.core  # noqa: F401

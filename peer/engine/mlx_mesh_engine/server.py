@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 import mlx.core as mx
 
-from . import PROTOCOL, allocator, blas
+from . import PROTOCOL, allocator, blas, sched
 from .errors import EngineError, bad_request
 from .rss import peak_rss_bytes, rss_bytes
 from .batch import Request, can_batch, forward_rows
@@ -91,6 +91,7 @@ class Engine:
             "backend": "gpu" if gpu else "cpu",
             "blas": blas.active or "bundled",
             "malloc": allocator.active(),
+            "sched": sched.active(),
             "pid": os.getpid(),
         }
 
