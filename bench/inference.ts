@@ -498,6 +498,7 @@ export async function run(argv: string[]): Promise<number> {
     pin: values.pin,
     blas: baseline.info.blas,
     malloc: baseline.info.malloc ?? 'system',
+    sched: baseline.info.sched ?? 'normal',
     openblas_threads: env.OPENBLAS_NUM_THREADS ?? null,
     blis_threads: env.BLIS_NUM_THREADS ?? null,
     cpus: os.cpus().length,
@@ -524,7 +525,7 @@ export async function run(argv: string[]): Promise<number> {
   } else {
     process.stdout.write(table(rows, ratios));
     process.stdout.write(
-      `\n${path.basename(model)} · blas ${meta.blas} · malloc ${meta.malloc} · ${meta.cpus} CPUs · load ${load.join(' ')} → ${meta.loadavg_after.join(' ')} · ${meta.seconds.toFixed(0)} s\n`,
+      `\n${path.basename(model)} · blas ${meta.blas} · malloc ${meta.malloc} · sched ${meta.sched} · ${meta.cpus} CPUs · load ${load.join(' ')} → ${meta.loadavg_after.join(' ')} · ${meta.seconds.toFixed(0)} s\n`,
     );
   }
   return EXIT.ok;

@@ -31,6 +31,8 @@ export interface BaselineInfo {
   blas: string;
   /** The malloc it ran with ("libjemalloc.so.2" or "system"), as the engine chooses it. */
   malloc?: string;
+  /** Its scheduling policy ("batch" or "normal"), as the engine sets it. */
+  sched?: string;
   versions: Record<string, string>;
 }
 
