@@ -120,8 +120,13 @@ export function engineVerdict(group: string, known: ClusterPeer | undefined, loc
   const caps = known.capabilities ?? {};
   const state = known.engine ?? caps.engine;
   const mlx = caps.mlxVersion ? `mlx ${caps.mlxVersion}` : 'mlx version not reported';
-  // What it computes on: the device and, for the CPU's matmuls, the BLAS (and the engine's malloc).
-  const backend = (caps.backend ? `, ${caps.backend}` : '') + (known.blas ? `, BLAS ${known.blas}` : '') + (known.malloc ? `, malloc ${known.malloc}` : '');
+  // What it computes on: the device and, for the CPU's matmuls, the BLAS (and the engine's malloc and
+  // scheduling policy).
+  const backend =
+    (caps.backend ? `, ${caps.backend}` : '') +
+    (known.blas ? `, BLAS ${known.blas}` : '') +
+    (known.malloc ? `, malloc ${known.malloc}` : '') +
+    (known.sched ? `, sched ${known.sched}` : '');
   if (state && /fail|crash|error/i.test(state)) {
     return fail(group, title, `${state} (${mlx}${backend})`, `read its log ("mlx-mesh logs <host>" or the join output) and run "mlx-mesh setup" there`);
   }

@@ -16,6 +16,8 @@ export interface ClusterPeer {
   blas?: string;
   /** The malloc its engine runs with, from its status (gpu-info's `malloc`). */
   malloc?: string;
+  /** Its engine's scheduling policy ("batch" on Linux), from its status (gpu-info's `sched`). */
+  sched?: string;
 }
 
 export interface ClusterView {

@@ -88,6 +88,8 @@ test('BLAS: a library with rows_gemm passes on Linux, with its timed speed; slow
   assert.is(checkBlas(brokenEnv, 'linux').status, 'skip');
   assert.match(engineVerdict('g', { id: 'a', engine: 'ready', blas: 'libblis.so.4', capabilities: { mlxVersion: '0.32.4', backend: 'cpu' } }).detail, /mlx 0\.32\.4, cpu, BLAS libblis\.so\.4/);
   assert.match(engineVerdict('g', { id: 'a', engine: 'ready', blas: 'libblis.so.4', malloc: 'libjemalloc.so.2', capabilities: { mlxVersion: '0.32.4', backend: 'cpu' } }).detail, /BLAS libblis\.so\.4, malloc libjemalloc\.so\.2/);
+  const withSched = engineVerdict('g', { id: 'a', engine: 'ready', blas: 'libblis.so.4', malloc: 'libjemalloc.so.2', sched: 'batch', capabilities: { mlxVersion: '0.32.4', backend: 'cpu' } });
+  assert.match(withSched.detail, /malloc libjemalloc\.so\.2, sched batch/);
 });
 
 test("malloc: jemalloc passes on Linux; glibc's warns with the package to install, unless MLX_MESH_MALLOC=system asked for it; other systems skip", () => {
