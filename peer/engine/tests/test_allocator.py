@@ -1,30 +1,20 @@
 """MLX_MESH_MALLOC: the engine restarts itself once with jemalloc when the system has it (same pid,
 same pipes), says so in its hello, and never fails to start over it."""
 
-import io
 import os
-import subprocess
 import sys
 
 import pytest
 
-from conftest import ENGINE_DIR
+from conftest import ENGINE_DIR, engine_replies
 from mlx_mesh_engine import allocator
-from mlx_mesh_engine.framing import encode_frame, read_frame
 
 JEMALLOC = allocator.chosen({"MLX_MESH_MALLOC": "auto"})
 
 
 def hello_with(malloc, extra=None):
-    frames = encode_frame({"id": 1, "op": "hello"}) + encode_frame({"id": 2, "op": "stats"})
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlx_mesh_engine"],
-        cwd=ENGINE_DIR, input=frames, capture_output=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "MLX_MESH_BLAS": "", "MLX_MESH_MALLOC": malloc, **(extra or {})},
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = io.BytesIO(proc.stdout)
-    return read_frame(out), read_frame(out), proc.stderr.decode()
+    (hello, stats), err = engine_replies(["hello", "stats"], {"MLX_MESH_BLAS": "", "MLX_MESH_MALLOC": malloc, **(extra or {})})
+    return hello, stats, err
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or JEMALLOC is None, reason="needs Linux with libjemalloc2")

@@ -1,7 +1,6 @@
 """MLX_MESH_SCHED: on Linux the engine runs under SCHED_BATCH (MLX's threads too), says so in its hello,
 and MLX's worker thread stops taking the core once per operation."""
 
-import io
 import json
 import os
 import subprocess
@@ -9,21 +8,18 @@ import sys
 
 import pytest
 
-from conftest import ENGINE_DIR
+from conftest import ENGINE_DIR, engine_replies
 from mlx_mesh_engine import sched
-from mlx_mesh_engine.framing import encode_frame, read_frame
 
 LINUX = sys.platform.startswith("linux")
 
 
 def hello_with(setting):
-    frames = encode_frame({"id": 1, "op": "hello"})
-    env = {"PATH": "/usr/bin:/bin", "MLX_MESH_BLAS": "", "MLX_MESH_MALLOC": "system"}
+    env = {"MLX_MESH_BLAS": "", "MLX_MESH_MALLOC": "system"}
     if setting is not None:
         env["MLX_MESH_SCHED"] = setting
-    proc = subprocess.run([sys.executable, "-m", "mlx_mesh_engine"], cwd=ENGINE_DIR, input=frames, capture_output=True, timeout=60, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return read_frame(io.BytesIO(proc.stdout)), proc.stderr.decode()
+    (hello,), err = engine_replies(["hello"], env)
+    return hello, err
 
 
 @pytest.mark.skipif(not LINUX, reason="SCHED_BATCH is Linux's")
