@@ -15,3 +15,15 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * resource.getpagesize()
     except OSError:  # no procfs (macOS): the peak is the best figure there is
         return peak_rss_bytes()
+
+
+def huge_pages_bytes():
+    """Memory of this process in transparent huge pages (Linux), or None where the kernel does not say."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -16,7 +16,7 @@ import mlx.core as mx
 
 from . import PROTOCOL, allocator, blas, sched
 from .errors import EngineError, bad_request
-from .rss import peak_rss_bytes, rss_bytes
+from .rss import huge_pages_bytes, peak_rss_bytes, rss_bytes
 from .batch import Request, can_batch, forward_rows
 from .framing import BadFrame, FrameError, read_frame, write_frame
 from .tensors import decode_tensor, dtype_name, encode_tensor
@@ -462,6 +462,7 @@ class Engine:
             "active_memory": mx.get_active_memory(),
             "peak_memory": mx.get_peak_memory(),
             "peak_rss_bytes": peak_rss_bytes(),
+            "huge_pages_bytes": huge_pages_bytes(),
             "requests": len(self.requests),
             "detokenizers": len(self.detokenizers),
         }

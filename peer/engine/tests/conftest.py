@@ -25,12 +25,13 @@ DEFAULT_CONVERTED = "SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
 
 def engine_replies(ops, env):
     """Runs `python -m mlx_mesh_engine` with only `env` (and a PATH) on frames {"id": i + 1, "op": op} for
-    each op, until stdin's EOF; returns its replies in order and its stderr."""
+    each op (a name, or a dict with its arguments), until stdin's EOF; returns its replies in order and
+    its stderr."""
     import io
 
     from mlx_mesh_engine.framing import encode_frame, read_frame
 
-    frames = b"".join(encode_frame({"id": i + 1, "op": op}) for i, op in enumerate(ops))
+    frames = b"".join(encode_frame({"id": i + 1, **(op if isinstance(op, dict) else {"op": op})}) for i, op in enumerate(ops))
     proc = subprocess.run(
         [sys.executable, "-m", "mlx_mesh_engine"],
         cwd=ENGINE_DIR, input=frames, capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin", **env},

@@ -1,7 +1,9 @@
 """MLX_MESH_MALLOC: the engine restarts itself once with jemalloc when the system has it (same pid,
-same pipes), says so in its hello, and never fails to start over it."""
+same pipes), says so in its hello, and never fails to start over it; MALLOC_CONF=thp:always survives
+the restart and puts the engine's memory in transparent huge pages, which its stats count."""
 
 import os
+import re
 import sys
 
 import pytest
@@ -47,3 +49,29 @@ def test_chosen_follows_the_setting():
     assert allocator.chosen({"MLX_MESH_MALLOC": "/opt/lib/libtcmalloc.so"}) == (
         "/opt/lib/libtcmalloc.so" if sys.platform.startswith("linux") else None
     )
+
+
+def _thp_mode():
+    """The kernel's transparent huge page mode (always, madvise, never), or None without THP."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return re.search(r"\[(\w+)\]", f.read()).group(1)
+    except (OSError, AttributeError):
+        return None
+
+
+def _huge_pages_after_a_big_tensor(extra):
+    # 32 MiB through the engine (echo decodes it into an MLX array): MLX takes its buffer from malloc,
+    # and keeps it cached after the reply, so stats sees the pages it landed in.
+    tensor = {"dtype": "float32", "shape": [1, 8192, 1024], "data": bytes(32 << 20)}
+    (echo, stats), err = engine_replies([{"op": "echo", "hidden": tensor}, "stats"], {"MLX_MESH_BLAS": "", "MLX_MESH_MALLOC": "auto", **extra})
+    assert echo["ok"] and stats["ok"], (echo, stats, err)
+    return stats["huge_pages_bytes"]
+
+
+@pytest.mark.skipif(JEMALLOC is None or _thp_mode() not in ("madvise", "always"), reason="needs libjemalloc2 and a kernel with transparent huge pages")
+def test_malloc_conf_thp_always_puts_the_engine_in_huge_pages_and_stats_counts_them():
+    assert _huge_pages_after_a_big_tensor({"MALLOC_CONF": "thp:always"}) >= 16 << 20
+    if _thp_mode() == "madvise":
+        # Here only memory that asks (madvise(MADV_HUGEPAGE)) gets them: by default nobody asks.
+        assert _huge_pages_after_a_big_tensor({}) < 4 << 20
