@@ -104,6 +104,8 @@ export interface EngineStats {
   peak_memory: number;
   /** The engine process's peak resident memory so far (loading and running). */
   peak_rss_bytes: number;
+  /** Of its memory, how much is in transparent huge pages (Linux; null elsewhere; MALLOC_CONF=thp:always). */
+  huge_pages_bytes: number | null;
   requests: number;
   /** Open detokenizer streams (one per request this peer drives). */
   detokenizers: number;

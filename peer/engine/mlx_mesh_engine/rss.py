@@ -1,4 +1,5 @@
-"""The engine process's resident memory: now, and its peak so far (what loading a shard really cost)."""
+"""The engine process's resident memory: now, its peak so far (what loading a shard really cost), and
+how much of it is in transparent huge pages."""
 
 import resource
 import sys
