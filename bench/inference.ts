@@ -498,6 +498,8 @@ export async function run(argv: string[]): Promise<number> {
     pin: values.pin,
     blas: baseline.info.blas,
     malloc: baseline.info.malloc ?? 'system',
+    // jemalloc's own settings, e.g. thp:always (huge pages: faster steps, more RSS), for the engines and mlx_lm alike.
+    malloc_conf: env.MALLOC_CONF ?? null,
     sched: baseline.info.sched ?? 'normal',
     openblas_threads: env.OPENBLAS_NUM_THREADS ?? null,
     blis_threads: env.BLIS_NUM_THREADS ?? null,
