@@ -19,9 +19,8 @@ const filters = process.argv.slice(2);
 const FILE_TIMEOUT_MS = Number(process.env.MLX_MESH_TEST_TIMEOUT_MS ?? 600_000);
 const dataDir = (process.env.MLX_MESH_DATA_DIR ??= path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'mlx-mesh-test'));
 const tsc = path.join(root, 'node_modules/typescript/bin/tsc');
-// Engines and the mlx_lm reference on one BLAS thread, as the pinned bench runs them: then rows_gemm
-// (peer/engine/mlx_mesh_engine/rows_gemm.py) takes their batched products, and the tests check that path.
-process.env.BLIS_NUM_THREADS ??= '1';
+// Engines and the mlx_lm reference run BLIS on one thread, as a user's do (blas.py), so rows_gemm
+// (peer/engine/mlx_mesh_engine/rows_gemm.py) takes their batched products and the tests check that path.
 
 function findTests(dir) {
   const out = [];

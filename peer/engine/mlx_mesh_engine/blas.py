@@ -16,8 +16,17 @@ which takes the products of a few rows by a weight matrix and hands it every oth
 Why BLIS first: decoding multiplies a few rows by every weight matrix, and there BLIS is the faster
 of the two on the x86 machines measured: one row by a float32 576x1536 matrix 0.32 ms against
 OpenBLAS's 0.54, four rows 0.47 against 1.06 (OpenBLAS packs the whole matrix for any gemm); a
-1024-token prefill of 15 layers 5.7 s against 9.3 s, one core each. BLIS runs BLIS_NUM_THREADS
-threads (1 when unset); left unset, it is set here to the cores this process may run on.
+1024-token prefill of 15 layers 5.7 s against 9.3 s, one core each.
+
+BLIS runs BLIS_NUM_THREADS threads, 1 unless the user sets it. Debian's BLIS (pthreads) starts its
+threads anew for every product and they meet at barriers by spinning, so a product waits until all
+of its threads hold a core at once. When they do not (another engine on the machine, as in `demo`;
+a kernel that places a new thread beside its parent), each barrier costs a scheduler tick: on a
+2-vCPU VM with 2 threads, a 16-row forward of 15 layers of the default model took 2.7-6.1 s instead
+of 54 ms and `demo`'s first token 0.5-8.3 s instead of 0.33-0.36 s, where the best a second thread
+gave was 1.2x on a 1024-row chunk (3.2 against 3.8 s). One thread also lets rows_gemm (one thread)
+take decode's few-row products. A machine that runs one engine on many idle cores can still set
+BLIS_NUM_THREADS to its cores for faster prompts.
 """
 
 import ctypes
@@ -53,8 +62,9 @@ def _find_system_blas() -> Optional[str]:
         except OSError:
             continue
         if kind == "BLIS":
-            # BLIS reads it when its first operation starts, after this.
-            os.environ.setdefault("BLIS_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+            # BLIS reads it when its first operation starts, after this; 1 is its own default too,
+            # set here so rows_gemm and the engine's hello see it.
+            os.environ.setdefault("BLIS_NUM_THREADS", "1")
         return name
     return ctypes.util.find_library("openblas")
 

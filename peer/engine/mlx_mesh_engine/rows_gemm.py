@@ -6,8 +6,8 @@ all it costs (the C file says how). The file is compiled for this CPU (`cc -O3 -
 first time an engine loads a system BLAS and kept in ~/.cache/mlx-mesh/native under a name made of a
 hash of the source, the compiler and the CPU's flags; later engines load that. Without a C compiler
 (or with MLX_MESH_ROWS_GEMM=0) the system BLAS serves every product, as before. It runs on one core,
-so it stands aside when the BLAS runs several threads (an engine not pinned to one core); the mesh's
-pinned peers, the bench and one-core machines use it.
+so it stands aside when the BLAS runs several threads (BLIS_NUM_THREADS set above 1 by the user;
+blas.py gives BLIS one thread otherwise).
 
 Loaded with RTLD_GLOBAL before the system BLAS is made global, so libmlx's `cblas_sgemm` resolves to
 it; it hands every product it does not take to the system BLAS's `cblas_sgemm`.
@@ -91,7 +91,7 @@ NO_COMPILER = "off: it could not be built (no working C compiler)"
 
 def blas_threads(lib: ctypes.CDLL) -> int:
     """How many threads the BLAS behind will compute with: its environment variable, else its default
-    (BLIS: 1, though blas.py gives it this process's cores; OpenBLAS: this process's cores)."""
+    (BLIS: 1, which blas.py keeps unless the user sets another; OpenBLAS: this process's cores)."""
     blis = hasattr(lib, "bli_thread_set_num_threads")
     try:
         return max(1, int(os.environ.get("BLIS_NUM_THREADS" if blis else "OPENBLAS_NUM_THREADS", "")))
