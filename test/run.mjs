@@ -75,6 +75,19 @@ let passed = 0;
 let failed = 0;
 const failures = [];
 
+// Each test file and the pytest run get a temporary directory of their own (TMPDIR, which Node's
+// os.tmpdir(), Python's tempfile and pytest's tmp_path follow), removed when they end: the data dirs,
+// fetched weights and sockets the tests make do not pile up in /tmp from run to run.
+const runTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mlx-mesh-run-'));
+async function runWithOwnTmp(cmd, args, env = process.env) {
+  const tmp = fs.mkdtempSync(path.join(runTmp, 't'));
+  try {
+    return await run(cmd, args, { env: { ...env, TMPDIR: tmp } });
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 // dist/ is what bin/mlx-mesh.js runs, so the build comes first; a build error fails the run here.
 {
   const r = await run(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json')]);
@@ -109,12 +122,12 @@ function uvuCounts(r) {
 const flaky = [];
 for (const file of files) {
   const rel = path.relative(root, file);
-  let r = await run(process.execPath, ['--import', 'tsx', file]);
+  let r = await runWithOwnTmp(process.execPath, ['--import', 'tsx', file]);
   let { total, ok, bad } = uvuCounts(r);
   if (bad && !process.env.MLX_MESH_TEST_NO_RETRY) {
     process.stdout.write(`· ${rel} failed ${bad} of ${total || ok + bad}; running it again\n`);
     const first = r;
-    r = await run(process.execPath, ['--import', 'tsx', file]);
+    r = await runWithOwnTmp(process.execPath, ['--import', 'tsx', file]);
     ({ total, ok, bad } = uvuCounts(r));
     if (!bad) flaky.push([rel, first.output]);
   }
@@ -137,8 +150,9 @@ if (filters.length === 0 || filters.includes('typecheck')) {
 
 const runPytest = filters.length === 0 || filters.some((s) => 'peer/engine/tests'.includes(s) || s === 'pytest');
 if (runPytest && fs.existsSync(path.join(root, 'peer/engine/tests'))) {
-  const r = await run(python(), ['-m', 'pytest', 'peer/engine/tests', '-q', '-p', 'no:cacheprovider'], {
-    env: { ...process.env, PYTHONPATH: path.join(root, 'peer/engine') },
+  const r = await runWithOwnTmp(python(), ['-m', 'pytest', 'peer/engine/tests', '-q', '-p', 'no:cacheprovider'], {
+    ...process.env,
+    PYTHONPATH: path.join(root, 'peer/engine'),
   });
   const ok = Number(/(\d+) passed/.exec(r.output)?.[1] ?? 0);
   let bad = Number(/(\d+) failed/.exec(r.output)?.[1] ?? 0) + Number(/(\d+) errors?/.exec(r.output)?.[1] ?? 0);
@@ -155,5 +169,6 @@ for (const [name, output] of flaky) {
 for (const [name, output] of failures) {
   process.stdout.write(`\n──── ${name} ────\n${output.slice(-6000)}\n`);
 }
+fs.rmSync(runTmp, { recursive: true, force: true });
 process.stdout.write(`\n${passed} passed, ${failed} failed\n`);
 process.exitCode = failed ? 1 : 0;
