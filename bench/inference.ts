@@ -502,7 +502,7 @@ export async function run(argv: string[]): Promise<number> {
     malloc_conf: env.MALLOC_CONF ?? null,
     sched: baseline.info.sched ?? 'normal',
     openblas_threads: env.OPENBLAS_NUM_THREADS ?? null,
-    blis_threads: env.BLIS_NUM_THREADS ?? null,
+    blis_threads: baseline.info.blis_threads ?? env.BLIS_NUM_THREADS ?? null,
     cpus: os.cpus().length,
     cpu_model: os.cpus()[0]?.model ?? null,
     loadavg_before: load,

@@ -33,6 +33,8 @@ export interface BaselineInfo {
   malloc?: string;
   /** Its scheduling policy ("batch" or "normal"), as the engine sets it. */
   sched?: string;
+  /** BLIS's thread count as it ran ("1" unless BLIS_NUM_THREADS said otherwise); null without BLIS. */
+  blis_threads?: string | null;
   versions: Record<string, string>;
 }
 

@@ -21,6 +21,7 @@ engine does, so both sides of a comparison compute with the same libraries.
 
 import importlib.metadata
 import json
+import os
 import platform
 import resource
 import sys
@@ -113,6 +114,8 @@ def main():
         "blas": blas or "bundled",
         "malloc": allocator.active(),
         "sched": sched.active(),
+        # What BLIS ran with (blas.py gives it 1 unless BLIS_NUM_THREADS is set); None without BLIS.
+        "blis_threads": os.environ.get("BLIS_NUM_THREADS") if engine_blas.active and "blis" in engine_blas.active else None,
         "versions": {"python": platform.python_version(), "mlx": mx.__version__, "mlx_lm": importlib.metadata.version("mlx-lm")},
     }
 

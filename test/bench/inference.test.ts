@@ -73,6 +73,7 @@ test('bench inference: mlx_lm and 1-2 peer meshes, identical text, finite ratios
   assert.ok(out.meta.cpus >= 1 && out.meta.loadavg_before.length === 3 && out.meta.loadavg_after.length === 3);
   assert.type(out.meta.blas, 'string');
   assert.type(out.meta.sched, 'string');
+  if (out.meta.blas.startsWith('libblis')) assert.is(out.meta.blis_threads, process.env.BLIS_NUM_THREADS ?? '1', 'the BLIS threads mlx_lm and the engines ran with');
   assert.is(out.meta.malloc_conf, process.env.MALLOC_CONF ?? null, 'the MALLOC_CONF the engines and mlx_lm ran with');
   assert.type(out.meta.versions.mlx, 'string');
   assert.equal(out.rows.map((x: { setup: string; peers: number }) => `${x.setup}:${x.peers}`), ['mlx_lm:0', 'mesh:1', 'mesh:2']);
