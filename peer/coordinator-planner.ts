@@ -2,8 +2,9 @@
 // peers and the model's shape into a plan and publish it. Only the coordinator runs it; everyone
 // (the coordinator included) follows the published plan through PlanFollower.
 //
-// Membership churn costs no request: the stages change only when one left (at once: its requests
-// replay on the new plan) or when a new peer gives another split — and then once no request runs, or
+// Membership churn costs no request: the stages change only when one left or its engine failed for
+// good (at once: its requests replay on the new plan, or ended with engine_failed; the failed peer is
+// listed in `excluded` with the cause) or when a new peer gives another split — and then once no request runs, or
 // after a bounded wait. A peer that joins and is left out only amends the plan's `excluded` list
 // (same version, nobody re-loads); a new coordinator takes over an unchanged plan under its own term.
 import { isMeshError } from '../core/errors.ts';
@@ -23,8 +24,10 @@ export interface CoordinatorPlannerOptions {
   delayMs: number;
   /** The plan everyone follows now. */
   current(): PlanMessage | null;
-  /** Whether this peer can take part at all (an engine that never started cannot inspect). */
+  /** Whether this peer can inspect the model (an engine that never started cannot). */
   canPlan(): boolean;
+  /** Why a live peer's engine failed for good (its supervisor gave up), or null: it gets no layers. */
+  engineFailed(id: string): string | null;
   resolve(spec: string): Promise<{ path: string; name: string }>;
   inspect(path: string): Promise<InspectResult>;
   /** Sends the plan to everyone and follows it here. */
@@ -90,12 +93,20 @@ export class CoordinatorPlanner {
 
   private async replan(): Promise<void> {
     const { peer, spec } = this.opts;
-    if (!peer.isCoordinator || !this.opts.canPlan()) return;
+    // A coordinator whose engine failed after the model was inspected still plans for the others.
+    if (!peer.isCoordinator || (!this.model && !this.opts.canPlan())) return;
     const { info, name } = await this.modelInfo();
-    const live = peer.live();
+    const failed: PlanMessage['excluded'] = [];
+    const live = peer.live().filter((p) => {
+      const why = this.opts.engineFailed(p.id);
+      if (why !== null) failed.push({ id: p.id, reason: `its engine failed: ${why}` });
+      return why === null;
+    });
+    if (live.length === 0) throw new Error(`no peer has a working engine (${failed.map((f) => `${f.id}: ${f.reason}`).join('; ')})`);
     const term = peer.leadership.term;
     const current = this.opts.current();
     const next = makePlan({ selfId: peer.id, term, version: this.nextVersion(), spec, name, model: info, live });
+    next.excluded = [...next.excluded, ...failed];
     const liveIds = new Set(live.map((p) => p.id));
     if (current && current.model === spec && current.stages.every((s) => liveIds.has(s.id))) {
       if (samePipeline(next, current)) {

@@ -90,6 +90,8 @@ export class Inference extends EventEmitter<InferenceEvents> {
   private running = false;
   /** Names of peers seen, for messages about peers that are gone. */
   private readonly names = new Map<string, string>();
+  /** Peers whose engine failed for good, as last reported: a change re-plans. */
+  private readonly failedEngines = new Set<string>();
 
   constructor(opts: InferenceOptions) {
     super();
@@ -103,6 +105,13 @@ export class Inference extends EventEmitter<InferenceEvents> {
     this.states.on('status', (id, state) => {
       if (id === peer.id && this.running) peer.membership.broadcast(this.states.statusMessage());
       this.onEngineLost(id, state);
+      // An engine that failed for good takes its peer out of the plan (the coordinator re-plans over
+      // the others); one that works again (its peer restarted) is planned back in.
+      if ((state.engine === 'failed') !== this.failedEngines.has(id)) {
+        if (state.engine === 'failed') this.failedEngines.add(id);
+        else this.failedEngines.delete(id);
+        this.planner.schedule();
+      }
       this.emit('status', id, state);
     });
     this.follower = new PlanFollower({
@@ -120,6 +129,10 @@ export class Inference extends EventEmitter<InferenceEvents> {
       delayMs: opts.replanDelayMs ?? defaults.replanDelayMs,
       current: () => this.follower.plan,
       canPlan: () => this.states.self.engine !== 'failed',
+      engineFailed: (id) => {
+        const st = this.states.get(id);
+        return st?.engine === 'failed' ? (st.error ?? 'its supervisor gave up') : null;
+      },
       resolve: (spec) => this.resolve(spec),
       inspect: (path) => this.engine.inspect(path),
       publish: (plan) => {
@@ -167,6 +180,7 @@ export class Inference extends EventEmitter<InferenceEvents> {
     peer.on('down', (link) => {
       this.fetcher.linkDown(link);
       this.states.forget(link.remote.id);
+      this.failedEngines.delete(link.remote.id);
       this.router.interrupt(link.remote.id, `peer ${link.remote.name} (${link.remote.id}) left the cluster`);
       this.planner.schedule();
     });

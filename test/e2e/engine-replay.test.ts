@@ -173,7 +173,7 @@ async function strikeUntilFailed(b: CliPeer, strike: () => Promise<unknown>) {
   return { ...got, afterGiveUp };
 }
 
-test('an engine past its restart budget ends the stream with an error event naming the device and the cause', async () => {
+test('an engine past its restart budget ends the stream with an error event naming the device and the cause; the survivor serves alone', async () => {
   const b = await withBudget('b', BUDGET.restarts + 1);
   // Spend the budget but one restart, each time waiting for the layers to be back.
   for (let i = recentKills(b); i < BUDGET.restarts; i++) {
@@ -184,6 +184,25 @@ test('an engine past its restart budget ends the stream with an error event nami
   const got = await strikeUntilFailed(b, () => killEngine(b));
   assert.match(got.error!.message, /crashed 5 times/, `and the cause: ${got.error!.message}`);
   console.log(`engine past its restart budget: error event ${got.ms} ms after the kill, ${got.afterGiveUp} ms after gpu-info showed the device failed: ${got.error!.message}`);
+  // The coordinator plans without the failed engine: a, which can hold the tiny model, takes every
+  // layer and serves the undisturbed text; b stays listed, failed and excluded with the cause.
+  const a = origin();
+  const info = await waitFor(async () => {
+    const g = await getJson(`http://127.0.0.1:${a.api}/distributed/gpu-info`);
+    const dev = (id: string) => g.devices.find((d: { device_id: string }) => d.device_id === id);
+    return dev(a.id)?.status === 'healthy' && dev(a.id)?.layers?.[0] === 0 && !dev(b.id)?.layers ? g : null;
+  }, 60_000, 'a plan of a alone');
+  assert.is(info.devices.find((d: { device_id: string }) => d.device_id === b.id).status, 'failed');
+  const cluster = await getJson(`http://127.0.0.1:${a.api}/cluster`);
+  const excluded = (cluster.plan?.excluded ?? []).find((e: { id: string }) => e.id === b.id);
+  assert.ok(excluded && /engine failed: .*crashed 5 times/.test(excluded.reason), `b excluded with the cause: ${JSON.stringify(cluster.plan?.excluded)}`);
+  const res = await fetch(`http://127.0.0.1:${a.api}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(REQUEST),
+  });
+  assert.is(res.status, 200);
+  assert.is((await res.json()).choices[0].text, reference, 'the survivor alone gives the undisturbed text');
 });
 
 test('an engine that cannot re-load its layers ends the stream with an error event naming the device and the cause', async () => {
