@@ -355,12 +355,14 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
     return this.stopping;
   }
 
+  /** Whether the engine takes ops now (not starting, restarting, failed or stopped). */
+  private serving(): boolean {
+    return !!this.client?.running && SERVING.includes(this._state);
+  }
+
   private call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const client = this.client;
-    if (!client || !SERVING.includes(this._state) || !client.running) {
-      return Promise.reject(meshError('ENGINE_FAILED', `the engine is ${this._state}`, { state: this._state }));
-    }
-    return client.request<T>(op, args);
+    if (!this.serving()) return Promise.reject(meshError('ENGINE_FAILED', `the engine is ${this._state}`, { state: this._state }));
+    return this.client!.request<T>(op, args);
   }
 
   // --- typed ops ------------------------------------------------------------------------------
@@ -380,7 +382,9 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
   /** Loads layers [start, end); remembered and re-issued after a restart. */
   async load(args: LoadArgs): Promise<LoadResult> {
     const call = this.call<LoadResult>('load', { ...args });
-    this.lastLoad = { ...args };
+    this.lastLoad = { ...args }; // a restart under way loads these
+    // Refused as it is, without 'loading': a failed engine must stay failed for whoever watches it.
+    if (!this.serving()) return call;
     this.setState('loading');
     try {
       this._loaded = await call;

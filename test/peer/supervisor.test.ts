@@ -199,6 +199,17 @@ test('after the restart budget is spent the supervisor gives up', async () => {
   } catch (e) {
     assert.ok(isMeshError(e, 'ENGINE_FAILED'));
   }
+  // A load asked of a failed engine is refused and leaves it failed (it once showed 'loading' forever).
+  const states: string[] = [];
+  s.on('state', (st) => states.push(st));
+  try {
+    await s.load({ model: modelDir, start: 0, end: 5 });
+    assert.unreachable();
+  } catch (e) {
+    assert.ok(isMeshError(e, 'ENGINE_FAILED'));
+  }
+  assert.is(s.state, 'failed');
+  assert.equal(states, []);
   await s.stop();
   assert.is(s.state, 'stopped');
 });
