@@ -271,7 +271,13 @@ export class Inference extends EventEmitter<InferenceEvents> {
       return `waiting for ${waiting.join(', ')} to load their layers`;
     }
     // The origin tokenizes with its own engine: a peer outside the plan serves once it has the tokenizer.
-    if (!this.states.isReadyFor(this.peer.id, plan)) return "this peer is loading the model's tokenizer";
+    if (!this.states.isReadyFor(this.peer.id, plan)) {
+      const self = this.states.self;
+      if (self.engine === 'failed') {
+        return `this peer's engine failed (${self.error ?? 'its supervisor gave up'}), so it cannot tokenize: send the request to another peer, or restart this one`;
+      }
+      return "this peer is loading the model's tokenizer";
+    }
     return null;
   }
 

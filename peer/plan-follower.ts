@@ -122,10 +122,12 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
     const { engine, log } = this.opts;
     const stage = plan.stages.find((s) => s.id === this.opts.selfId);
     this.loadedPlan = null;
-    this.update({ ready: false, planTerm: plan.term, planVersion: plan.version, error: undefined });
+    // An engine its supervisor gave up on loads nothing, and the cause it gave stays the device's error.
+    const failed = () => engine.state === 'failed';
+    this.update({ ready: false, planTerm: plan.term, planVersion: plan.version, ...(failed() ? {} : { error: undefined }) });
     try {
       await this.engineStarted;
-      if (this.plan !== plan || !this.running) return;
+      if (this.plan !== plan || !this.running || failed()) return;
       const { path, ggufWeights } = await this.opts.resolve(plan, stage?.layers);
       this.update({ ggufWeights });
       // A peer outside the plan still loads the tokenizer, so it can serve its own API clients.

@@ -203,6 +203,15 @@ test('an engine past its restart budget ends the stream with an error event nami
   });
   assert.is(res.status, 200);
   assert.is((await res.json()).choices[0].text, reference, 'the survivor alone gives the undisturbed text');
+  // b's own API says why it cannot serve, and where to go.
+  const atB = await fetch(`http://127.0.0.1:${b.api}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(REQUEST),
+  });
+  assert.is(atB.status, 503);
+  const why = (await atB.json()).error.message;
+  assert.match(why, /engine failed .*crashed 5 times.*another peer/, why);
 });
 
 test('an engine that cannot re-load its layers ends the stream with an error event naming the device and the cause', async () => {
