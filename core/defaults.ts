@@ -134,6 +134,9 @@ export const defaults = {
   engineStopGraceMs: 500,
   /** Restarts allowed within the window before the engine is declared failed. */
   engineRestartBudget: { maxRestarts: 5, windowMs: 3 * 60_000 },
+  /** After the budget is spent, the engine is tried again (with a new budget) after this long, twice
+   *  as long after each further give-up, at most maxMs: a passing cause (memory pressure) heals itself. */
+  engineRetryAfter: { firstMs: 60_000, maxMs: 15 * 60_000 },
   engineRestartDelayMs: 500,
   engineHealthIntervalMs: 5000,
   engineHealthTimeoutMs: 10_000,

@@ -32,6 +32,8 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
   private markEngineStarted!: () => void;
   /** The plan whose layers the engine holds (survives an engine restart, which re-loads them). */
   private loadedPlan: PlanMessage | null = null;
+  /** The supervisor gave up on the engine (until it tries it again). */
+  private gaveUp = false;
   /** The first plan version with the current stages (later versions only changed the term or `excluded`). */
   private pipelineSince = 0;
 
@@ -44,13 +46,19 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
     engine.on('state', (state) =>
       this.update({ engine: state, ready: state === 'ready' && this.loadedPlan !== null && this.loadedPlan === this.plan }),
     );
-    engine.on('restart', (info) => log.warn('engine restarted; re-loading layers', { attempt: info.attempt, reason: info.reason }));
+    engine.on('restart', (info) => {
+      log.warn('engine restarted; re-loading layers', { attempt: info.attempt, reason: info.reason });
+      // Tried again after it failed: that failure is over (the coordinator plans it back in).
+      if (this.gaveUp) this.update({ error: undefined });
+      this.gaveUp = false;
+    });
     engine.on('reload-failed', (err) => {
       this.loadedPlan = null;
       log.error('could not re-load layers after an engine restart', { error: err.message });
       this.update({ ready: false, error: `could not re-load its layers after an engine restart: ${err.message}` });
     });
     engine.on('failed', (err) => {
+      this.gaveUp = true;
       this.loadedPlan = null;
       this.update({ ready: false, error: err.message });
     });

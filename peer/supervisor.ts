@@ -21,6 +21,8 @@ export interface RestartBudget {
 export interface EngineSupervisorOptions extends EngineClientOptions {
   /** Default: 5 restarts in 3 minutes, then `failed`. */
   restartBudget?: RestartBudget;
+  /** When a failed engine is tried again (default: 1 minute, doubling to 15). */
+  retryAfter?: { firstMs: number; maxMs: number };
   restartDelayMs?: number;
   healthIntervalMs?: number;
   healthTimeoutMs?: number;
@@ -126,7 +128,7 @@ export interface SupervisorEvents {
   state: [EngineState, EngineState];
   /** A crashed engine is running again (its layers are being re-loaded). */
   restart: [RestartInfo];
-  /** The restart budget is spent: the engine stays `failed`. */
+  /** The restart budget is spent: the engine is `failed` until it is tried again (`retryAfter`). */
   failed: [MeshError];
   /** After a restart the engine refused the last load (the model moved or broke): it serves without layers. */
   'reload-failed': [Error];
@@ -149,6 +151,9 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
   private starting?: Promise<EngineHello>;
   private stopping?: Promise<void>;
   private healthTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  /** Give-ups since start(): each doubles the wait before the next try. */
+  private giveUps = 0;
   private checking = false;
   private launches = 0;
 
@@ -206,6 +211,7 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
     this.stopRequested = false;
     this.stopping = undefined;
     this.restarts = [];
+    this.giveUps = 0;
     this.setState('starting');
     this.starting = this.launch().then(
       (hello) => {
@@ -264,9 +270,12 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
             { lastStderr: this.client?.recentStderr() },
           );
           this.stopHealth();
+          // A later try starts without layers: the plan in force then says which to load.
+          this.lastLoad = undefined;
           // The reason first: whoever sees the state `failed` can already tell why.
           this.emit('failed', err);
           this.setState('failed');
+          this.scheduleRetry();
           return;
         }
         this.setState('restarting');
@@ -287,6 +296,22 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
     } finally {
       this.recovering = false;
     }
+  }
+
+  /** Tries a failed engine again later, with a new restart budget. */
+  private scheduleRetry(): void {
+    const { firstMs, maxMs } = this.opts.retryAfter ?? defaults.engineRetryAfter;
+    const delay = Math.min(maxMs, firstMs * 2 ** this.giveUps++);
+    this.log.warn('engine failed; it will be tried again', { in_s: Math.round(delay / 1000) });
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.stopRequested || this._state !== 'failed' || this.recovering) return;
+      this.restarts = [];
+      void this.recover(`tried again ${Math.round(delay / 1000)} s after it failed`).then(() => {
+        if (this.serving()) this.startHealth();
+      });
+    }, delay);
+    this.retryTimer.unref();
   }
 
   /** Re-issues the last load; false when the engine died doing it (the caller restarts again). */
@@ -347,6 +372,7 @@ export class EngineSupervisor extends EventEmitter<SupervisorEvents> {
     this.stopping ??= (async () => {
       this.stopRequested = true;
       this.stopHealth();
+      if (this.retryTimer) clearTimeout(this.retryTimer);
       // An engine still starting is stopped as it is, not waited for (its hello can take seconds).
       await this.client?.stop();
       await this.starting?.catch(() => {});

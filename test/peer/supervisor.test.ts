@@ -176,6 +176,38 @@ test('a busy engine that misses a call\'s deadline fails that call and is replac
   await s.stop();
 });
 
+test('a failed engine is tried again after a cool-down, without layers; each give-up doubles the wait', async () => {
+  const s = supervisor({ restartBudget: { maxRestarts: 1, windowMs: 60_000 }, retryAfter: { firstMs: 300, maxMs: 600 } });
+  await s.start();
+  await s.load({ model: modelDir, start: 0, end: 5 });
+  for (let i = 0; i < 2; i++) {
+    const next = until(s, 'state', (st) => st === 'ready' || st === 'failed');
+    process.kill(s.pid!, 'SIGKILL');
+    await next;
+  }
+  assert.is(s.state, 'failed');
+  const failedPid = s.pid;
+  // Tried again with a new budget (the try is its first restart): a fresh engine, idle (the plan in
+  // force says what to load).
+  const idle = until(s, 'state', (st) => st === 'idle');
+  const [info] = await until<{ reason: string }>(s, 'restart');
+  assert.match(info.reason, /tried again/);
+  await idle;
+  assert.ok(s.pid && s.pid !== failedPid, 'a new engine process');
+  assert.is(s.loaded, undefined, 'no layers until asked');
+  await s.load({ model: modelDir, start: 0, end: 5 });
+  assert.is(s.state, 'ready');
+  // Failing again waits twice as long before the next try.
+  const failedAgain = until(s, 'failed');
+  process.kill(s.pid!, 'SIGKILL');
+  await failedAgain;
+  const at = Date.now();
+  await until(s, 'restart');
+  assert.ok(Date.now() - at >= 500, `the second try waits ~600 ms (${Date.now() - at} ms)`);
+  await s.stop();
+  assert.is(s.state, 'stopped');
+});
+
 test('after the restart budget is spent the supervisor gives up', async () => {
   const s = supervisor({ restartBudget: { maxRestarts: 2, windowMs: 60_000 } });
   await s.start();
