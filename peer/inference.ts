@@ -107,11 +107,12 @@ export class Inference extends EventEmitter<InferenceEvents> {
       this.onEngineLost(id, state);
       // An engine that failed for good takes its peer out of the plan (the coordinator re-plans over
       // the others); one that works again (its peer restarted) is planned back in.
-      if ((state.engine === 'failed') !== this.failedEngines.has(id)) {
-        if (state.engine === 'failed') this.failedEngines.add(id);
-        else this.failedEngines.delete(id);
+      // (A failed engine tried again counts once it serves: idle, loading or ready.)
+      const serving = state.engine === 'idle' || state.engine === 'loading' || state.engine === 'ready';
+      if (state.engine === 'failed' && !this.failedEngines.has(id)) {
+        this.failedEngines.add(id);
         this.planner.schedule();
-      }
+      } else if (serving && this.failedEngines.delete(id)) this.planner.schedule();
       this.emit('status', id, state);
     });
     this.follower = new PlanFollower({
@@ -130,8 +131,8 @@ export class Inference extends EventEmitter<InferenceEvents> {
       current: () => this.follower.plan,
       canPlan: () => this.states.self.engine !== 'failed',
       engineFailed: (id) => {
-        const st = this.states.get(id);
-        return st?.engine === 'failed' ? (st.error ?? 'its supervisor gave up') : null;
+        if (!this.failedEngines.has(id)) return null;
+        return this.states.get(id)?.error ?? 'its supervisor gave up';
       },
       resolve: (spec) => this.resolve(spec),
       inspect: (path) => this.engine.inspect(path),

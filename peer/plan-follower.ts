@@ -2,12 +2,16 @@
 // the tokenizer when left out) and keeps its own device state true — including what the engine
 // supervisor reports, so a crash, a failed re-load or a spent restart budget shows with its reason.
 import { EventEmitter } from 'node:events';
+import { isMeshError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { MessageOf } from '../transport/messages.ts';
 import type { DeviceStates } from './device-states.ts';
 import type { EngineHello } from './engine-client.ts';
 import { samePipeline } from './planner.ts';
 import type { EngineSupervisor } from './supervisor.ts';
+
+/** Engine states a load is refused in only until the engine serves again. */
+const COMING_BACK: readonly string[] = ['starting', 'restarting'];
 
 type PlanMessage = MessageOf<'plan'>;
 
@@ -61,6 +65,19 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
       this.gaveUp = true;
       this.loadedPlan = null;
       this.update({ ready: false, error: err.message });
+    });
+  }
+
+  /** Resolves when the engine is no longer starting, restarting or loading. */
+  private engineSettled(): Promise<void> {
+    const { engine } = this.opts;
+    return new Promise((resolve) => {
+      const on = (state: string) => {
+        if (COMING_BACK.includes(state) || state === 'loading') return;
+        engine.off('state', on);
+        resolve();
+      };
+      engine.on('state', on);
     });
   }
 
@@ -140,7 +157,19 @@ export class PlanFollower extends EventEmitter<{ plan: [PlanMessage] }> {
       this.update({ ggufWeights });
       // A peer outside the plan still loads the tokenizer, so it can serve its own API clients.
       const [start, end] = stage?.layers ?? [0, 0];
-      const loaded = await engine.load({ model: path, start, end, split_head: plan.meta.splitHead === true });
+      const args = { model: path, start, end, split_head: plan.meta.splitHead === true };
+      let loaded;
+      for (;;) {
+        try {
+          loaded = await engine.load(args);
+          break;
+        } catch (err) {
+          // An engine coming back (a restart under way) takes the load once it serves again.
+          if (!isMeshError(err, 'ENGINE_FAILED') || !COMING_BACK.includes(engine.state)) throw err;
+          await this.engineSettled();
+          if (this.plan !== plan || !this.running || failed()) return;
+        }
+      }
       if (this.plan !== plan) return;
       this.loadedPlan = plan;
       this.update({ ready: true, memoryBytes: loaded.memory_bytes, peakRssBytes: loaded.peak_rss_bytes, rssBeforeLoadBytes: loaded.rss_before_bytes });

@@ -173,7 +173,7 @@ async function strikeUntilFailed(b: CliPeer, strike: () => Promise<unknown>) {
   return { ...got, afterGiveUp };
 }
 
-test('an engine past its restart budget ends the stream with an error event naming the device and the cause; the survivor serves alone', async () => {
+test('an engine past its restart budget ends the stream with an error event naming the device and the cause; the survivor serves alone until it is tried again', async () => {
   const b = await withBudget('b', BUDGET.restarts + 1);
   // Spend the budget but one restart, each time waiting for the layers to be back.
   for (let i = recentKills(b); i < BUDGET.restarts; i++) {
@@ -212,6 +212,18 @@ test('an engine past its restart budget ends the stream with an error event nami
   assert.is(atB.status, 503);
   const why = (await atB.json()).error.message;
   assert.match(why, /engine failed .*crashed 5 times.*another peer/, why);
+  // A minute after it gave up, b's supervisor tries the engine again; working, it is planned back in.
+  const back = await waitFor(async () => {
+    const g = await getJson(`http://127.0.0.1:${a.api}/distributed/gpu-info`);
+    return g.cluster_status === 'healthy' && g.devices.find((d: { device_id: string }) => d.device_id === b.id)?.layers ? g : null;
+  }, 180_000, 'b tried again and planned back in');
+  assert.is(back.devices.filter((d: { layers: unknown }) => d.layers).length, 2);
+  const again = await fetch(`http://127.0.0.1:${b.api}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(REQUEST),
+  });
+  assert.is((await again.json()).choices[0].text, reference, 'b serves the undisturbed text again');
 });
 
 test('an engine that cannot re-load its layers ends the stream with an error event naming the device and the cause', async () => {
